@@ -1,0 +1,78 @@
+//! `nusomi seal --store ROOT BUNDLE…`: seals each bundle, prints one line per
+//! bundle, and exits non-zero if any bundle was refused.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use futures::StreamExt;
+
+use crate::store::{SealOptions, SealOutcome, SealedStore};
+use crate::Result;
+
+/// Arguments of `nusomi seal`.
+#[derive(Debug, clap::Args)]
+pub struct SealArgs {
+    /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
+    #[arg(long, env = "NUSOMI_STORE")]
+    store: String,
+    /// Bundles sealed at once (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    parallelism: usize,
+    /// Recording bundle folders.
+    #[arg(required = true)]
+    bundles: Vec<PathBuf>,
+}
+
+pub(super) async fn run(args: SealArgs) -> Result<ExitCode> {
+    let store = SealedStore::open(&args.store).await?;
+    let options = SealOptions {
+        parallelism: args.parallelism,
+        sealed_at: None,
+    };
+    let (sealed, skipped, refused) = seal_and_report(&store, args.bundles, &options).await;
+    println!("{sealed} sealed, {skipped} already sealed, {refused} refused");
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Seals bundles, printing a line per bundle; returns (sealed, unchanged, refused).
+pub(super) async fn seal_and_report(
+    store: &SealedStore,
+    bundles: Vec<PathBuf>,
+    options: &SealOptions,
+) -> (usize, usize, usize) {
+    let mut counts = (0, 0, 0);
+    let mut results = store.seal_all(bundles, options);
+    while let Some((dir, result)) = results.next().await {
+        match result {
+            Ok(SealOutcome::Sealed(s)) => {
+                counts.0 += 1;
+                println!(
+                    "sealed {} ({}, {} frames, {} events, {:.1} MB) from {}",
+                    s.session_id,
+                    s.workflow,
+                    s.frames,
+                    s.events,
+                    s.image_bytes as f64 / 1e6,
+                    dir.display()
+                );
+            }
+            Ok(SealOutcome::AlreadySealed(s)) => {
+                counts.1 += 1;
+                println!(
+                    "already sealed {} (identical content), nothing written: {}",
+                    s.session_id,
+                    dir.display()
+                );
+            }
+            Err(e) => {
+                counts.2 += 1;
+                eprintln!("refused {}: {e}", dir.display());
+            }
+        }
+    }
+    counts
+}

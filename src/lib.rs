@@ -1,0 +1,35 @@
+//! # nusomi-export
+//!
+//! Turns sealed computer-use sessions (screenshots plus the actions a human,
+//! model or script took) into training datasets, as a plugin on Apache
+//! DataFusion.
+//!
+//! * [`store`] seals recording bundles into an append-only store of Parquet
+//!   files on any `object_store` location and serves it as the `sessions` and
+//!   `frames` tables.
+//! * [`datagen`] renders realistic recording bundles for the demo, the tests and
+//!   the benches.
+//!
+//! ```no_run
+//! # async fn demo() -> nusomi_export::Result<()> {
+//! use datafusion::prelude::SessionContext;
+//! use nusomi_export::store::SealedStore;
+//!
+//! let store = SealedStore::open("/data/nusomi-store").await?;
+//! let ctx = SessionContext::new();
+//! nusomi_export::register(&ctx, &store)?;
+//! ctx.sql("SELECT workflow, count(*) FROM sessions GROUP BY workflow")
+//!     .await?
+//!     .show()
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+pub mod datagen;
+mod error;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::register;
