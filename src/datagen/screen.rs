@@ -94,6 +94,22 @@ impl Screen {
         }
         // Main panel: heading, form, table, button; shifted by scroll.
         let top = 60i64 - i64::from(self.scroll);
+        // Each page has its own banner (colour and place), so navigating
+        // changes the screen materially.
+        if self.page > 0 {
+            let tone = shade(theme.accent, (self.page * 37 % 80) as u8);
+            let (bx, bw) = if self.page % 2 == 0 {
+                (220, width / 3)
+            } else {
+                (width / 2, width / 2 - 20)
+            };
+            let by = if self.page % 3 == 0 {
+                top + 330
+            } else {
+                top - 20
+            };
+            c.rect_at(i64::from(bx), by, bw, height / 4, tone);
+        }
         c.text_at(230, top, 22, [30, 30, 40], &mut rng);
         for f in 0..4usize {
             let (_, fy) = self.field_pos(f);

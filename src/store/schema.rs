@@ -92,6 +92,25 @@ pub fn frames_schema() -> SchemaRef {
     Arc::clone(&FRAMES)
 }
 
+static FRAMES_FILE: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let table = frames_schema();
+    let (image, rest): (Vec<_>, Vec<_>) = table
+        .fields()
+        .iter()
+        .cloned()
+        .partition(|f| f.name() == "image");
+    Arc::new(Schema::new([image, rest].concat()))
+});
+
+/// Column order inside frames Parquet files: the `frames` columns with
+/// `image` first, so the small columns of a row group are contiguous and sit
+/// right before the footer: a scan without `image` fetches the footer and
+/// those columns and never image bytes, even when the object store coalesces
+/// nearby ranges. Readers match columns by name.
+pub fn frames_file_schema() -> SchemaRef {
+    Arc::clone(&FRAMES_FILE)
+}
+
 /// Column names of `frames` that hold one value per session, so a filter on
 /// them alone decides whole frame files.
 pub const FRAMES_SESSION_COLUMNS: [&str; 3] = ["session_id", "workflow", "started_at"];

@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use super::bundle::{Bundle, BundleError, Frame};
 use super::frame_image::{hash_distance, is_keyframe};
 use super::layout::SessionPaths;
-use super::schema::{event_fields, frames_schema, sessions_schema, UTC};
-use super::sealed_store::{SealedStore, META_FRAMES_BYTES, META_FRAMES_PATH};
+use super::schema::{event_fields, frames_file_schema, sessions_schema, UTC};
+use super::sealed_store::{SealedStore, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH};
 use crate::{Error, Result};
 
 /// Frames per Arrow batch while streaming a session out.
@@ -143,8 +143,8 @@ impl SealedStore {
             &bundle.session.session_id,
             &bundle.seal,
         );
-        let frames_bytes = self.write_frames(&bundle, &paths.frames).await;
-        let frames_bytes = match frames_bytes {
+        let frames_file = self.write_frames(&bundle, &paths.frames).await;
+        let frames_file = match frames_file {
             Ok(n) => n,
             Err(e) => {
                 let _ = loc.store.delete(&paths.frames).await;
@@ -153,7 +153,7 @@ impl SealedStore {
         };
         let sealed_at = options.sealed_at.unwrap_or_else(Utc::now);
         match self
-            .commit(&bundle, &paths, frames_bytes, sealed_at.timestamp_micros())
+            .commit(&bundle, &paths, &frames_file, sealed_at.timestamp_micros())
             .await
         {
             Ok(()) => Ok(SealOutcome::Sealed(summary)),
@@ -202,12 +202,12 @@ impl SealedStore {
             .buffer_unordered(parallelism)
     }
 
-    /// Streams the frames file; returns its size.
-    async fn write_frames(&self, bundle: &Bundle, path: &Path) -> Result<u64> {
+    /// Streams the frames file; returns its size and its footer's size.
+    async fn write_frames(&self, bundle: &Bundle, path: &Path) -> Result<FramesFile> {
         let store = Arc::clone(&self.location().store);
         let writer = BufWriter::new(Arc::clone(&store), path.clone());
         let mut writer =
-            AsyncArrowWriter::try_new(writer, frames_schema(), Some(frames_writer_props()))?;
+            AsyncArrowWriter::try_new(writer, frames_file_schema(), Some(frames_writer_props()))?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let producer_bundle = bundle.clone();
         let producer = tokio::task::spawn_blocking(move || {
@@ -226,7 +226,17 @@ impl SealedStore {
         }
         producer.await?;
         writer.close().await?;
-        Ok(store.head(path).await?.size)
+        let bytes = store.head(path).await?.size;
+        // Parquet ends with <footer length: u32 LE> "PAR1".
+        let tail = store
+            .get_range(path, bytes.saturating_sub(8)..bytes)
+            .await?;
+        let footer = tail
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u64::from(u32::from_le_bytes(b)) + 8)
+            .unwrap_or(0);
+        Ok(FramesFile { bytes, footer })
     }
 
     /// Creates the sessions file, failing with `AlreadyExists` if present.
@@ -234,7 +244,7 @@ impl SealedStore {
         &self,
         bundle: &Bundle,
         paths: &SessionPaths,
-        frames_bytes: u64,
+        frames_file: &FramesFile,
         sealed_at_us: i64,
     ) -> Result<()> {
         let loc = self.location();
@@ -250,7 +260,11 @@ impl SealedStore {
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(vec![
                 KeyValue::new(META_FRAMES_PATH.to_string(), relative.to_string()),
-                KeyValue::new(META_FRAMES_BYTES.to_string(), frames_bytes.to_string()),
+                KeyValue::new(META_FRAMES_BYTES.to_string(), frames_file.bytes.to_string()),
+                KeyValue::new(
+                    META_FRAMES_FOOTER.to_string(),
+                    frames_file.footer.to_string(),
+                ),
             ]))
             .build();
         let mut buf = Vec::new();
@@ -266,6 +280,14 @@ impl SealedStore {
             .await?;
         Ok(())
     }
+}
+
+/// A written frames file.
+struct FramesFile {
+    /// Size in bytes.
+    bytes: u64,
+    /// Size of its footer (metadata + length + magic) in bytes.
+    footer: u64,
 }
 
 /// `created_by` written into every Parquet footer (fixed so bytes are stable).
@@ -448,10 +470,10 @@ impl FrameColumns {
 
     fn finish(mut self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.image.finish()),
             Arc::new(self.session_id.finish()),
             Arc::new(self.frame_idx.finish()),
             Arc::new(self.t_ms.finish()),
-            Arc::new(self.image.finish()),
             Arc::new(self.image_format.finish()),
             Arc::new(self.width.finish()),
             Arc::new(self.height.finish()),
@@ -465,7 +487,7 @@ impl FrameColumns {
             Arc::new(self.workflow.finish()),
             Arc::new(self.started_at.finish()),
         ];
-        Ok(RecordBatch::try_new(frames_schema(), columns)?)
+        Ok(RecordBatch::try_new(frames_file_schema(), columns)?)
     }
 }
 

@@ -28,6 +28,9 @@ use crate::{Error, Result};
 pub const META_FRAMES_PATH: &str = "nusomi.frames_path";
 /// Footer key giving a session's frames file size in bytes.
 pub const META_FRAMES_BYTES: &str = "nusomi.frames_bytes";
+/// Footer key giving the size of the frames file's own footer, so a scan
+/// fetches exactly the footer (no image bytes) in its first request.
+pub const META_FRAMES_FOOTER: &str = "nusomi.frames_footer_bytes";
 
 /// One committed session, as its sessions file describes it.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct SessionRecord {
     pub frames_path: Path,
     /// Its size in bytes.
     pub frames_bytes: u64,
+    /// Size of its Parquet footer in bytes, if recorded.
+    pub frames_footer_bytes: Option<u64>,
     /// The session's row, in the `sessions` schema.
     pub row: RecordBatch,
 }
@@ -221,6 +226,7 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
         frame_count: int("frame_count").ok_or_else(missing)?,
         frames_path: Path::from_iter(root.parts().chain(Path::from(frames_path.as_str()).parts())),
         frames_bytes,
+        frames_footer_bytes: kv.get(META_FRAMES_FOOTER).and_then(|v| v.parse().ok()),
         row,
     })
 }

@@ -248,8 +248,12 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize) -> Vec<FileGroup> {
 }
 
 fn partitioned_file(s: &SessionRecord) -> PartitionedFile {
-    PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
-        .with_statistics(Arc::new(file_statistics(s)))
+    let file = PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
+        .with_statistics(Arc::new(file_statistics(s)));
+    match s.frames_footer_bytes {
+        Some(footer) if footer > 8 => file.with_metadata_size_hint(footer as usize),
+        _ => file,
+    }
 }
 
 /// Exact statistics of one frames file, known without opening it.

@@ -1,0 +1,89 @@
+//! The `nusomi` binary: exit codes, messages and output formats.
+
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::support::write_session;
+
+fn nusomi() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nusomi"))
+}
+
+#[test]
+fn seal_reports_each_bundle_and_fails_if_any_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let store = tmp.path().join("store");
+    let (draft, good) = write_session(tmp.path(), 21, 1);
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("session.json"), "{").unwrap();
+    let out = nusomi()
+        .arg("seal")
+        .arg("--store")
+        .arg(&store)
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(&format!("sealed {}", draft.session_id())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 sealed, 0 already sealed, 1 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("session.json") && stderr.contains("malformed JSON"),
+        "{stderr}"
+    );
+
+    // Again, only the good one, via NUSOMI_STORE: a no-op that says so.
+    let out = nusomi()
+        .env("NUSOMI_STORE", &store)
+        .arg("seal")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already sealed"));
+
+    let out = nusomi()
+        .args(["sql", "--format", "json", "--store"])
+        .arg(&store)
+        .arg("SELECT session_id, frame_count, tags FROM sessions")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["session_id"], draft.session_id());
+    assert_eq!(rows[0]["frame_count"], draft.frames.len());
+    assert_eq!(rows[0]["tags"], draft.session["tags"]);
+
+    let out = nusomi()
+        .args(["sql", "--format", "csv", "--store"])
+        .arg(&store)
+        .arg("SELECT session_id, workflow FROM sessions")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().next(), Some("session_id,workflow"));
+    assert_eq!(text.lines().count(), 2);
+
+    let out = nusomi()
+        .args(["sql", "--store"])
+        .arg(&store)
+        .arg("SELECT nope FROM sessions")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}

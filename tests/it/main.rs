@@ -1,0 +1,6 @@
+//! Behaviour across modules, in one test binary (one link, shared helpers).
+
+mod cli;
+mod seal;
+mod support;
+mod tables;
