@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing (Rust
+# components, a Python venv with real readers and servers), starts the real
+# services the tests talk to on 127.0.0.1, runs fmt, clippy, every cargo test
+# (unit, integration incl. the server-backed ones, sqllogictest, doctests) and
+# the checks with Python readers, then stops the services.
+#
+# Leaves: .venv/ (Python readers and servers), target/ (build, or
+# $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=${NUSOMI_TEST_WORK:-$TARGET/test-work}
+VENV=${NUSOMI_VENV:-$ROOT/.venv}
+step() { printf '\n==> %s  (%ss)\n' "$*" "$SECONDS"; }
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+cargo --version
+
+step "python venv with readers and servers ($VENV)"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+
+rm -rf "$WORK" && mkdir -p "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_port() { # host port name seconds
+  for _ in $(seq 1 $(( $4 * 10 ))); do
+    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$3 did not start on $1:$2; its log:" >&2; cat "$WORK/$3.log" >&2 || true; exit 1
+}
+
+step "SeaweedFS (S3) on 127.0.0.1:8333"
+S3_KEY=nusomi-ci; S3_SECRET=nusomi-ci-secret-0123456789
+mkdir -p "$WORK/seaweed"
+cat > "$WORK/seaweed/s3.json" <<JSON
+{"identities":[{"name":"ci","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],
+  "actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+"$VENV/bin/weed" mini -dir="$WORK/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+  -admin.ui=false -webdav=false -s3.config="$WORK/seaweed/s3.json" -bucket=nusomi-test \
+  > "$WORK/seaweed.log" 2>&1 &
+PIDS+=($!)
+wait_port 127.0.0.1 8333 seaweed 60
+export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=us-east-1 \
+  AWS_ENDPOINT=http://127.0.0.1:8333 AWS_ALLOW_HTTP=true AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
+export NUSOMI_TEST_S3_URL=s3://nusomi-test
+# The bucket is created asynchronously after the port opens.
+for _ in $(seq 1 100); do
+  "$VENV/bin/python" - <<'PY' && break || sleep 0.2
+import os, urllib.request, sys
+try:
+    urllib.request.urlopen(os.environ["AWS_ENDPOINT"] + "/nusomi-test", timeout=2)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code in (200, 403) else 1)
+except Exception:
+    sys.exit(1)
+PY
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit, integration incl. server-backed, sqllogictest, doctests)"
+cargo test -- --include-ignored
+
+step "generic readers (pyarrow, DuckDB) on a demo store"
+"$TARGET/debug/nusomi" demo --dir "$WORK/demo" --sessions 6 > "$WORK/demo.log"
+tail -n 3 "$WORK/demo.log"
+"$VENV/bin/python" scripts/check_store.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles"
+
+step "all tests passed"
