@@ -81,4 +81,7 @@ step "generic readers (pyarrow, DuckDB) on a demo store"
 tail -n 3 "$WORK/demo.log"
 "$VENV/bin/python" scripts/check_store.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles"
 
+step "real readers on exports of every format (pyarrow, DuckDB, Polars, datasets, webdataset)"
+"$VENV/bin/python" scripts/check_exports.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$WORK"
+
 step "all tests passed"

@@ -19,6 +19,10 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] BundleError),
 
+    /// An export spec was refused; every problem is listed.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecErrors),
+
     /// A session id is already sealed in the store with a different digest.
     #[error(
         "session {session_id}: already sealed with different content \

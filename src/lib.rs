@@ -7,6 +7,8 @@
 //! * [`store`] seals recording bundles into an append-only store of Parquet
 //!   files on any `object_store` location and serves it as the `sessions` and
 //!   `frames` tables.
+//! * [`spec`] validates export specs and compiles them to SQL; [`sample`]
+//!   holds the SQL functions that query uses (frame sampling, row keys).
 //! * [`datagen`] renders realistic recording bundles for the demo, the tests and
 //!   the benches.
 //!
@@ -28,7 +30,12 @@
 
 pub mod cli;
 pub mod datagen;
+pub mod dest;
 mod error;
+pub mod jobs;
+pub mod sample;
+pub mod sink;
+pub mod spec;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use nusomi_export::spec::{compile_sql, ExportSpec};
 use nusomi_export::store::SealedStore;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -25,7 +26,11 @@ impl sqllogictest::AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
-        let df = self.ctx.sql(sql).await?;
+        let sql = match expand_export_directive(sql)? {
+            Directive::Sql(sql) => sql,
+            Directive::Rows { sql, counts } => return export_rows(&self.ctx, &sql, counts).await,
+        };
+        let df = self.ctx.sql(&sql).await?;
         let schema = df.schema().as_arrow().clone();
         let batches = df.collect().await?;
         if schema.fields().is_empty() {
@@ -66,6 +71,107 @@ impl sqllogictest::AsyncDB for Db {
     fn engine_name(&self) -> &str {
         "nusomi"
     }
+}
+
+/// The instant specs without `as_of` are created at in `.slt` files.
+const SLT_NOW: &str = "2026-11-25T00:00:00Z";
+
+/// Harness directives that run an export spec through the real compiler:
+///
+/// * `EXPORT KEYS <spec json>` → the export rows' `key`s, in export order;
+/// * `EXPORT ROWS <spec json>` → `key`, `cardinality(events)`, `cardinality(actions)`;
+/// * `EXPORT SQL <spec json>` → the compiled SQL text;
+/// * `EXPORT ERROR <spec json>` → the spec's errors, one row each.
+///
+/// Anything else is plain SQL.
+fn expand_export_directive(sql: &str) -> Result<Directive, DataFusionError> {
+    let Some(rest) = sql.trim().strip_prefix("EXPORT ") else {
+        return Ok(Directive::Sql(sql.to_string()));
+    };
+    let (kind, json) = rest.trim().split_once(' ').unwrap_or((rest, ""));
+    let now = chrono::DateTime::parse_from_rfc3339(SLT_NOW)
+        .expect("SLT_NOW")
+        .with_timezone(&chrono::Utc);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let spec = match ExportSpec::from_json(json, now) {
+        Ok(spec) => spec,
+        Err(errors) if kind == "ERROR" => {
+            let rows: Vec<String> = errors
+                .0
+                .iter()
+                .map(|e| format!("({})", quote(&e.to_string())))
+                .collect();
+            return Ok(Directive::Sql(format!(
+                "SELECT column1 AS error FROM (VALUES {})",
+                rows.join(", ")
+            )));
+        }
+        Err(errors) => return Err(DataFusionError::External(Box::new(errors))),
+    };
+    let compiled = compile_sql(&spec).map_err(DataFusionError::from)?;
+    Ok(match kind {
+        "KEYS" => Directive::Rows {
+            sql: compiled,
+            counts: false,
+        },
+        "ROWS" => Directive::Rows {
+            sql: compiled,
+            counts: true,
+        },
+        "SQL" => Directive::Sql(format!("SELECT {} AS sql", quote(&compiled))),
+        "ERROR" => Directive::Sql("SELECT 'spec is valid' AS error".to_string()),
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "unknown EXPORT directive {other}"
+            )))
+        }
+    })
+}
+
+enum Directive {
+    Sql(String),
+    /// Run the compiled query as is (its own ORDER BY decides the order) and
+    /// show `key` (and the events / actions counts).
+    Rows {
+        sql: String,
+        counts: bool,
+    },
+}
+
+async fn export_rows(
+    ctx: &SessionContext,
+    sql: &str,
+    counts: bool,
+) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+    use arrow::array::{Array, AsArray};
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .cloned()
+                .ok_or_else(|| DataFusionError::Plan(format!("no column {name}")))
+        };
+        let (key, events, actions) = (col("key")?, col("events")?, col("actions")?);
+        let (key, events, actions) = (
+            key.as_string::<i32>(),
+            events.as_list::<i32>(),
+            actions.as_list::<i32>(),
+        );
+        for r in 0..b.num_rows() {
+            let mut row = vec![key.value(r).to_string()];
+            if counts {
+                row.push(events.value(r).len().to_string());
+                row.push(actions.value(r).len().to_string());
+            }
+            rows.push(row);
+        }
+    }
+    let n = if counts { 3 } else { 1 };
+    Ok(DBOutput::Rows {
+        types: vec![DefaultColumnType::Any; n],
+        rows,
+    })
 }
 
 fn main() {

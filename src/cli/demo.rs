@@ -11,7 +11,8 @@ use datafusion::prelude::SessionContext;
 
 use super::output::{write_batches, OutputFormat};
 use super::seal::seal_and_report;
-use crate::datagen::Generator;
+use crate::datagen::{Generator, WORKFLOWS};
+use crate::spec::ExportSpec;
 use crate::store::{SealOptions, SealedStore};
 use crate::{Error, Result};
 
@@ -60,13 +61,33 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("\n{SUMMARY_SQL}");
     let batches = ctx.sql(SUMMARY_SQL).await?.collect().await?;
     write_batches(&mut std::io::stdout().lock(), &batches, OutputFormat::Table)?;
+    let export_started = Instant::now();
+    let export_dir = args.dir.join("exports").join("event-frames");
+    let spec_path = args.dir.join("export-spec.json");
+    let job = sample_export(&store, &export_dir, &spec_path).await?;
     println!(
-        "\ngenerated in {:.1}s, sealed in {:.1}s, total {:.1}s",
+        "\nsample export (spec: {}): {} rows from {} sessions, {} actions, {} Parquet shard(s)\nmanifest: {}",
+        spec_path.display(),
+        job["rows"],
+        job["sessions"],
+        job["actions"],
+        job["shards"],
+        job["manifest_url"].as_str().unwrap_or_default()
+    );
+    println!(
+        "\ngenerated in {:.1}s, sealed in {:.1}s, exported in {:.1}s, total {:.1}s",
         generated.as_secs_f64(),
         sealed_in.as_secs_f64(),
+        export_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     println!("bundles: {}", bundles_dir.display());
+    println!(
+        "export:  {}  (try: nusomi export create --store {} {})",
+        export_dir.display(),
+        store_dir.display(),
+        spec_path.display()
+    );
     println!(
         "store:   {}  (try: nusomi sql --store {} \"SELECT * FROM sessions LIMIT 5\")",
         store_dir.display(),
@@ -77,4 +98,30 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Exports every workflow's event frames (plus action frames) to Parquet in
+/// `dir` (replacing an earlier demo export), and saves the spec it used.
+async fn sample_export(
+    store: &std::sync::Arc<SealedStore>,
+    dir: &std::path::Path,
+    spec_path: &std::path::Path,
+) -> Result<serde_json::Value> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let workflows: Vec<&str> = WORKFLOWS.iter().map(|w| w.name).collect();
+    let spec = serde_json::json!({
+        "workflow": workflows,
+        "format": "parquet",
+        "frame_sampling": {"mode": "event_only", "keep_action_frames": true},
+        "destination": {"kind": "local", "path": dir.to_string_lossy()},
+        "shard_size_bytes": 16 * 1024 * 1024,
+        "tag": "demo@v1"
+    });
+    let text = serde_json::to_string_pretty(&spec).unwrap_or_default();
+    std::fs::write(spec_path, text + "\n").map_err(|e| Error::io(spec_path, e))?;
+    let now = chrono::Utc::now();
+    let spec = ExportSpec::parse(&spec, now)?;
+    super::export::run_job(store, &spec, now, true).await
 }

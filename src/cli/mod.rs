@@ -3,6 +3,7 @@
 //! success, non-zero with a message on stderr otherwise (SPEC §7).
 
 mod demo;
+mod export;
 mod output;
 mod seal;
 mod sql;
@@ -27,6 +28,9 @@ enum Command {
     Seal(seal::SealArgs),
     /// Run a SQL query against the store's `sessions` and `frames` tables.
     Sql(sql::SqlArgs),
+    /// Plan and run exports (`plan`, `create`).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Generate realistic sessions, seal them into a demo store and summarise it.
     Demo(demo::DemoArgs),
 }
@@ -50,6 +54,7 @@ pub fn main() -> ExitCode {
             Command::Seal(args) => seal::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Export(cmd) => export::run(cmd).await,
         }
     });
     match result {

@@ -28,8 +28,9 @@ pub use seal::{SealOptions, SealOutcome, SealSummary, CREATED_BY};
 pub use sealed_store::{SealedStore, SessionRecord, Snapshot};
 pub use table::{FramesTable, SessionsTable};
 
-/// Adds the `sessions` and `frames` tables of `store` to `ctx`, and registers
-/// the store's object store so DataFusion can read its files.
+/// Adds the `sessions` and `frames` tables of `store` to `ctx`, registers
+/// the store's object store so DataFusion can read its files, and registers
+/// the export query's SQL functions ([`crate::sample`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -50,5 +51,6 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::Result
     ctx.register_object_store(loc.url.as_ref(), Arc::clone(&loc.store));
     ctx.register_table("sessions", Arc::new(SessionsTable::new(Arc::clone(store))))?;
     ctx.register_table("frames", Arc::new(FramesTable::new(Arc::clone(store))))?;
+    crate::sample::register_udfs(ctx);
     Ok(())
 }

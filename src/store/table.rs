@@ -1,7 +1,8 @@
 //! The `sessions` and `frames` tables as DataFusion [`TableProvider`]s.
 //!
 //! `sessions` is served from the store [`Snapshot`] (one cached row per
-//! session, sorted by `session_id`). `frames` plans a Parquet scan over
+//! session, sorted by `session_id`), with every deterministic filter applied
+//! inside the scan. `frames` plans a Parquet scan over
 //! exactly the frames files of the sessions that survive the query's filters
 //! on `session_id`, `workflow` and `started_at` (evaluated against the
 //! snapshot, so other files are never opened), hands each file exact
@@ -15,7 +16,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::compute::SortOptions;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
@@ -66,16 +69,33 @@ impl TableProvider for SessionsTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Every deterministic filter is applied to the snapshot inside the scan.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if f.is_volatile() {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Exact
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.store.snapshot().await?;
-        let batch = snapshot.sessions_batch()?;
         let schema = sessions_schema();
+        let batch = filter_batch(state, snapshot.sessions_batch()?, filters)?;
         let ordering = LexOrdering::new([PhysicalSortExpr::new(
             col("session_id", &schema)?,
             SortOptions::new(false, false),
@@ -180,6 +200,45 @@ impl TableProvider for FramesTable {
     }
 }
 
+/// The rows of `batch` for which every filter is true.
+fn filter_batch(
+    state: &dyn Session,
+    batch: RecordBatch,
+    filters: &[Expr],
+) -> DfResult<RecordBatch> {
+    let Some(mask) = filter_mask(state, &batch, filters.iter())? else {
+        return Ok(batch);
+    };
+    Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
+}
+
+/// AND of `filters` evaluated on `batch` (nulls false); `None` when there are none.
+fn filter_mask<'a>(
+    state: &dyn Session,
+    batch: &RecordBatch,
+    filters: impl Iterator<Item = &'a Expr>,
+) -> DfResult<Option<BooleanArray>> {
+    let df_schema = DFSchema::try_from(batch.schema())?;
+    let mut keep: Option<BooleanArray> = None;
+    for filter in filters {
+        let expr = state.create_physical_expr(filter.clone(), &df_schema)?;
+        let result = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let Some(result) = result.as_any().downcast_ref::<BooleanArray>() else {
+            return datafusion::common::plan_err!("filter {filter} is not boolean");
+        };
+        let result = if result.null_count() == 0 {
+            result.clone()
+        } else {
+            arrow::compute::prep_null_mask_filter(result)
+        };
+        keep = Some(match keep {
+            Some(k) => arrow::compute::and(&k, &result)?,
+            None => result,
+        });
+    }
+    Ok(keep)
+}
+
 /// Keeps the sessions for which every per-session filter is true.
 fn prune_sessions(
     state: &dyn Session,
@@ -208,20 +267,13 @@ fn prune_sessions(
                 .with_timezone(UTC),
         ),
     ];
-    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
-    let df_schema = DFSchema::try_from(schema)?;
-    let mut keep = BooleanArray::from(vec![true; batch.num_rows()]);
-    for filter in filters {
-        let expr = state.create_physical_expr((*filter).clone(), &df_schema)?;
-        let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-        let Some(result) = result.as_any().downcast_ref::<BooleanArray>() else {
-            return Ok(snapshot.sessions.clone());
-        };
-        keep = arrow::compute::and_kleene(&keep, result)?;
-    }
+    let batch = RecordBatch::try_new(schema, columns)?;
+    let Some(keep) = filter_mask(state, &batch, filters.iter().copied())? else {
+        return Ok(snapshot.sessions.clone());
+    };
     Ok(s.iter()
-        .zip(keep.iter())
-        .filter(|(_, k)| *k == Some(true))
+        .zip(keep.values().iter())
+        .filter(|(_, k)| *k)
         .map(|(r, _)| Arc::clone(r))
         .collect())
 }

@@ -1,7 +1,9 @@
 //! Behaviour across modules, in one test binary (one link, shared helpers).
 
 mod cli;
+mod export;
 mod s3_store;
 mod seal;
+mod spec_prop;
 mod support;
 mod tables;

@@ -1,0 +1,138 @@
+"""Runs `nusomi export create` for every format over a store and reads each
+export with the readers users use: pyarrow (parquet, arrow), DuckDB and Polars
+(parquet), Hugging Face datasets (parquet; the image decodes as a PIL image
+without a cast), the webdataset library (tar), and plain json (jsonl, data URLs
+decoded back to the bundle's bytes). Checks every manifest's sizes and hashes.
+
+usage: check_exports.py NUSOMI_BIN STORE_DIR BUNDLES_DIR WORK_DIR
+"""
+import base64
+import glob
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+nusomi, store, bundles, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4])
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_CACHE", str(work / "hf-cache"))
+
+
+def check(cond, what):
+    if not cond:
+        sys.exit(f"FAIL: {what}")
+    print(f"ok: {what}")
+
+
+# The bundle bytes of every frame, by key.
+originals = {}
+for b in bundles.iterdir():
+    sid = json.loads((b / "session.json").read_text())["session_id"]
+    for idx, line in enumerate((b / "frames.jsonl").read_text().splitlines()):
+        originals[f"{sid}_{idx:06}"] = (b / json.loads(line)["file"]).read_bytes()
+
+
+def export(fmt):
+    out = work / "exports" / fmt
+    spec = {
+        "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
+        "format": fmt,
+        "frame_sampling": {"mode": "event_only", "keep_action_frames": True},
+        "destination": {"kind": "local", "path": str(out)},
+        "shard_size_bytes": 1_000_000,
+        "as_of": "2030-01-01T00:00:00Z",
+        "tag": f"check-{fmt}",
+    }
+    spec_path = work / f"spec-{fmt}.json"
+    spec_path.write_text(json.dumps(spec))
+    job = json.loads(subprocess.run([nusomi, "export", "create", "--store", store, "--json", str(spec_path)],
+                                    check=True, capture_output=True, text=True).stdout)
+    check(job["status"] == "completed" and job["manifest_url"] == f"file://{out.resolve()}/manifest.json",
+          f"{fmt}: export create --json reports completion")
+    manifest = json.loads((out / "manifest.json").read_text())
+    digest = hashlib.sha256()
+    for s in manifest["shards"]:
+        data = (out / s["path"]).read_bytes()
+        if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
+            sys.exit(f"FAIL: {fmt}: {s['path']} does not match the manifest")
+        digest.update((s["sha256"] + "\n").encode())
+    check(digest.hexdigest() == manifest["digest"], f"{fmt}: {len(manifest['shards'])} shards match sizes, hashes, digest")
+    check(manifest["rows"] == job["rows"] == sum(s["rows"] for s in manifest["shards"]), f"{fmt}: row counts agree")
+    check(len(manifest["shards"]) > 1, f"{fmt}: shards rolled at 1 MB")
+    return out, manifest
+
+
+rows = {}
+
+# Parquet: pyarrow, DuckDB, Polars, Hugging Face datasets.
+import pyarrow as pa
+import pyarrow.parquet as pq
+import duckdb
+import polars as pl
+
+out, m = export("parquet")
+files = sorted(glob.glob(str(out / "shard-*.parquet")))
+t = pq.read_table(files)
+check(t.num_rows == m["rows"], "parquet: pyarrow reads every row")
+check(t.schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+      "parquet: image is struct<bytes: binary, path: string>")
+check(b"huggingface" in (t.schema.metadata or {}), "parquet: huggingface schema metadata present")
+check(not any("view" in str(f.type) for f in t.schema), "parquet: no view types")
+keys = t.column("key").to_pylist()
+check(keys == sorted(keys, key=lambda k: (k.rsplit("_", 1)[0].encode(), int(k.rsplit("_", 1)[1]))),
+      "parquet: rows in (session_id, frame_idx) order")
+check(all(img["bytes"] == originals[k] for k, img in zip(keys, t.column("image").to_pylist())),
+      "parquet: image bytes are the bundles' bytes")
+n, nbytes = duckdb.sql(f"SELECT count(*), sum(octet_length(image.bytes)) FROM read_parquet('{out}/shard-*.parquet')").fetchone()
+check(n == m["rows"] and nbytes == sum(len(originals[k]) for k in keys), "parquet: DuckDB reads rows and image bytes")
+check(pl.scan_parquet(f"{out}/shard-*.parquet").select(pl.len()).collect().item() == m["rows"], "parquet: Polars reads every row")
+import datasets
+from PIL import Image
+ds = datasets.load_dataset("parquet", data_files=files, split="train")
+check(isinstance(ds.features["image"], datasets.Image), "parquet: datasets sees an Image feature (no cast)")
+first = ds[0]
+check(isinstance(first["image"], Image.Image) and first["image"].size == (first["width"], first["height"]),
+      "parquet: datasets decodes a PIL image of the frame's size")
+ds_dir = datasets.load_dataset(str(out), split="train")
+check(len(ds_dir) == m["rows"], "parquet: the dataset card's data_files load every shard")
+rows["parquet"] = keys
+
+# Arrow IPC: pyarrow.
+import pyarrow.ipc as ipc
+out, m = export("arrow")
+tables = [ipc.open_file(f).read_all() for f in sorted(glob.glob(str(out / "shard-*.arrow")))]
+at = pa.concat_tables(tables)
+check(at.num_rows == m["rows"] and at.schema.field("image").type == t.schema.field("image").type,
+      "arrow: pyarrow reads every row, same image type")
+rows["arrow"] = at.column("key").to_pylist()
+
+# JSONL: json + data URLs.
+out, m = export("jsonl")
+jkeys = []
+for f in sorted(glob.glob(str(out / "shard-*.jsonl"))):
+    for line in open(f):
+        r = json.loads(line)
+        head, b64 = r["image"].split(",", 1)
+        mime = "image/jpeg" if r["image_format"] == "jpeg" else "image/png"
+        if head != f"data:{mime};base64" or base64.b64decode(b64) != originals[r["key"]]:
+            sys.exit(f"FAIL: jsonl: {r['key']} image differs")
+        jkeys.append(r["key"])
+check(len(jkeys) == m["rows"], "jsonl: every row parses, data URLs decode to the bundles' bytes")
+rows["jsonl"] = jkeys
+
+# WebDataset: the webdataset library.
+import webdataset as wds
+out, m = export("webdataset")
+urls = sorted(glob.glob(str(out / "shard-*.tar")))
+wkeys = []
+for key, img, meta in wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "png;jpg", "json"):
+    if meta["key"] != key or img.size != (meta["width"], meta["height"]):
+        sys.exit(f"FAIL: webdataset: sample {key} is inconsistent")
+    wkeys.append(key)
+check(len(wkeys) == m["rows"], "webdataset: every sample has its image and json")
+rows["webdataset"] = wkeys
+
+check(rows["parquet"] == rows["arrow"] == rows["jsonl"] == rows["webdataset"], "all formats hold the same rows in the same order")
+print("exports readable by pyarrow, DuckDB, Polars, datasets, webdataset")

@@ -1,0 +1,192 @@
+//! `nusomi export plan --store ROOT SPEC.json [--explain]`: validates a spec,
+//! resolves its times against `as_of` and prints the SQL it compiles to (and,
+//! with `--explain`, DataFusion's plan for it).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::dest::ExportTarget;
+use crate::jobs::{new_export_id, run_export};
+use crate::sink::Progress;
+use crate::spec::{compile_sql, format_instant, ExportSpec};
+use crate::store::SealedStore;
+use crate::{Error, Result};
+
+/// `nusomi export …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ExportCommand {
+    /// Print the SQL an export spec compiles to.
+    Plan(PlanArgs),
+    /// Run an export: shards and manifest.json into the spec's destination.
+    Create(CreateArgs),
+}
+
+/// Arguments of `nusomi export create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
+    #[arg(long, env = "NUSOMI_STORE")]
+    store: String,
+    /// Print the job object (as `GET /v1/exports/{id}` returns it) as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The export spec (JSON, SPEC §4); needs a `destination`.
+    spec: PathBuf,
+}
+
+/// Arguments of `nusomi export plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
+    #[arg(long, env = "NUSOMI_STORE")]
+    store: String,
+    /// Also print DataFusion's logical and physical plans.
+    #[arg(long)]
+    explain: bool,
+    /// The export spec (JSON, SPEC §4).
+    spec: PathBuf,
+}
+
+/// Reads and validates a spec file (relative times resolved against now,
+/// unless the spec gives `as_of`).
+pub fn read_spec(path: &PathBuf) -> Result<ExportSpec> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(ExportSpec::from_json(&text, Utc::now())?)
+}
+
+pub(super) async fn run(cmd: ExportCommand) -> Result<ExitCode> {
+    match cmd {
+        ExportCommand::Plan(args) => plan(args).await,
+        ExportCommand::Create(args) => create(args).await,
+    }
+}
+
+async fn create(args: CreateArgs) -> Result<ExitCode> {
+    let created_at = Utc::now();
+    let text = std::fs::read_to_string(&args.spec).map_err(|e| Error::io(&args.spec, e))?;
+    let spec = ExportSpec::from_json(&text, created_at)?;
+    let store = SealedStore::open(&args.store).await?;
+    let job = run_job(&store, &spec, created_at, !args.json).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+    } else {
+        println!(
+            "export {} completed: {} rows from {} sessions, {} actions, {} shard(s), {:.1} MB\nmanifest: {}",
+            job["id"].as_str().unwrap_or_default(),
+            job["rows"],
+            job["sessions"],
+            job["actions"],
+            job["shards"],
+            job["bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+            job["manifest_url"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `spec` with a progress bar on stderr (hidden when stderr is not a
+/// terminal or `show_progress` is false) and returns the job object.
+pub async fn run_job(
+    store: &std::sync::Arc<SealedStore>,
+    spec: &ExportSpec,
+    created_at: chrono::DateTime<Utc>,
+    show_progress: bool,
+) -> Result<serde_json::Value> {
+    use std::sync::atomic::Ordering;
+    let destination = spec.destination.as_ref().ok_or_else(|| {
+        Error::Spec(crate::spec::SpecErrors(vec![crate::spec::SpecError {
+            field: "destination".into(),
+            message: "missing required field (export create needs one, e.g. {\"kind\": \"local\", \"path\": \"out/\"})".into(),
+        }]))
+    })?;
+    let target = ExportTarget::from_destination(destination)?;
+    let id = new_export_id(created_at);
+    let progress = std::sync::Arc::new(Progress::default());
+    let bar = if show_progress {
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let ticker = {
+        let (bar, progress) = (bar.clone(), std::sync::Arc::clone(&progress));
+        tokio::spawn(async move {
+            loop {
+                bar.set_message(format!(
+                    "{} rows, {:.1} MB, {} shards",
+                    progress.rows.load(Ordering::Relaxed),
+                    progress.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+                    progress.shards.load(Ordering::Relaxed)
+                ));
+                bar.tick();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let started_at = Utc::now();
+    let outcome = run_export(store, spec, &target, progress).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let m = &outcome.manifest;
+    Ok(serde_json::json!({
+        "id": id,
+        "status": "completed",
+        "format": m.format,
+        "tag": spec.tag,
+        "rows": m.rows,
+        "frames": m.frames,
+        "actions": m.actions,
+        "sessions": m.sessions,
+        "shards": m.shard_count,
+        "bytes": m.shards.iter().map(|s| s.bytes).sum::<u64>(),
+        "shard_size_bytes": m.shard_size_bytes,
+        "manifest_url": outcome.manifest_url,
+        "created_at": format_instant(created_at),
+        "started_at": format_instant(started_at),
+        "finished_at": format_instant(Utc::now()),
+        "as_of": format_instant(spec.as_of),
+    }))
+}
+
+async fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let spec = read_spec(&args.spec)?;
+    let sql = compile_sql(&spec)?;
+    println!("-- as_of: {}", format_instant(spec.as_of));
+    println!("-- resolved: {}", spec.resolved_json());
+    println!("{sql};");
+    let store = SealedStore::open(&args.store).await?;
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    crate::register(&ctx, &store)?;
+    // Planning checks the SQL against the store's tables even without --explain.
+    let df = ctx.sql(&sql).await?;
+    if args.explain {
+        let batches = df.explain(false, false)?.collect().await?;
+        println!();
+        write_plan(&batches)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_plan(batches: &[arrow::array::RecordBatch]) -> Result<()> {
+    use arrow::array::AsArray;
+    let mut out = std::io::stdout().lock();
+    for b in batches {
+        let (kinds, plans) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            use std::io::Write;
+            writeln!(out, "== {} ==\n{}\n", kinds.value(i), plans.value(i))
+                .map_err(|e| Error::io("<stdout>", e))?;
+        }
+    }
+    Ok(())
+}

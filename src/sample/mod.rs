@@ -1,0 +1,33 @@
+//! SQL functions the export query uses, registered by `register()`:
+//! the frame sampling tests of SPEC §4 (one per mode, each with the
+//! `keep_action_frames` union built in) and two row helpers (`frame_key`,
+//! `event_actions`). All are vectorised over Arrow arrays and are per-row
+//! tests over columns the store precomputed, so they parallelise and can be
+//! pushed into scans.
+
+mod row;
+mod sampling;
+
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionContext;
+
+pub use row::{EventActions, FrameKey};
+pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
+
+/// Every function of this module.
+pub fn udfs() -> Vec<ScalarUDF> {
+    vec![
+        ScalarUDF::new_from_impl(SampleEventOnly::new()),
+        ScalarUDF::new_from_impl(SampleEveryNMs::new()),
+        ScalarUDF::new_from_impl(SampleKeyframesOnly::new()),
+        ScalarUDF::new_from_impl(FrameKey::new()),
+        ScalarUDF::new_from_impl(EventActions::new()),
+    ]
+}
+
+/// Registers [`udfs`] with `ctx`.
+pub fn register_udfs(ctx: &SessionContext) {
+    for f in udfs() {
+        ctx.register_udf(f);
+    }
+}

@@ -1,0 +1,224 @@
+//! [`ShardedWriter`]: turns the ordered stream of output rows into shards
+//! `shard-000000.<ext>`, `shard-000001.<ext>`, … under a prefix. A shard is
+//! closed before the next row would push it past `shard_size_bytes` (only a
+//! row that alone is larger gets a shard of its own); each shard is uploaded
+//! as it is written and hashed on the way. On failure, [`ShardedWriter::abort`]
+//! aborts the open upload and deletes the shards already written.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::formats::{open_shard, shard_extension, ShardFile};
+use super::hashing::HashingWriter;
+use super::manifest::ShardInfo;
+use crate::spec::OutputFormat;
+use crate::Result;
+
+/// Live counters of an export, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Rows written.
+    pub rows: AtomicU64,
+    /// Bytes of finished shards plus the open one.
+    pub bytes: AtomicU64,
+    /// Shards finished.
+    pub shards: AtomicU64,
+}
+
+/// Totals of what a [`ShardedWriter`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardTotals {
+    /// Rows (= frames).
+    pub rows: u64,
+    /// Action events in the rows.
+    pub actions: u64,
+    /// Distinct sessions with at least one row.
+    pub sessions: u64,
+}
+
+struct OpenShard {
+    file: Box<dyn ShardFile>,
+    path: Path,
+    name: String,
+    rows: u64,
+}
+
+/// Writes shards of one format under one prefix.
+pub struct ShardedWriter {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    format: OutputFormat,
+    limit: u64,
+    open: Option<OpenShard>,
+    shards: Vec<ShardInfo>,
+    totals: ShardTotals,
+    sessions: HashSet<String>,
+    progress: Arc<Progress>,
+    finished_bytes: u64,
+}
+
+impl std::fmt::Debug for ShardedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedWriter")
+            .field("prefix", &self.prefix)
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl ShardedWriter {
+    /// A writer of `format` shards of at most `shard_size_bytes` under `prefix`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        format: OutputFormat,
+        shard_size_bytes: u64,
+    ) -> Self {
+        ShardedWriter {
+            store,
+            prefix,
+            format,
+            limit: shard_size_bytes,
+            open: None,
+            shards: Vec::new(),
+            totals: ShardTotals::default(),
+            sessions: HashSet::new(),
+            progress: Arc::new(Progress::default()),
+            finished_bytes: 0,
+        }
+    }
+
+    /// Reports into `progress` as it writes.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The store shards go to.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The prefix shards go under.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// Shards finished so far.
+    pub fn shards(&self) -> &[ShardInfo] {
+        &self.shards
+    }
+
+    /// Writes every row of `batch` (output schema), in order.
+    pub async fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        for r in 0..batch.num_rows() {
+            self.write_row(&batch.slice(r, 1)).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_row(&mut self, row: &RecordBatch) -> Result<()> {
+        if let Some(open) = self.open.as_mut() {
+            if open.rows > 0 && open.file.size_with(row)? > self.limit {
+                self.close_shard().await?;
+            }
+        }
+        if self.open.is_none() {
+            self.open = Some(self.open_shard()?);
+        }
+        if let Some(open) = self.open.as_mut() {
+            open.file.add(row).await?;
+            open.rows += 1;
+        }
+        self.count(row);
+        Ok(())
+    }
+
+    fn count(&mut self, row: &RecordBatch) {
+        self.totals.rows += 1;
+        if let Some(a) = row.column_by_name("actions") {
+            let l = a.as_list::<i32>();
+            if l.is_valid(0) {
+                self.totals.actions += l.value(0).len() as u64;
+            }
+        }
+        if let Some(s) = row.column_by_name("session_id") {
+            let s = s.as_string::<i32>();
+            if s.is_valid(0) && self.sessions.insert(s.value(0).to_string()) {
+                self.totals.sessions += 1;
+            }
+        }
+        self.progress.rows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn open_shard(&mut self) -> Result<OpenShard> {
+        let name = format!(
+            "shard-{:06}.{}",
+            self.shards.len(),
+            shard_extension(self.format)
+        );
+        let path = self.prefix.clone().join(name.as_str());
+        let upload = BufWriter::new(Arc::clone(&self.store), path.clone());
+        Ok(OpenShard {
+            file: open_shard(self.format, HashingWriter::new(upload))?,
+            path,
+            name,
+            rows: 0,
+        })
+    }
+
+    async fn close_shard(&mut self) -> Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let (bytes, sha256) = match open.file.finish().await {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = self.store.delete(&open.path).await;
+                return Err(e);
+            }
+        };
+        self.finished_bytes += bytes;
+        self.progress
+            .bytes
+            .store(self.finished_bytes, Ordering::Relaxed);
+        self.progress.shards.fetch_add(1, Ordering::Relaxed);
+        self.shards.push(ShardInfo {
+            path: open.name,
+            bytes,
+            rows: open.rows,
+            sha256,
+        });
+        Ok(())
+    }
+
+    /// Closes the last shard; returns every shard and the totals.
+    /// On failure every shard is deleted.
+    pub async fn finish(mut self) -> Result<(Vec<ShardInfo>, ShardTotals)> {
+        if let Err(e) = self.close_shard().await {
+            self.abort().await;
+            return Err(e);
+        }
+        Ok((self.shards, self.totals))
+    }
+
+    /// Aborts the open shard and deletes the finished ones.
+    pub async fn abort(mut self) {
+        if let Some(open) = self.open.take() {
+            open.file.abort().await;
+            let _ = self.store.delete(&open.path).await;
+        }
+        for s in &self.shards {
+            let _ = self
+                .store
+                .delete(&self.prefix.clone().join(s.path.as_str()))
+                .await;
+        }
+    }
+}

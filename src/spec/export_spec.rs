@@ -1,0 +1,969 @@
+//! [`ExportSpec`]: the JSON body of SPEC §4, parsed and validated into typed
+//! values, with relative times resolved against the export's `as_of`. Every
+//! problem is collected with its field path before the spec is refused.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::error::{SpecError, SpecErrors};
+use super::time::{format_instant, TimeExpr};
+use crate::store::{is_valid_session_id, ActorKind, Outcome};
+
+/// Default shard size: 256 MiB.
+pub const DEFAULT_SHARD_SIZE_BYTES: u64 = 268_435_456;
+/// Smallest accepted shard size.
+pub const MIN_SHARD_SIZE_BYTES: u64 = 4096;
+
+/// Output format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// Parquet shards (Hugging Face–compatible image column).
+    Parquet,
+    /// WebDataset tar shards.
+    Webdataset,
+    /// JSON Lines shards (images as data URLs).
+    Jsonl,
+    /// Arrow IPC file shards.
+    Arrow,
+}
+
+impl OutputFormat {
+    /// Every format.
+    pub const ALL: [OutputFormat; 4] = [
+        OutputFormat::Parquet,
+        OutputFormat::Webdataset,
+        OutputFormat::Jsonl,
+        OutputFormat::Arrow,
+    ];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Webdataset => "webdataset",
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Arrow => "arrow",
+        }
+    }
+}
+
+/// Frame sampling mode (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SamplingMode {
+    /// Frames with at least one event.
+    EventOnly,
+    /// The first frame of each `interval_ms` window of `t_ms`.
+    EveryNMs,
+    /// Keyframes.
+    KeyframesOnly,
+    /// Every frame.
+    All,
+}
+
+impl SamplingMode {
+    /// Every mode.
+    pub const ALL: [SamplingMode; 4] = [
+        SamplingMode::EventOnly,
+        SamplingMode::EveryNMs,
+        SamplingMode::KeyframesOnly,
+        SamplingMode::All,
+    ];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingMode::EventOnly => "event_only",
+            SamplingMode::EveryNMs => "every_n_ms",
+            SamplingMode::KeyframesOnly => "keyframes_only",
+            SamplingMode::All => "all",
+        }
+    }
+}
+
+/// `frame_sampling`, with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSampling {
+    /// The mode (default `event_only`).
+    pub mode: SamplingMode,
+    /// Window length for `every_n_ms` (> 0); `None` for other modes.
+    pub interval_ms: Option<i64>,
+    /// Also keep every action frame (default `true`).
+    pub keep_action_frames: bool,
+}
+
+/// Where an export goes (SPEC §4 destinations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local folder.
+    Local {
+        /// Folder path.
+        path: String,
+    },
+    /// Amazon S3 or an S3-compatible store.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Region.
+        region: Option<String>,
+        /// Role assumed with the workspace id as external id.
+        role_arn: Option<String>,
+        /// Endpoint of an S3-compatible store.
+        endpoint: Option<String>,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// Bucket.
+        bucket: String,
+        /// Object prefix.
+        prefix: String,
+        /// Service account key file or e-mail.
+        service_account: Option<String>,
+    },
+    /// Azure Blob Storage.
+    AzureBlob {
+        /// Storage account.
+        account: String,
+        /// Container.
+        container: String,
+        /// Blob prefix.
+        prefix: String,
+    },
+    /// Kept by the service; the manifest lists time-limited URLs.
+    SignedUrl,
+}
+
+/// Session filters of a spec, times resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Any of these outcomes (empty = any).
+    pub outcomes: Vec<Outcome>,
+    /// `started_at` ≥ this.
+    pub since: Option<DateTime<Utc>>,
+    /// `started_at` < this.
+    pub until: Option<DateTime<Utc>>,
+    /// Any of these actor kinds (empty = any).
+    pub actor_kinds: Vec<ActorKind>,
+    /// `duration_ms` ≥ this.
+    pub min_duration_ms: Option<i64>,
+    /// `duration_ms` ≤ this.
+    pub max_duration_ms: Option<i64>,
+    /// Sessions carrying any of these tags (empty = any).
+    pub tags: Vec<String>,
+    /// Sessions whose paths contain any of these ids (empty = any).
+    pub paths: Vec<String>,
+    /// Sessions left out.
+    pub exclude_session_ids: Vec<String>,
+}
+
+/// A validated export spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSpec {
+    /// The spec as given.
+    pub raw: Value,
+    /// Workflows to export (at least one).
+    pub workflows: Vec<String>,
+    /// Session filters.
+    pub filter: SessionFilter,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Frame sampling.
+    pub sampling: FrameSampling,
+    /// Destination, if given.
+    pub destination: Option<Destination>,
+    /// The export's label (`tag`).
+    pub tag: Option<String>,
+    /// Snapshot instant: only sessions sealed at or before it are exported.
+    pub as_of: DateTime<Utc>,
+    /// Shard size cap in bytes.
+    pub shard_size_bytes: u64,
+}
+
+impl ExportSpec {
+    /// Parses a spec from JSON text; `now` is the creation time used as
+    /// `as_of` when the spec gives none.
+    pub fn from_json(text: &str, now: DateTime<Utc>) -> Result<ExportSpec, SpecErrors> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            SpecErrors(vec![SpecError {
+                field: String::new(),
+                message: format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            }])
+        })?;
+        Self::parse(&value, now)
+    }
+
+    /// Validates a spec value; all problems are reported together.
+    ///
+    /// ```
+    /// use nusomi_export::spec::ExportSpec;
+    /// let now = chrono::Utc::now();
+    /// let spec = serde_json::json!({"workflow": "a", "format": "parquet", "filter": {"outcom": "x"}});
+    /// let err = ExportSpec::parse(&spec, now).unwrap_err();
+    /// assert!(err.to_string().contains("filter.outcom: unknown field"));
+    /// ```
+    pub fn parse(value: &Value, now: DateTime<Utc>) -> Result<ExportSpec, SpecErrors> {
+        let mut p = Parser::default();
+        let spec = p.spec(value, now);
+        match spec {
+            Some(spec) if p.errors.is_empty() => Ok(spec),
+            _ => Err(SpecErrors(p.errors)),
+        }
+    }
+
+    /// The spec with defaults filled in and times absolute, as the manifest's
+    /// `resolved` records it.
+    pub fn resolved_json(&self) -> Value {
+        let f = &self.filter;
+        let strs = |v: &[&str]| v.iter().map(|s| json!(s)).collect::<Vec<_>>();
+        let outcomes: Vec<&str> = f.outcomes.iter().map(|o| o.as_str()).collect();
+        let kinds: Vec<&str> = f.actor_kinds.iter().map(|k| k.as_str()).collect();
+        json!({
+            "workflow": self.workflows,
+            "filter": {
+                "outcome": strs(&outcomes),
+                "since": f.since.map(format_instant),
+                "until": f.until.map(format_instant),
+                "actor.kind": strs(&kinds),
+                "min_duration_ms": f.min_duration_ms,
+                "max_duration_ms": f.max_duration_ms,
+                "tag": f.tags,
+                "path": f.paths,
+                "exclude_session_ids": f.exclude_session_ids,
+            },
+            "format": self.format.as_str(),
+            "frame_sampling": {
+                "mode": self.sampling.mode.as_str(),
+                "interval_ms": self.sampling.interval_ms,
+                "keep_action_frames": self.sampling.keep_action_frames,
+            },
+            "destination": self.destination.as_ref().map(destination_json),
+            "tag": self.tag,
+            "as_of": format_instant(self.as_of),
+            "shard_size_bytes": self.shard_size_bytes,
+        })
+    }
+}
+
+fn destination_json(d: &Destination) -> Value {
+    match d {
+        Destination::Local { path } => json!({"kind": "local", "path": path}),
+        Destination::S3 {
+            bucket,
+            prefix,
+            region,
+            role_arn,
+            endpoint,
+        } => json!({
+            "kind": "s3", "bucket": bucket, "prefix": prefix, "region": region,
+            "role_arn": role_arn, "endpoint": endpoint,
+        }),
+        Destination::Gcs {
+            bucket,
+            prefix,
+            service_account,
+        } => json!({
+            "kind": "gcs", "bucket": bucket, "prefix": prefix, "service_account": service_account,
+        }),
+        Destination::AzureBlob {
+            account,
+            container,
+            prefix,
+        } => json!({
+            "kind": "azure_blob", "account": account, "container": container, "prefix": prefix,
+        }),
+        Destination::SignedUrl => json!({"kind": "signed_url"}),
+    }
+}
+
+/// Collects errors while walking the spec.
+#[derive(Default)]
+struct Parser {
+    errors: Vec<SpecError>,
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Parser {
+    fn err(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(SpecError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Some(obj) = v.as_object() else {
+            self.err(path, format!("expected an object, found {}", kind_of(v)));
+            return None;
+        };
+        for key in obj.keys() {
+            if !known.contains(&key.as_str()) {
+                self.err(
+                    &join(path, key),
+                    format!("unknown field (expected one of: {})", known.join(", ")),
+                );
+            }
+        }
+        Some(obj)
+    }
+
+    fn string(&mut self, v: &Value, path: &str) -> Option<String> {
+        match v.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.err(path, format!("expected a string, found {}", kind_of(v)));
+                None
+            }
+        }
+    }
+
+    /// A string or a list of strings; an empty list is an error.
+    fn strings(&mut self, v: &Value, path: &str) -> Option<Vec<String>> {
+        match v {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Array(items) if items.is_empty() => {
+                self.err(path, "must not be an empty list");
+                None
+            }
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    out.push(self.string(item, &format!("{path}[{i}]"))?);
+                }
+                Some(out)
+            }
+            other => {
+                self.err(
+                    path,
+                    format!(
+                        "expected a string or a list of strings, found {}",
+                        kind_of(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn enum_values<T: Copy>(
+        &mut self,
+        v: &Value,
+        path: &str,
+        all: &[T],
+        name: impl Fn(T) -> &'static str,
+    ) -> Option<Vec<T>> {
+        let names = self.strings(v, path)?;
+        let allowed: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            match all.iter().find(|t| name(**t) == n) {
+                Some(t) => out.push(*t),
+                None => {
+                    let p = if v.is_array() {
+                        format!("{path}[{i}]")
+                    } else {
+                        path.to_string()
+                    };
+                    self.err(&p, format!("{n:?} is not one of: {}", allowed.join(", ")));
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn int(&mut self, v: &Value, path: &str, min: i64) -> Option<i64> {
+        match v.as_i64() {
+            Some(n) if n >= min => Some(n),
+            Some(n) => {
+                self.err(path, format!("{n} is below the minimum {min}"));
+                None
+            }
+            None => {
+                self.err(
+                    path,
+                    format!("expected a whole number, found {}", kind_of(v)),
+                );
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, v: &Value, path: &str, as_of: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let s = self.string(v, path)?;
+        match TimeExpr::parse(&s) {
+            Ok(t) => Some(t.resolve(as_of)),
+            Err(m) => {
+                self.err(path, m);
+                None
+            }
+        }
+    }
+
+    fn spec(&mut self, v: &Value, now: DateTime<Utc>) -> Option<ExportSpec> {
+        const TOP: [&str; 8] = [
+            "workflow",
+            "filter",
+            "format",
+            "frame_sampling",
+            "destination",
+            "tag",
+            "as_of",
+            "shard_size_bytes",
+        ];
+        let obj = self.object(v, "", &TOP)?;
+        let as_of = match obj.get("as_of") {
+            None | Some(Value::Null) => Some(now),
+            Some(v) => {
+                self.string(v, "as_of")
+                    .and_then(|s| match DateTime::parse_from_rfc3339(&s) {
+                        Ok(t) => Some(t.with_timezone(&Utc)),
+                        Err(e) => {
+                            self.err(
+                                "as_of",
+                                format!("{s:?} is not an RFC 3339 date-time with a zone: {e}"),
+                            );
+                            None
+                        }
+                    })
+            }
+        };
+        let workflows = match obj.get("workflow") {
+            None | Some(Value::Null) => {
+                self.err("workflow", "missing required field");
+                None
+            }
+            Some(v) => self
+                .strings(v, "workflow")
+                .and_then(|ws| self.workflow_names(ws, v.is_array())),
+        };
+        let format = match obj.get("format") {
+            None | Some(Value::Null) => {
+                self.err("format", "missing required field");
+                None
+            }
+            Some(v) => self
+                .string(v, "format")
+                .and_then(|s| self.one_of(&s, "format", &OutputFormat::ALL, OutputFormat::as_str)),
+        };
+        let filter = match obj.get("filter") {
+            None | Some(Value::Null) => Some(SessionFilter::default()),
+            Some(v) => self.filter(v, as_of.unwrap_or(now)),
+        };
+        let sampling = match obj.get("frame_sampling") {
+            None | Some(Value::Null) => Some(FrameSampling {
+                mode: SamplingMode::EventOnly,
+                interval_ms: None,
+                keep_action_frames: true,
+            }),
+            Some(v) => self.sampling(v),
+        };
+        let destination = match obj.get("destination") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.destination(v).map(Some),
+        };
+        let tag = match obj.get("tag") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.string(v, "tag").map(Some),
+        };
+        let shard_size_bytes = match obj.get("shard_size_bytes") {
+            None | Some(Value::Null) => Some(DEFAULT_SHARD_SIZE_BYTES),
+            Some(v) => self
+                .int(v, "shard_size_bytes", MIN_SHARD_SIZE_BYTES as i64)
+                .map(|n| n as u64),
+        };
+        Some(ExportSpec {
+            raw: v.clone(),
+            workflows: workflows?,
+            filter: filter?,
+            format: format?,
+            sampling: sampling?,
+            destination: destination?,
+            tag: tag?,
+            as_of: as_of?,
+            shard_size_bytes: shard_size_bytes?,
+        })
+    }
+
+    fn one_of<T: Copy>(
+        &mut self,
+        s: &str,
+        path: &str,
+        all: &[T],
+        name: impl Fn(T) -> &'static str,
+    ) -> Option<T> {
+        let found = all.iter().copied().find(|t| name(*t) == s);
+        if found.is_none() {
+            let allowed: Vec<&str> = all.iter().map(|t| name(*t)).collect();
+            self.err(path, format!("{s:?} is not one of: {}", allowed.join(", ")));
+        }
+        found
+    }
+
+    fn workflow_names(&mut self, ws: Vec<String>, listed: bool) -> Option<Vec<String>> {
+        let mut ok = true;
+        for (i, w) in ws.iter().enumerate() {
+            let legal = !w.is_empty()
+                && w.len() <= 64
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !legal {
+                let p = if listed {
+                    format!("workflow[{i}]")
+                } else {
+                    "workflow".into()
+                };
+                self.err(
+                    &p,
+                    format!("{w:?} is not a workflow name (1 to 64 of a-z 0-9 _ -)"),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(ws)
+    }
+
+    fn filter(&mut self, v: &Value, as_of: DateTime<Utc>) -> Option<SessionFilter> {
+        const KNOWN: [&str; 10] = [
+            "outcome",
+            "since",
+            "until",
+            "actor.kind",
+            "actor",
+            "min_duration_ms",
+            "max_duration_ms",
+            "tag",
+            "path",
+            "exclude_session_ids",
+        ];
+        let obj = self.object(v, "filter", &KNOWN)?;
+        let before = self.errors.len();
+        let mut f = SessionFilter::default();
+        for (key, val) in obj {
+            if val.is_null() {
+                continue;
+            }
+            let path = join("filter", key);
+            match key.as_str() {
+                "outcome" => {
+                    f.outcomes = self
+                        .enum_values(val, &path, &Outcome::ALL, Outcome::as_str)
+                        .unwrap_or_default()
+                }
+                "since" => f.since = self.time(val, &path, as_of),
+                "until" => f.until = self.time(val, &path, as_of),
+                "actor.kind" => {
+                    let kinds = self.enum_values(val, &path, &ActorKind::ALL, ActorKind::as_str);
+                    self.set_kinds(&mut f, kinds.unwrap_or_default(), &path);
+                }
+                "actor" => {
+                    if let Some(actor) = self.object(val, &path, &["kind"]) {
+                        if let Some(k) = actor.get("kind").filter(|k| !k.is_null()) {
+                            let kp = join(&path, "kind");
+                            let kinds =
+                                self.enum_values(k, &kp, &ActorKind::ALL, ActorKind::as_str);
+                            self.set_kinds(&mut f, kinds.unwrap_or_default(), &kp);
+                        }
+                    }
+                }
+                "min_duration_ms" => f.min_duration_ms = self.int(val, &path, 0),
+                "max_duration_ms" => f.max_duration_ms = self.int(val, &path, 0),
+                "tag" => f.tags = self.strings(val, &path).unwrap_or_default(),
+                "path" => f.paths = self.strings(val, &path).unwrap_or_default(),
+                "exclude_session_ids" => f.exclude_session_ids = self.session_ids(val, &path),
+                _ => {}
+            }
+        }
+        if let (Some(lo), Some(hi)) = (f.min_duration_ms, f.max_duration_ms) {
+            if lo > hi {
+                self.err(
+                    "filter.min_duration_ms",
+                    format!("{lo} is greater than filter.max_duration_ms {hi}"),
+                );
+            }
+        }
+        if let (Some(since), Some(until)) = (f.since, f.until) {
+            if since >= until {
+                self.err(
+                    "filter.since",
+                    format!(
+                        "resolves to {} which is not before filter.until {} (since is inclusive, until exclusive)",
+                        format_instant(since),
+                        format_instant(until)
+                    ),
+                );
+            }
+        }
+        (self.errors.len() == before).then_some(f)
+    }
+
+    fn set_kinds(&mut self, f: &mut SessionFilter, kinds: Vec<ActorKind>, path: &str) {
+        if !f.actor_kinds.is_empty() && !kinds.is_empty() && f.actor_kinds != kinds {
+            self.err(
+                path,
+                "conflicts with the other spelling of filter.actor.kind",
+            );
+        }
+        if !kinds.is_empty() {
+            f.actor_kinds = kinds;
+        }
+    }
+
+    fn session_ids(&mut self, v: &Value, path: &str) -> Vec<String> {
+        let Some(items) = v.as_array() else {
+            self.err(
+                path,
+                format!("expected a list of session ids, found {}", kind_of(v)),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            if let Some(s) = self.string(item, &p) {
+                if is_valid_session_id(&s) {
+                    out.push(s);
+                } else {
+                    self.err(
+                        &p,
+                        format!("{s:?} is not a legal session id (1 to 128 of A-Z a-z 0-9 _ -)"),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn sampling(&mut self, v: &Value) -> Option<FrameSampling> {
+        let path = "frame_sampling";
+        let obj = self.object(v, path, &["mode", "interval_ms", "keep_action_frames"])?;
+        let before = self.errors.len();
+        let mode = match obj.get("mode").filter(|m| !m.is_null()) {
+            None => Some(SamplingMode::EventOnly),
+            Some(m) => self.string(m, "frame_sampling.mode").and_then(|s| {
+                self.one_of(
+                    &s,
+                    "frame_sampling.mode",
+                    &SamplingMode::ALL,
+                    SamplingMode::as_str,
+                )
+            }),
+        };
+        let interval = match obj.get("interval_ms").filter(|m| !m.is_null()) {
+            None => None,
+            Some(n) => match n.as_i64() {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    if mode == Some(SamplingMode::EveryNMs) {
+                        self.err(
+                            "frame_sampling.interval_ms",
+                            format!("must be a whole number > 0, found {n}"),
+                        );
+                    } else if !n.is_number() {
+                        self.err(
+                            "frame_sampling.interval_ms",
+                            format!("expected a whole number, found {}", kind_of(n)),
+                        );
+                    }
+                    None
+                }
+            },
+        };
+        if mode == Some(SamplingMode::EveryNMs) && obj.get("interval_ms").is_none_or(Value::is_null)
+        {
+            self.err(
+                "frame_sampling.interval_ms",
+                "required (> 0) for mode every_n_ms",
+            );
+        }
+        let keep = match obj.get("keep_action_frames").filter(|m| !m.is_null()) {
+            None => Some(true),
+            Some(b) => match b.as_bool() {
+                Some(b) => Some(b),
+                None => {
+                    self.err(
+                        "frame_sampling.keep_action_frames",
+                        format!("expected true or false, found {}", kind_of(b)),
+                    );
+                    None
+                }
+            },
+        };
+        if self.errors.len() != before {
+            return None;
+        }
+        let mode = mode?;
+        Some(FrameSampling {
+            mode,
+            interval_ms: if mode == SamplingMode::EveryNMs {
+                interval
+            } else {
+                None
+            },
+            keep_action_frames: keep?,
+        })
+    }
+
+    fn destination(&mut self, v: &Value) -> Option<Destination> {
+        let path = "destination";
+        let kind = match v.get("kind") {
+            Some(k) => self.string(k, "destination.kind")?,
+            None => {
+                if v.is_object() {
+                    self.err("destination.kind", "missing required field");
+                } else {
+                    self.err(path, format!("expected an object, found {}", kind_of(v)));
+                }
+                return None;
+            }
+        };
+        let fields: &[&str] = match kind.as_str() {
+            "local" => &["kind", "path"],
+            "s3" => &["kind", "bucket", "prefix", "region", "role_arn", "endpoint"],
+            "gcs" => &["kind", "bucket", "prefix", "service_account"],
+            "azure_blob" => &["kind", "account", "container", "prefix"],
+            "signed_url" => &["kind"],
+            other => {
+                self.err(
+                    "destination.kind",
+                    format!("{other:?} is not one of: s3, gcs, azure_blob, signed_url, local"),
+                );
+                return None;
+            }
+        };
+        let obj = self.object(v, path, fields)?;
+        let before = self.errors.len();
+        let req = |p: &mut Parser, name: &str| -> String {
+            let fp = join(path, name);
+            match obj.get(name).filter(|x| !x.is_null()) {
+                Some(x) => p.string(x, &fp).unwrap_or_default(),
+                None => {
+                    p.err(&fp, "missing required field");
+                    String::new()
+                }
+            }
+        };
+        let opt = |p: &mut Parser, name: &str| -> Option<String> {
+            obj.get(name)
+                .filter(|x| !x.is_null())
+                .and_then(|x| p.string(x, &join(path, name)))
+        };
+        let d = match kind.as_str() {
+            "local" => Destination::Local {
+                path: req(self, "path"),
+            },
+            "s3" => Destination::S3 {
+                bucket: req(self, "bucket"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+                region: opt(self, "region"),
+                role_arn: opt(self, "role_arn"),
+                endpoint: opt(self, "endpoint"),
+            },
+            "gcs" => Destination::Gcs {
+                bucket: req(self, "bucket"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+                service_account: opt(self, "service_account"),
+            },
+            "azure_blob" => Destination::AzureBlob {
+                account: req(self, "account"),
+                container: req(self, "container"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+            },
+            _ => Destination::SignedUrl,
+        };
+        (self.errors.len() == before).then_some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-06-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn errors(v: Value) -> Vec<String> {
+        ExportSpec::parse(&v, now())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    fn has(errs: &[String], needle: &str) {
+        assert!(
+            errs.iter().any(|e| e.contains(needle)),
+            "{needle:?} not in {errs:#?}"
+        );
+    }
+
+    #[test]
+    fn the_spec_example_parses() {
+        let v = json!({
+            "workflow": "process_invoice",
+            "filter": {"outcome": "success", "since": "2026-01-01", "until": "2026-06-01T00:00:00Z",
+                       "actor.kind": "model", "min_duration_ms": 1000, "max_duration_ms": 600000,
+                       "tag": "eu", "path": "p_approve_invoice", "exclude_session_ids": ["ses_x"]},
+            "format": "webdataset",
+            "frame_sampling": {"mode": "event_only", "interval_ms": 100, "keep_action_frames": true},
+            "destination": {"kind": "s3", "bucket": "b", "prefix": "p", "region": "eu-west-1", "role_arn": "arn:x"},
+            "tag": "process_invoice@v1"
+        });
+        let s = ExportSpec::parse(&v, now()).unwrap();
+        assert_eq!(s.workflows, vec!["process_invoice"]);
+        assert_eq!(s.format, OutputFormat::Webdataset);
+        assert_eq!(
+            s.sampling.interval_ms, None,
+            "interval_ms is ignored by event_only"
+        );
+        assert_eq!(s.as_of, now());
+        assert_eq!(s.shard_size_bytes, DEFAULT_SHARD_SIZE_BYTES);
+        assert_eq!(s.filter.actor_kinds, vec![ActorKind::Model]);
+        assert_eq!(s.resolved_json()["filter"]["since"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn every_error_is_named_and_reported_together() {
+        let errs = errors(json!({
+            "workflow": [],
+            "format": "csv",
+            "filter": {"outcom": "success", "outcome": "won", "actor": {"kind": "robot"},
+                       "since": "yesterday", "min_duration_ms": "10", "exclude_session_ids": ["bad id"]},
+            "frame_sampling": {"mode": "every_n_ms", "keep_action_frames": "yes"},
+            "shard_size_bytes": 100,
+            "extra": 1
+        }));
+        has(&errs, "workflow: must not be an empty list");
+        has(
+            &errs,
+            "format: \"csv\" is not one of: parquet, webdataset, jsonl, arrow",
+        );
+        has(&errs, "filter.outcom: unknown field");
+        has(
+            &errs,
+            "filter.outcome: \"won\" is not one of: success, error, abandoned",
+        );
+        has(
+            &errs,
+            "filter.actor.kind: \"robot\" is not one of: human, model, script",
+        );
+        has(&errs, "filter.since: \"yesterday\" is not a time");
+        has(
+            &errs,
+            "filter.min_duration_ms: expected a whole number, found a string",
+        );
+        has(
+            &errs,
+            "filter.exclude_session_ids[0]: \"bad id\" is not a legal session id",
+        );
+        has(
+            &errs,
+            "frame_sampling.interval_ms: required (> 0) for mode every_n_ms",
+        );
+        has(
+            &errs,
+            "frame_sampling.keep_action_frames: expected true or false",
+        );
+        has(&errs, "shard_size_bytes: 100 is below the minimum 4096");
+        has(&errs, "extra: unknown field");
+        assert_eq!(errs.len(), 12, "{errs:#?}");
+    }
+
+    #[test]
+    fn cross_field_errors() {
+        let errs = errors(json!({"workflow": "a", "format": "jsonl",
+            "filter": {"min_duration_ms": 10, "max_duration_ms": 5, "since": "2026-02-01", "until": "2026-01-01"}}));
+        has(
+            &errs,
+            "filter.min_duration_ms: 10 is greater than filter.max_duration_ms 5",
+        );
+        has(
+            &errs,
+            "filter.since: resolves to 2026-02-01T00:00:00Z which is not before filter.until",
+        );
+        let errs = errors(
+            json!({"workflow": "a", "format": "jsonl", "frame_sampling": {"mode": "every_n_ms", "interval_ms": 0}}),
+        );
+        has(
+            &errs,
+            "frame_sampling.interval_ms: must be a whole number > 0, found 0",
+        );
+        let errs = errors(
+            json!({"workflow": "a", "format": "jsonl", "filter": {"actor.kind": "human", "actor": {"kind": "model"}}}),
+        );
+        has(&errs, "conflicts with the other spelling");
+        let errs = errors(json!({"format": "jsonl", "filter": {"until": "2026-01-01T00:00:00"}}));
+        has(&errs, "workflow: missing required field");
+        has(
+            &errs,
+            "filter.until: \"2026-01-01T00:00:00\" has no time zone",
+        );
+        let errs = errors(
+            json!({"workflow": "Bad Name", "format": "arrow", "destination": {"kind": "ftp"}}),
+        );
+        has(&errs, "workflow: \"Bad Name\" is not a workflow name");
+        has(&errs, "destination.kind: \"ftp\" is not one of");
+        let errs = errors(
+            json!({"workflow": "a", "format": "arrow", "destination": {"kind": "s3", "buckt": "x"}}),
+        );
+        has(&errs, "destination.buckt: unknown field");
+        has(&errs, "destination.bucket: missing required field");
+        let errs = errors(json!({"workflow": "a", "format": "arrow", "as_of": "2026-01-01"}));
+        has(&errs, "as_of: \"2026-01-01\" is not an RFC 3339 date-time");
+        let errs = errors(json!([1]));
+        has(&errs, "expected an object, found a list");
+    }
+
+    #[test]
+    fn relative_times_resolve_against_as_of() {
+        let v = json!({"workflow": "a", "format": "parquet", "as_of": "2026-03-01T00:00:00Z",
+                       "filter": {"since": "7d", "until": "now"}});
+        let s = ExportSpec::parse(&v, now()).unwrap();
+        assert_eq!(
+            s.filter.since.map(format_instant).as_deref(),
+            Some("2026-02-22T00:00:00Z")
+        );
+        assert_eq!(
+            s.filter.until.map(format_instant).as_deref(),
+            Some("2026-03-01T00:00:00Z")
+        );
+        // Without as_of, the creation time decides.
+        let v = json!({"workflow": "a", "format": "parquet", "filter": {"since": "now-1d"}});
+        let s = ExportSpec::parse(&v, now()).unwrap();
+        assert_eq!(
+            s.filter.since.map(format_instant).as_deref(),
+            Some("2026-06-09T12:00:00Z")
+        );
+    }
+}
