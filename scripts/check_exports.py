@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 nusomi, store, bundles, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4])
+work.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_CACHE", str(work / "hf-cache"))
 
@@ -85,7 +86,7 @@ check(keys == sorted(keys, key=lambda k: (k.rsplit("_", 1)[0].encode(), int(k.rs
       "parquet: rows in (session_id, frame_idx) order")
 check(all(img["bytes"] == originals[k] for k, img in zip(keys, t.column("image").to_pylist())),
       "parquet: image bytes are the bundles' bytes")
-n, nbytes = duckdb.sql(f"SELECT count(*), sum(octet_length(image.bytes)) FROM read_parquet('{out}/shard-*.parquet')").fetchone()
+n, nbytes = duckdb.connect().execute(f"SELECT count(*), sum(octet_length(image.bytes)) FROM read_parquet('{out}/shard-*.parquet')").fetchone()
 check(n == m["rows"] and nbytes == sum(len(originals[k]) for k in keys), "parquet: DuckDB reads rows and image bytes")
 check(pl.scan_parquet(f"{out}/shard-*.parquet").select(pl.len()).collect().item() == m["rows"], "parquet: Polars reads every row")
 import datasets
