@@ -30,7 +30,9 @@ pub use table::{FramesTable, SessionsTable};
 
 /// Adds the `sessions` and `frames` tables of `store` to `ctx`, registers
 /// the store's object store so DataFusion can read its files, and registers
-/// the export query's SQL functions ([`crate::sample`]).
+/// the export query's SQL functions ([`crate::sample`]) and the shard formats
+/// for `COPY … STORED AS nusomi_parquet | nusomi_arrow | nusomi_jsonl |
+/// webdataset` ([`crate::sink`]).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -52,5 +54,6 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::Result
     ctx.register_table("sessions", Arc::new(SessionsTable::new(Arc::clone(store))))?;
     ctx.register_table("frames", Arc::new(FramesTable::new(Arc::clone(store))))?;
     crate::sample::register_udfs(ctx);
+    crate::sink::register_copy_formats(ctx)?;
     Ok(())
 }

@@ -326,3 +326,74 @@ async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
         }
     }
 }
+
+#[tokio::test]
+async fn dataframe_write_shards_and_copy_match_export_create() {
+    use nusomi_export::sink::WriteShards;
+    use nusomi_export::spec::compile_sql;
+    let (_tmp, store) = demo_store(3).await;
+    for format in FORMATS {
+        let s = spec(format, json!({"shard_size_bytes": 150_000}));
+        let (mem_a, target) = memory_target();
+        let a = run_export(&store, &s, &target, Arc::new(Progress::default()))
+            .await
+            .unwrap()
+            .manifest;
+        // The same query as a DataFrame, written through the extension trait.
+        let ctx = SessionContext::new();
+        nusomi_export::register(&ctx, &store).unwrap();
+        let df = ctx.sql(&compile_sql(&s).unwrap()).await.unwrap();
+        let mem_b = Arc::new(InMemory::new());
+        let b = df
+            .write_shards(
+                s.format,
+                Arc::clone(&mem_b) as Arc<dyn ObjectStore>,
+                Path::from("out"),
+                150_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            a.shards, b.shards,
+            "{format}: DataFrame shards differ from export create's"
+        );
+        assert!(b.spec.is_null() && b.sql.is_none());
+        // And through SQL COPY into a registered store.
+        ctx.register_object_store(
+            &url::Url::parse("memory://copy").unwrap(),
+            Arc::new(InMemory::new()),
+        );
+        let name = nusomi_export::sink::copy_format_name(s.format);
+        let q = format!("COPY ({}) TO 'memory://copy/out/' STORED AS {name} OPTIONS ('shard_size_bytes' '150000')", compile_sql(&s).unwrap());
+        let n = ctx.sql(&q).await.unwrap().collect().await.unwrap();
+        let copied = n[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(copied, a.rows);
+        let copy_store = ctx
+            .runtime_env()
+            .object_store(
+                datafusion::execution::object_store::ObjectStoreUrl::parse("memory://copy")
+                    .unwrap(),
+            )
+            .unwrap();
+        let m: Manifest = serde_json::from_slice(
+            &copy_store
+                .get(&Path::from("out/manifest.json"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            m.shards, a.shards,
+            "{format}: COPY shards differ from export create's"
+        );
+        let _ = (&mem_a, &mem_b);
+    }
+}
