@@ -86,14 +86,15 @@ q = (f.join(s, on="session_id")
 q.sink_parquet(f"{out}/part-0.parquet")
 """,
     "pyarrow+webdataset": """
-import pyarrow.dataset as ds, pyarrow.compute as pc, webdataset as wds, json, sys
+import pyarrow.dataset as ds, pyarrow.parquet as pq, webdataset as wds, json, sys, glob, os
 store, out = sys.argv[1], sys.argv[2]
-frames = ds.dataset(f"{store}/frames", format="parquet")
 sessions = ds.dataset(f"{store}/sessions", format="parquet").to_table()
 meta = {r["session_id"]: r for r in sessions.select(["session_id", "workflow", "outcome", "actor_kind", "actor_id"]).to_pylist()}
+# One frames file per session, named <session_id>-<seal16>.parquet.
+files = {os.path.basename(p).rsplit("-", 1)[0]: p for p in glob.glob(f"{store}/frames/**/*.parquet", recursive=True)}
 with wds.ShardWriter(f"{out}/shard-%06d.tar", maxsize=SHARD, verbose=0) as sink:
     for sid in sorted(meta):
-        t = frames.to_table(filter=pc.field("session_id") == sid).sort_by("frame_idx")
+        t = pq.read_table(files[sid]).sort_by("frame_idx")
         for r in t.to_pylist():
             key = f"{sid}_{r['frame_idx']:06}"
             ext = "jpg" if r["image_format"] == "jpeg" else "png"

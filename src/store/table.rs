@@ -176,11 +176,11 @@ impl TableProvider for FramesTable {
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
-        let groups = file_groups(&kept, state.config().target_partitions());
         let reads_images = projection.is_none_or(|p| {
             let image = schema.index_of("image").unwrap_or(usize::MAX);
             p.contains(&image)
         });
+        let groups = file_groups(&kept, state.config().target_partitions(), !reads_images);
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&schema).into());
         let ordering = LexOrdering::new([
@@ -280,7 +280,7 @@ fn prune_sessions(
 
 /// Splits the (sorted) sessions into at most `n` contiguous groups of about
 /// equal bytes, so each group is itself sorted by `session_id`.
-fn file_groups(sessions: &[Arc<SessionRecord>], n: usize) -> Vec<FileGroup> {
+fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) -> Vec<FileGroup> {
     let n = n.max(1).min(sessions.len());
     let total: u64 = sessions.iter().map(|s| s.frames_bytes).sum();
     let target = total.div_ceil(n as u64).max(1);
@@ -293,17 +293,20 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize) -> Vec<FileGroup> {
         }
         in_group += s.frames_bytes;
         if let Some(g) = groups.last_mut() {
-            g.push(partitioned_file(s));
+            g.push(partitioned_file(s, exact_footer));
         }
     }
     groups.into_iter().map(FileGroup::new).collect()
 }
 
-fn partitioned_file(s: &SessionRecord) -> PartitionedFile {
+/// One frames file. With `exact_footer` (scans without `image`) the first
+/// read fetches exactly the footer, so no image bytes are read; scans with
+/// images keep DataFusion's larger prefetch, which saves requests.
+fn partitioned_file(s: &SessionRecord, exact_footer: bool) -> PartitionedFile {
     let file = PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
         .with_statistics(Arc::new(file_statistics(s)));
     match s.frames_footer_bytes {
-        Some(footer) if footer > 8 => file.with_metadata_size_hint(footer as usize),
+        Some(footer) if exact_footer && footer > 8 => file.with_metadata_size_hint(footer as usize),
         _ => file,
     }
 }
