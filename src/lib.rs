@@ -39,4 +39,4 @@ pub mod spec;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use store::register;
+pub use store::{register, session_config};

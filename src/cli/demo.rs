@@ -56,7 +56,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
         seal_and_report(&store, bundles, &SealOptions::default()).await;
     let sealed_in = started.elapsed() - generated;
     println!("{sealed} sealed, {skipped} already sealed, {refused} refused");
-    let ctx = SessionContext::new();
+    let ctx = SessionContext::new_with_config(crate::session_config());
     crate::register(&ctx, &store)?;
     println!("\n{SUMMARY_SQL}");
     let batches = ctx.sql(SUMMARY_SQL).await?.collect().await?;

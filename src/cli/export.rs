@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use crate::dest::ExportTarget;
 use crate::jobs::{new_export_id, run_export};
@@ -162,7 +162,7 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     println!("-- resolved: {}", spec.resolved_json());
     println!("{sql};");
     let store = SealedStore::open(&args.store).await?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    let ctx = SessionContext::new_with_config(crate::session_config());
     crate::register(&ctx, &store)?;
     // Planning checks the SQL against the store's tables even without --explain.
     let df = ctx.sql(&sql).await?;

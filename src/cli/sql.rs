@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use super::output::{write_batches, OutputFormat};
 use crate::store::SealedStore;
@@ -23,7 +23,7 @@ pub struct SqlArgs {
 
 pub(super) async fn run(args: SqlArgs) -> Result<ExitCode> {
     let store = SealedStore::open(&args.store).await?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    let ctx = SessionContext::new_with_config(crate::session_config());
     crate::register(&ctx, &store)?;
     let batches = ctx.sql(&args.query).await?.collect().await?;
     let mut out = std::io::stdout().lock();

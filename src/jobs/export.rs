@@ -36,18 +36,28 @@ pub fn new_export_id(now: DateTime<Utc>) -> String {
     s
 }
 
-/// Runs `spec` against `store` into `target`, in a default `SessionContext`.
+/// Runs `spec` against `store` into `target`, in a `SessionContext` with
+/// [`crate::session_config`].
 pub async fn run_export(
     store: &Arc<SealedStore>,
     spec: &ExportSpec,
     target: &ExportTarget,
     progress: Arc<Progress>,
 ) -> Result<ExportOutcome> {
-    run_export_in(SessionContext::new(), store, spec, target, progress).await
+    run_export_in(
+        SessionContext::new_with_config(crate::session_config()),
+        store,
+        spec,
+        target,
+        progress,
+    )
+    .await
 }
 
-/// Runs `spec` in `ctx` (any configuration: partitions, memory limits); the
-/// store's tables and functions are registered into it.
+/// Runs `spec` in `ctx` (any configuration: partitions, memory limits; keep
+/// `batch_size` small, as [`crate::session_config`] does, or batches of
+/// thousands of images build up); the store's tables and functions are
+/// registered into it.
 pub async fn run_export_in(
     ctx: SessionContext,
     store: &Arc<SealedStore>,

@@ -28,6 +28,20 @@ pub use seal::{SealOptions, SealOutcome, SealSummary, CREATED_BY};
 pub use sealed_store::{SealedStore, SessionRecord, Snapshot};
 pub use table::{FramesTable, SessionsTable};
 
+/// Rows per batch for queries that carry frame images: DataFusion's default
+/// (8192) would coalesce ~0.5 GB of screenshots into one batch after a
+/// filter or join; 64 keeps an export's memory at a few MB per partition.
+pub const IMAGE_BATCH_SIZE: usize = 64;
+
+/// A `SessionConfig` suited to frame data: [`IMAGE_BATCH_SIZE`] rows per
+/// batch and `information_schema` on. `register()` works with any config;
+/// this one keeps memory bounded when queries move images.
+pub fn session_config() -> datafusion::prelude::SessionConfig {
+    datafusion::prelude::SessionConfig::new()
+        .with_batch_size(IMAGE_BATCH_SIZE)
+        .with_information_schema(true)
+}
+
 /// Adds the `sessions` and `frames` tables of `store` to `ctx`, registers
 /// the store's object store so DataFusion can read its files, and registers
 /// the export query's SQL functions ([`crate::sample`]) and the shard formats

@@ -362,6 +362,10 @@ proptest! {
         });
     }
 
+}
+
+// The parser fuzz: 256 cases per run by default; `PROPTEST_CASES=N` for longer runs.
+proptest! {
     #[test]
     fn spec_parser_never_panics(v in arbitrary_json(4)) {
         let _ = ExportSpec::parse(&v, Utc::now());
