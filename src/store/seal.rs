@@ -18,7 +18,8 @@ use arrow::array::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -33,7 +34,9 @@ use super::bundle::{Bundle, BundleError, Frame};
 use super::frame_image::{hash_distance, is_keyframe};
 use super::layout::SessionPaths;
 use super::schema::{event_fields, frames_file_schema, sessions_schema, UTC};
-use super::sealed_store::{SealedStore, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH};
+use super::sealed_store::{
+    SealedStore, Snapshot, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH,
+};
 use crate::{Error, Result};
 
 /// Frames per Arrow batch while streaming a session out.
@@ -121,6 +124,18 @@ impl Drop for InFlight {
 impl SealedStore {
     /// Seals one bundle folder.
     pub async fn seal(&self, bundle_dir: &FsPath, options: &SealOptions) -> Result<SealOutcome> {
+        let known = self.snapshot().await?;
+        self.seal_against(bundle_dir, options, &known).await
+    }
+
+    /// Seals one bundle, taking `known` (a snapshot from before) plus what
+    /// this handle has committed since as the sessions already sealed.
+    async fn seal_against(
+        &self,
+        bundle_dir: &FsPath,
+        options: &SealOptions,
+        known: &Snapshot,
+    ) -> Result<SealOutcome> {
         let dir = bundle_dir.to_path_buf();
         let bundle = tokio::task::spawn_blocking(move || Bundle::read(&dir)).await??;
         let _guard = InFlight::acquire(&bundle.session.session_id).await;
@@ -132,7 +147,11 @@ impl SealedStore {
             image_bytes: bundle.image_bytes,
             seal: bundle.seal.clone(),
         };
-        if let Some(existing) = self.snapshot().await?.get(&bundle.session.session_id) {
+        let id = &bundle.session.session_id;
+        if let Some(seal) = self.committed_seal(id) {
+            return self.compare(&seal, summary);
+        }
+        if let Some(existing) = known.get(id) {
             return self.compare(&existing.seal, summary);
         }
         let loc = self.location();
@@ -156,7 +175,10 @@ impl SealedStore {
             .commit(&bundle, &paths, &frames_file, sealed_at.timestamp_micros())
             .await
         {
-            Ok(()) => Ok(SealOutcome::Sealed(summary)),
+            Ok(()) => {
+                self.note_committed(&summary.session_id, &summary.seal);
+                Ok(SealOutcome::Sealed(summary))
+            }
             Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
                 let existing = self.read_session(&paths.session).await?;
                 if existing.seal != bundle.seal {
@@ -189,17 +211,35 @@ impl SealedStore {
         &'a self,
         bundles: Vec<PathBuf>,
         options: &'a SealOptions,
-    ) -> impl Stream<Item = (PathBuf, Result<SealOutcome>)> + 'a {
+    ) -> BoxStream<'a, (PathBuf, Result<SealOutcome>)> {
         let parallelism = match options.parallelism {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        futures::stream::iter(bundles)
-            .map(move |dir| async move {
-                let res = self.seal(&dir, options).await;
-                (dir, res)
+        // One listing for the whole call; ids committed during it are
+        // tracked by the handle, so the store is not listed per bundle.
+        let known = futures::stream::once(async move { self.snapshot().await });
+        known
+            .flat_map(move |snapshot| {
+                let snapshot = Arc::new(snapshot);
+                let bundles = bundles.clone();
+                futures::stream::iter(bundles)
+                    .map(move |dir| {
+                        let snapshot = Arc::clone(&snapshot);
+                        async move {
+                            let res = match snapshot.as_ref() {
+                                Ok(known) => self.seal_against(&dir, options, known).await,
+                                Err(e) => Err(Error::Corrupt {
+                                    path: "sessions/".into(),
+                                    message: format!("cannot list the store: {e}"),
+                                }),
+                            };
+                            (dir, res)
+                        }
+                    })
+                    .buffer_unordered(parallelism)
             })
-            .buffer_unordered(parallelism)
+            .boxed()
     }
 
     /// Streams the frames file; returns its size and its footer's size.

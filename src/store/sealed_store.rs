@@ -86,6 +86,8 @@ impl Snapshot {
 pub struct SealedStore {
     location: StoreLocation,
     cache: Mutex<HashMap<Path, Arc<SessionRecord>>>,
+    /// Session id → seal of every session this handle committed.
+    committed: Mutex<HashMap<String, String>>,
 }
 
 impl SealedStore {
@@ -100,6 +102,7 @@ impl SealedStore {
         Arc::new(SealedStore {
             location,
             cache: Mutex::new(HashMap::new()),
+            committed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -158,6 +161,18 @@ impl SealedStore {
         Ok(Snapshot {
             sessions: by_id.into_values().collect(),
         })
+    }
+
+    /// The seal of `session_id` if this handle committed it.
+    pub(crate) fn committed_seal(&self, session_id: &str) -> Option<String> {
+        let map = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(session_id).cloned()
+    }
+
+    /// Records a commit made through this handle.
+    pub(crate) fn note_committed(&self, session_id: &str, seal: &str) {
+        let mut map = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(session_id.to_string(), seal.to_string());
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Path, Arc<SessionRecord>>> {

@@ -332,3 +332,47 @@ async fn many_bundles_seal_in_parallel_each_standing_alone() {
         .contains("session.json: cannot read"));
     assert_eq!(store.snapshot().await.unwrap().sessions.len(), 8);
 }
+
+#[tokio::test]
+async fn one_call_with_a_repeated_id_seals_it_once() {
+    let tmp = TempDir::new().unwrap();
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = store_over(Arc::clone(&inner));
+    let (draft, first) = write_session(tmp.path(), 8, 0);
+    let mut other = draft.clone();
+    other.session["workflow"] = json!("another_workflow");
+    let second = tmp.path().join("second");
+    other.write(&second).unwrap();
+    let copy = tmp.path().join("copy");
+    draft.write(&copy).unwrap();
+    let options = SealOptions {
+        parallelism: 3,
+        sealed_at: None,
+    };
+    use futures::StreamExt;
+    let results: Vec<_> = store
+        .seal_all(vec![first, second, copy], &options)
+        .collect()
+        .await;
+    let sealed = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(SealOutcome::Sealed(_))))
+        .count();
+    let conflicts = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Err(Error::SealConflict { .. })))
+        .count();
+    let unchanged = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(SealOutcome::AlreadySealed(_))))
+        .count();
+    assert_eq!(sealed, 1, "{results:?}");
+    assert_eq!(sealed + conflicts + unchanged, 3);
+    assert!(conflicts >= 1);
+    assert_eq!(store.snapshot().await.unwrap().sessions.len(), 1);
+    assert_eq!(
+        all_objects(&inner).await.len(),
+        2,
+        "one sessions file, one frames file"
+    );
+}
