@@ -3,6 +3,8 @@
 //! hash. Decoding proves the file is a usable PNG or JPEG; the bytes
 //! themselves are stored unchanged.
 
+use image::imageops::FilterType;
+
 use super::bundle::sniff_format;
 
 /// Frames whose dHash differs from the previous frame's in more than this many
@@ -79,30 +81,16 @@ impl FrameImage {
     }
 }
 
-/// Difference hash: shrink to 9×8 grayscale by averaging the pixels of each
-/// cell (one pass over the image), then one bit per horizontally adjacent
-/// pair (left brighter than right).
+/// Difference hash: shrink to 9×8 grayscale, one bit per horizontally
+/// adjacent pair (left brighter than right).
 pub fn dhash(img: &image::DynamicImage) -> u64 {
-    let gray = img.to_luma8();
-    let (w, h) = (gray.width() as usize, gray.height() as usize);
-    if w == 0 || h == 0 {
-        return 0;
-    }
-    let cell_x: Vec<usize> = (0..w).map(|x| x * 9 / w).collect();
-    let mut sums = [[0u64; 9]; 8];
-    let mut counts = [[0u64; 9]; 8];
-    for (y, row) in gray.as_raw().chunks_exact(w).enumerate() {
-        let cy = y * 8 / h;
-        for (x, &v) in row.iter().enumerate() {
-            sums[cy][cell_x[x]] += u64::from(v);
-            counts[cy][cell_x[x]] += 1;
-        }
-    }
+    let small = img.resize_exact(9, 8, FilterType::Triangle).to_luma8();
     let mut bits = 0u64;
     for y in 0..8 {
-        let mean = |x: usize| sums[y][x] * 1024 / counts[y][x].max(1);
         for x in 0..8 {
-            bits = (bits << 1) | u64::from(mean(x) > mean(x + 1));
+            let left = small.get_pixel(x, y)[0];
+            let right = small.get_pixel(x + 1, y)[0];
+            bits = (bits << 1) | u64::from(left > right);
         }
     }
     bits
