@@ -1,6 +1,9 @@
 //! Scanning `frames` through our provider against DataFusion's own
 //! `ListingTable` over the same files: a full scan with images, and a scan
 //! without them. The ratio of the two is our provider's overhead.
+//!
+//! `NUSOMI_BENCH_STORE=DIR` scans an existing store (e.g. the one
+//! `benches/compare_peers.sh` builds) instead of generating 24 sessions.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -25,8 +28,16 @@ fn scan(c: &mut Criterion) {
         .prefix("nusomi-bench")
         .tempdir()
         .expect("temp dir");
-    let root = tmp.path().join("store");
+    let existing = std::env::var("NUSOMI_BENCH_STORE")
+        .ok()
+        .map(std::path::PathBuf::from);
+    let root = existing.clone().unwrap_or_else(|| tmp.path().join("store"));
     let store = rt.block_on(async {
+        if existing.is_some() {
+            return SealedStore::open(root.to_str().expect("utf-8"))
+                .await
+                .expect("store");
+        }
         let bundles = Generator::new(5)
             .write_bundles(&tmp.path().join("bundles"), 24)
             .expect("bundles");
