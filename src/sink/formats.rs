@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
@@ -24,7 +23,7 @@ use super::hashing::HashingWriter;
 use super::row_json::row_object;
 use super::row_schema::{extension, output_schema};
 use crate::spec::OutputFormat;
-use crate::store::CREATED_BY;
+use crate::store::image_parquet_props;
 use crate::{Error, Result};
 
 /// Rows per Parquet row group (images are large; ~100 rows or ~100 MB).
@@ -325,14 +324,7 @@ struct ParquetShard {
 
 fn parquet_props() -> WriterProperties {
     let image = ColumnPath::new(vec!["image".into(), "bytes".into()]);
-    WriterProperties::builder()
-        .set_created_by(CREATED_BY.to_string())
-        .set_compression(Compression::SNAPPY)
-        .set_column_compression(image.clone(), Compression::UNCOMPRESSED)
-        .set_column_dictionary_enabled(image.clone(), false)
-        .set_column_statistics_enabled(image, EnabledStatistics::None)
-        .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
-        .build()
+    image_parquet_props(image, PARQUET_ROW_GROUP_ROWS)
 }
 
 impl ParquetShard {

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::{SpecError, SpecErrors};
 use super::time::{format_instant, TimeExpr};
-use crate::store::{is_valid_session_id, ActorKind, Outcome};
+use crate::store::{is_valid_session_id, json_type_name, ActorKind, Outcome};
 
 /// Default shard size: 256 MiB.
 pub const DEFAULT_SHARD_SIZE_BYTES: u64 = 268_435_456;
@@ -294,17 +294,6 @@ fn join(path: &str, name: &str) -> String {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl Parser {
     fn err(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(SpecError {
@@ -320,7 +309,10 @@ impl Parser {
         known: &[&str],
     ) -> Option<&'v Map<String, Value>> {
         let Some(obj) = v.as_object() else {
-            self.err(path, format!("expected an object, found {}", kind_of(v)));
+            self.err(
+                path,
+                format!("expected an object, found {}", json_type_name(v)),
+            );
             return None;
         };
         for key in obj.keys() {
@@ -338,7 +330,10 @@ impl Parser {
         match v.as_str() {
             Some(s) => Some(s.to_string()),
             None => {
-                self.err(path, format!("expected a string, found {}", kind_of(v)));
+                self.err(
+                    path,
+                    format!("expected a string, found {}", json_type_name(v)),
+                );
                 None
             }
         }
@@ -364,7 +359,7 @@ impl Parser {
                     path,
                     format!(
                         "expected a string or a list of strings, found {}",
-                        kind_of(other)
+                        json_type_name(other)
                     ),
                 );
                 None
@@ -409,7 +404,7 @@ impl Parser {
             None => {
                 self.err(
                     path,
-                    format!("expected a whole number, found {}", kind_of(v)),
+                    format!("expected a whole number, found {}", json_type_name(v)),
                 );
                 None
             }
@@ -640,7 +635,10 @@ impl Parser {
         let Some(items) = v.as_array() else {
             self.err(
                 path,
-                format!("expected a list of session ids, found {}", kind_of(v)),
+                format!(
+                    "expected a list of session ids, found {}",
+                    json_type_name(v)
+                ),
             );
             return Vec::new();
         };
@@ -689,7 +687,7 @@ impl Parser {
                     } else if !n.is_number() {
                         self.err(
                             "frame_sampling.interval_ms",
-                            format!("expected a whole number, found {}", kind_of(n)),
+                            format!("expected a whole number, found {}", json_type_name(n)),
                         );
                     }
                     None
@@ -710,7 +708,7 @@ impl Parser {
                 None => {
                     self.err(
                         "frame_sampling.keep_action_frames",
-                        format!("expected true or false, found {}", kind_of(b)),
+                        format!("expected true or false, found {}", json_type_name(b)),
                     );
                     None
                 }
@@ -739,7 +737,10 @@ impl Parser {
                 if v.is_object() {
                     self.err("destination.kind", "missing required field");
                 } else {
-                    self.err(path, format!("expected an object, found {}", kind_of(v)));
+                    self.err(
+                        path,
+                        format!("expected an object, found {}", json_type_name(v)),
+                    );
                 }
                 return None;
             }

@@ -521,7 +521,7 @@ impl<'a> Fields<'a> {
                 file,
                 line,
                 field,
-                format!("expected a JSON object, found {}", type_name(value)),
+                format!("expected a JSON object, found {}", json_type_name(value)),
             )
         })?;
         Ok(Fields {
@@ -568,7 +568,7 @@ impl<'a> Fields<'a> {
     fn mistyped(&self, name: &str, expected: &str, found: &Value) -> BundleError {
         self.field_err(
             name,
-            format!("expected {expected}, found {}", type_name(found)),
+            format!("expected {expected}, found {}", json_type_name(found)),
         )
     }
 
@@ -639,7 +639,8 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in error messages (`a string`, `a list`).
+pub(crate) fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 
+pub(crate) use bundle::json_type_name;
 pub use bundle::{
     is_valid_session_id, ActorKind, Bundle, BundleError, Event, Frame, Outcome, SessionMeta,
 };
@@ -24,6 +25,7 @@ pub use location::StoreLocation;
 pub use schema::{
     event_fields, event_list_type, frames_schema, sessions_schema, FRAMES_SESSION_COLUMNS,
 };
+pub(crate) use seal::image_parquet_props;
 pub use seal::{SealOptions, SealOutcome, SealSummary, CREATED_BY};
 pub use sealed_store::{SealedStore, SessionRecord, Snapshot};
 pub use table::{FramesTable, SessionsTable};

@@ -333,16 +333,24 @@ struct FramesFile {
 /// `created_by` written into every Parquet footer (fixed so bytes are stable).
 pub const CREATED_BY: &str = "nusomi-export";
 
-fn frames_writer_props() -> WriterProperties {
-    let image = ColumnPath::from("image");
+/// Parquet writer settings shared by the store's frames files and Parquet
+/// export shards: fixed `created_by` (stable bytes), Snappy for the small
+/// columns, and the image column (at `image`) stored as is — already
+/// compressed, so no compression, dictionary or statistics — with at most
+/// `max_rows` rows per row group.
+pub(crate) fn image_parquet_props(image: ColumnPath, max_rows: usize) -> WriterProperties {
     WriterProperties::builder()
         .set_created_by(CREATED_BY.to_string())
         .set_compression(Compression::SNAPPY)
         .set_column_compression(image.clone(), Compression::UNCOMPRESSED)
         .set_column_dictionary_enabled(image.clone(), false)
         .set_column_statistics_enabled(image, EnabledStatistics::None)
-        .set_max_row_group_row_count(Some(ROW_GROUP_FRAMES))
+        .set_max_row_group_row_count(Some(max_rows))
         .build()
+}
+
+fn frames_writer_props() -> WriterProperties {
+    image_parquet_props(ColumnPath::from("image"), ROW_GROUP_FRAMES)
 }
 
 fn session_row(bundle: &Bundle, sealed_at_us: i64) -> Result<RecordBatch> {
