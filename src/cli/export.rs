@@ -50,11 +50,11 @@ pub struct PlanArgs {
     spec: PathBuf,
 }
 
-/// Reads and validates a spec file (relative times resolved against now,
-/// unless the spec gives `as_of`).
-pub fn read_spec(path: &PathBuf) -> Result<ExportSpec> {
+/// Reads and validates a spec file; relative times resolve against
+/// `created_at` unless the spec gives `as_of`.
+pub fn read_spec(path: &PathBuf, created_at: chrono::DateTime<Utc>) -> Result<ExportSpec> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(ExportSpec::from_json(&text, Utc::now())?)
+    Ok(ExportSpec::from_json(&text, created_at)?)
 }
 
 pub(super) async fn run(cmd: ExportCommand) -> Result<ExitCode> {
@@ -66,8 +66,7 @@ pub(super) async fn run(cmd: ExportCommand) -> Result<ExitCode> {
 
 async fn create(args: CreateArgs) -> Result<ExitCode> {
     let created_at = Utc::now();
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| Error::io(&args.spec, e))?;
-    let spec = ExportSpec::from_json(&text, created_at)?;
+    let spec = read_spec(&args.spec, created_at)?;
     let store = SealedStore::open(&args.store).await?;
     let job = run_job(&store, &spec, created_at, !args.json).await?;
     if args.json {
@@ -156,7 +155,7 @@ pub async fn run_job(
 }
 
 async fn plan(args: PlanArgs) -> Result<ExitCode> {
-    let spec = read_spec(&args.spec)?;
+    let spec = read_spec(&args.spec, Utc::now())?;
     let sql = compile_sql(&spec)?;
     println!("-- as_of: {}", format_instant(spec.as_of));
     println!("-- resolved: {}", spec.resolved_json());

@@ -138,11 +138,8 @@ impl SealedStore {
             .buffer_unordered(32)
             .try_collect()
             .await?;
-        let cache = {
-            let mut cache = self.lock_cache();
-            cache.extend(loaded);
-            cache.clone()
-        };
+        let mut cache = self.lock_cache();
+        cache.extend(loaded);
         // One record per session id; if a cross-process race ever committed an
         // id twice (under two workflows), the earliest seal wins, deterministically.
         let mut by_id: BTreeMap<String, Arc<SessionRecord>> = BTreeMap::new();
