@@ -83,7 +83,7 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     println!("bundles: {}", bundles_dir.display());
     println!(
-        "export:  {}  (try: nusomi export create --store {} {})",
+        "export:  {}  (try: nusomi export plan --store {} --explain {})",
         export_dir.display(),
         store_dir.display(),
         spec_path.display()
