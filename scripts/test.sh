@@ -5,7 +5,7 @@
 # (unit, integration incl. the server-backed ones, sqllogictest, doctests) and
 # the checks with Python readers, then stops the services.
 #
-# Leaves: .venv/ (Python readers and servers), target/ (build, or
+# Leaves: .venv/ (Python readers and servers), .tools/node (Azurite), target/ (build, or
 # $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,21 +39,60 @@ wait_port() { # host port name seconds
   echo "$3 did not start on $1:$2; its log:" >&2; cat "$WORK/$3.log" >&2 || true; exit 1
 }
 
-step "SeaweedFS (S3) on 127.0.0.1:8333"
+step "Azurite (Azure Blob emulator) from npm"
+NODE_TOOLS=${NUSOMI_NODE_TOOLS:-$ROOT/.tools/node}
+if [ ! -x "$NODE_TOOLS/node_modules/.bin/azurite-blob" ]; then
+  command -v npm >/dev/null || { echo "npm not found: install Node.js (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+  mkdir -p "$NODE_TOOLS"
+  npm install --silent --no-audit --no-fund --prefix "$NODE_TOOLS" azurite@3.35.0 >/dev/null
+fi
+
+step "SeaweedFS (S3 + STS) on 127.0.0.1:8333"
 S3_KEY=nusomi-ci; S3_SECRET=nusomi-ci-secret-0123456789
+READ_KEY=nusomi-reader; READ_SECRET=nusomi-reader-secret-0123456789
 mkdir -p "$WORK/seaweed"
 cat > "$WORK/seaweed/s3.json" <<JSON
-{"identities":[{"name":"ci","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],
-  "actions":["Admin","Read","Write","List","Tagging"]}]}
+{"identities":[
+  {"name":"ci","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],
+   "actions":["Admin","Read","Write","List","Tagging"]},
+  {"name":"reader","credentials":[{"accessKey":"$READ_KEY","secretKey":"$READ_SECRET"}],
+   "actions":["Read","List"]}]}
+JSON
+cat > "$WORK/seaweed/iam.json" <<JSON
+{"sts":{"tokenDuration":3600000000000,"maxSessionLength":43200000000000,"issuer":"seaweedfs-sts",
+        "signingKey":"$(printf 'nusomi-test-sts-signing-key-0123456789' | base64 -w0)"},
+ "policy":{"defaultEffect":"Deny","storeType":"memory"},
+ "roles":[{"roleName":"exporter","roleArn":"arn:aws:iam::000000000000:role/exporter",
+   "trustPolicy":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},
+     "Action":["sts:AssumeRole"]}]},
+   "attachedPolicies":["S3Write"]}],
+ "policies":[{"name":"S3Write","document":{"Version":"2012-10-17","Statement":[
+   {"Effect":"Allow","Action":"s3:*","Resource":"*"},
+   {"Effect":"Allow","Action":"sts:ValidateSession","Resource":"*"}]}}]}
 JSON
 "$VENV/bin/weed" mini -dir="$WORK/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
-  -admin.ui=false -webdav=false -s3.config="$WORK/seaweed/s3.json" -bucket=nusomi-test \
-  > "$WORK/seaweed.log" 2>&1 &
+  -admin.ui=false -webdav=false -s3.config="$WORK/seaweed/s3.json" -s3.iam.config="$WORK/seaweed/iam.json" \
+  -bucket=nusomi-test > "$WORK/seaweed.log" 2>&1 &
 PIDS+=($!)
+
+step "moto (S3 + STS) on 127.0.0.1:5000"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p 5000 > "$WORK/moto.log" 2>&1 &
+PIDS+=($!)
+
+step "Azurite (Azure Blob) on 127.0.0.1:10000"
+mkdir -p "$WORK/azurite"
+"$NODE_TOOLS/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 --location "$WORK/azurite" \
+  --silent --skipApiVersionCheck > "$WORK/azurite.log" 2>&1 &
+PIDS+=($!)
+
 wait_port 127.0.0.1 8333 seaweed 60
+wait_port 127.0.0.1 5000 moto 60
+wait_port 127.0.0.1 10000 azurite 60
 export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=us-east-1 \
   AWS_ENDPOINT=http://127.0.0.1:8333 AWS_ALLOW_HTTP=true AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
-export NUSOMI_TEST_S3_URL=s3://nusomi-test
+export NUSOMI_TEST_S3_URL=s3://nusomi-test NUSOMI_TEST_S3_ENDPOINT=http://127.0.0.1:8333 \
+  NUSOMI_TEST_S3_READER="$READ_KEY:$READ_SECRET" NUSOMI_TEST_MOTO=http://127.0.0.1:5000 \
+  NUSOMI_TEST_AZURITE=http://127.0.0.1:10000/devstoreaccount1 AZURE_STORAGE_USE_EMULATOR=true
 # The bucket is created asynchronously after the port opens.
 for _ in $(seq 1 100); do
   "$VENV/bin/python" - <<'PY' && break || sleep 0.2
@@ -66,6 +105,9 @@ except Exception:
     sys.exit(1)
 PY
 done
+# Azurite's container, created through its REST API (shared-key signed by
+# scripts/azurite_container.py with the emulator's well-known key).
+"$VENV/bin/python" scripts/azurite_container.py http://127.0.0.1:10000/devstoreaccount1 nusomi-test
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

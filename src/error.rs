@@ -69,6 +69,28 @@ pub enum Error {
     #[error("object store: {0}")]
     ObjectStore(#[from] object_store::Error),
 
+    /// Configuration (a flag, an environment variable, a destination
+    /// setting) that cannot be used.
+    #[error("{field}: {message}")]
+    Config {
+        /// The setting, as a field path or variable name.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An operation on an export destination failed.
+    #[error("{operation} {key}: {source}")]
+    Destination {
+        /// The operation (`put`, `upload part`, `complete upload`, `get`, …).
+        operation: &'static str,
+        /// The object key.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+
     /// Parquet encoding or decoding failed.
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

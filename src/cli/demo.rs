@@ -123,5 +123,5 @@ async fn sample_export(
     std::fs::write(spec_path, text + "\n").map_err(|e| Error::io(spec_path, e))?;
     let now = chrono::Utc::now();
     let spec = ExportSpec::parse(&spec, now)?;
-    super::export::run_job(store, &spec, now, true).await
+    super::export::run_job(store, &spec, &crate::dest::DestConfig::default(), now, true).await
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use datafusion::prelude::SessionContext;
 
-use crate::dest::ExportTarget;
+use crate::dest::{DestConfig, ExportTarget};
 use crate::jobs::{new_export_id, run_export};
 use crate::sink::Progress;
 use crate::spec::{compile_sql, format_instant, ExportSpec};
@@ -33,6 +33,10 @@ pub struct CreateArgs {
     /// Print the job object (as `GET /v1/exports/{id}` returns it) as JSON.
     #[arg(long)]
     json: bool,
+    /// Workspace id: the STS external id when an `s3` destination names a
+    /// `role_arn`.
+    #[arg(long, env = "NUSOMI_WORKSPACE_ID")]
+    workspace_id: Option<String>,
     /// The export spec (JSON, SPEC §4); needs a `destination`.
     spec: PathBuf,
 }
@@ -68,7 +72,11 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     let created_at = Utc::now();
     let spec = read_spec(&args.spec, created_at)?;
     let store = SealedStore::open(&args.store).await?;
-    let job = run_job(&store, &spec, created_at, !args.json).await?;
+    let mut cfg = DestConfig::from_env()?;
+    if args.workspace_id.is_some() {
+        cfg.workspace_id = args.workspace_id;
+    }
+    let job = run_job(&store, &spec, &cfg, created_at, !args.json).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
     } else {
@@ -91,6 +99,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
 pub async fn run_job(
     store: &std::sync::Arc<SealedStore>,
     spec: &ExportSpec,
+    cfg: &DestConfig,
     created_at: chrono::DateTime<Utc>,
     show_progress: bool,
 ) -> Result<serde_json::Value> {
@@ -101,8 +110,8 @@ pub async fn run_job(
             message: "missing required field (export create needs one, e.g. {\"kind\": \"local\", \"path\": \"out/\"})".into(),
         }]))
     })?;
-    let target = ExportTarget::from_destination(destination)?;
     let id = new_export_id(created_at);
+    let target = ExportTarget::open(destination, &id, cfg)?;
     let progress = std::sync::Arc::new(Progress::default());
     let bar = if show_progress {
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
@@ -129,7 +138,8 @@ pub async fn run_job(
         })
     };
     let started_at = Utc::now();
-    let outcome = run_export(store, spec, &target, progress).await;
+    let outcome = run_export(store, spec, &target, std::sync::Arc::clone(&progress)).await;
+    let progress_reused = progress.shards_reused.load(Ordering::Relaxed);
     ticker.abort();
     bar.finish_and_clear();
     let outcome = outcome?;
@@ -144,6 +154,7 @@ pub async fn run_job(
         "actions": m.actions,
         "sessions": m.sessions,
         "shards": m.shard_count,
+        "shards_reused": progress_reused,
         "bytes": m.shards.iter().map(|s| s.bytes).sum::<u64>(),
         "shard_size_bytes": m.shard_size_bytes,
         "manifest_url": outcome.manifest_url,

@@ -98,12 +98,12 @@ impl Screen {
         // changes the screen materially.
         if self.page > 0 {
             let tone = shade(theme.accent, (self.page * 37 % 80) as u8);
-            let (bx, bw) = if self.page % 2 == 0 {
+            let (bx, bw) = if self.page.is_multiple_of(2) {
                 (220, width / 3)
             } else {
                 (width / 2, width / 2 - 20)
             };
-            let by = if self.page % 3 == 0 {
+            let by = if self.page.is_multiple_of(3) {
                 top + 330
             } else {
                 top - 20
@@ -238,7 +238,7 @@ impl Canvas {
         let mut cx = x;
         for _ in 0..glyphs {
             let r = rng.next();
-            if r % 6 == 0 {
+            if r.is_multiple_of(6) {
                 cx += 5; // a space
                 continue;
             }

@@ -68,12 +68,17 @@ pub async fn run_export_in(
     let sql = compile_sql(spec)?;
     crate::register(&ctx, store)?;
     let rows = ctx.sql(&sql).await?.execute_stream().await?;
-    let out = ExportOutput {
-        store: Arc::clone(&target.store),
-        prefix: target.prefix.clone(),
-        format: spec.format,
-        shard_size_bytes: spec.shard_size_bytes,
-    };
+    let mut out = ExportOutput::new(
+        Arc::clone(&target.store),
+        target.prefix.clone(),
+        spec.format,
+        spec.shard_size_bytes,
+    );
+    out.part_bytes = target.part_bytes;
+    out.links = target
+        .links
+        .clone()
+        .map(|l| Arc::new(l) as Arc<dyn crate::sink::ShardLinks>);
     let meta = ExportMeta {
         spec: spec.raw.clone(),
         resolved: spec.resolved_json(),
@@ -86,7 +91,7 @@ pub async fn run_export_in(
     };
     let manifest = write_export(rows, &out, meta, progress).await?;
     Ok(ExportOutcome {
-        manifest_url: target.url_of("manifest.json"),
+        manifest_url: target.manifest_url().await?,
         manifest,
     })
 }

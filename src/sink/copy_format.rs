@@ -262,12 +262,7 @@ impl DataSink for ShardSink {
             .first()
             .map(|u| u.prefix().clone())
             .unwrap_or_else(|| Path::from(""));
-        let out = ExportOutput {
-            store,
-            prefix,
-            format: self.format,
-            shard_size_bytes: self.shard_size_bytes,
-        };
+        let out = ExportOutput::new(store, prefix, self.format, self.shard_size_bytes);
         let meta = ExportMeta {
             title: format!("COPY to {}", self.config.original_url),
             ..Default::default()
@@ -316,12 +311,12 @@ impl WriteShards for DataFrame {
             lcol("frame_idx").sort(true, false),
         ])?;
         let rows = df.execute_stream().await?;
-        let out = ExportOutput {
+        let out = ExportOutput::new(
             store,
             prefix,
             format,
-            shard_size_bytes: shard_size_bytes.max(MIN_SHARD_SIZE_BYTES),
-        };
+            shard_size_bytes.max(MIN_SHARD_SIZE_BYTES),
+        );
         let meta = ExportMeta {
             title: "DataFrame export".into(),
             sql,

@@ -19,7 +19,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
-use super::hashing::HashingWriter;
+use super::hashing::{HashingWriter, ShardDone};
 use super::row_json::row_object;
 use super::row_schema::{extension, output_schema};
 use crate::spec::OutputFormat;
@@ -41,10 +41,11 @@ pub trait ShardFile: Send {
     fn size_with(&mut self, row: &RecordBatch) -> Result<u64>;
     /// Adds `row`.
     async fn add(&mut self, row: &RecordBatch) -> Result<()>;
-    /// Writes the trailer and completes the upload: (bytes, SHA-256 hex).
-    async fn finish(self: Box<Self>) -> Result<(u64, String)>;
-    /// Abandons the shard.
-    async fn abort(self: Box<Self>);
+    /// Writes the trailer and completes the upload.
+    async fn finish(self: Box<Self>) -> Result<ShardDone>;
+    /// Abandons the shard; true when something reached the store and the
+    /// key must be cleaned up.
+    async fn abort(self: Box<Self>) -> bool;
 }
 
 /// Opens a shard of `format` on `out`.
@@ -163,14 +164,14 @@ impl ShardFile for RowShard {
         self.out.put(Bytes::from(bytes)).await
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<(u64, String)> {
+    async fn finish(mut self: Box<Self>) -> Result<ShardDone> {
         if let RowEncoding::Tar = self.encoding {
             self.out.write(&[0u8; TAR_TRAILER as usize]).await?;
         }
         self.out.finish().await
     }
 
-    async fn abort(self: Box<Self>) {
+    async fn abort(self: Box<Self>) -> bool {
         self.out.abort().await
     }
 }
@@ -381,7 +382,7 @@ impl ShardFile for ParquetShard {
         self.drain().await
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<(u64, String)> {
+    async fn finish(mut self: Box<Self>) -> Result<ShardDone> {
         if let Some(w) = self.writer.take() {
             w.close()?;
         }
@@ -389,7 +390,7 @@ impl ShardFile for ParquetShard {
         self.out.finish().await
     }
 
-    async fn abort(self: Box<Self>) {
+    async fn abort(self: Box<Self>) -> bool {
         self.out.abort().await
     }
 }
@@ -465,7 +466,7 @@ impl ShardFile for ArrowShard {
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<(u64, String)> {
+    async fn finish(mut self: Box<Self>) -> Result<ShardDone> {
         self.write_pending().await?;
         if let Some(mut w) = self.writer.take() {
             w.finish()?;
@@ -475,7 +476,7 @@ impl ShardFile for ArrowShard {
         self.out.finish().await
     }
 
-    async fn abort(self: Box<Self>) {
+    async fn abort(self: Box<Self>) -> bool {
         self.out.abort().await
     }
 }

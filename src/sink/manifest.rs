@@ -19,6 +19,9 @@ pub struct ShardInfo {
     pub rows: u64,
     /// SHA-256 of the shard, lower-case hex.
     pub sha256: String,
+    /// Time-limited download link (`signed_url` exports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The manifest of a finished export.
@@ -54,6 +57,11 @@ pub struct Manifest {
     pub sql: Option<String>,
     /// Output columns: `[{name, type, nullable}]`.
     pub schema: Value,
+    /// When the shards' download links expire, RFC 3339 (`signed_url`
+    /// exports only; links are the one part of a manifest that differs
+    /// between reruns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_expire_at: Option<String>,
 }
 
 /// `digest` of a shard list.

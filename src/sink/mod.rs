@@ -17,9 +17,9 @@ pub use copy_format::{
 pub use formats::{
     open_shard, row_value_bytes, shard_extension, ShardFile, PARQUET_ROW_GROUP_ROWS,
 };
-pub use hashing::HashingWriter;
+pub use hashing::{HashingWriter, ShardDone};
 pub use manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
-pub use publish::{write_export, ExportMeta, ExportOutput};
+pub use publish::{write_export, ExportMeta, ExportOutput, ShardLinks};
 pub use row_json::row_object;
 pub use row_schema::{extension, image_fields, output_schema, schema_json, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -1,15 +1,26 @@
 //! [`write_export`]: the one path from an ordered row stream to a finished
-//! export, shared by `nusomi export create`, `COPY … STORED AS …` and
-//! `DataFrame::write_shards`: refuse a prefix that already holds a manifest,
-//! stream rows into shards, then write the dataset card (Parquet) and
-//! `manifest.json` last. On any failure the open upload is aborted and every
-//! object written is deleted, so a failed export leaves nothing.
+//! export, shared by `nusomi export create`, the job service, `COPY … STORED
+//! AS …` and `DataFrame::write_shards`:
+//!
+//! 1. refuse a prefix that already holds a manifest (a finished export);
+//! 2. list what an interrupted earlier attempt left there, so its shards are
+//!    verified instead of uploaded again (resume);
+//! 3. stream rows into shards (multipart uploads for large shards);
+//! 4. delete stale shard keys past the new last shard, write the dataset card
+//!    (Parquet), and `manifest.json` last with a conditional put.
+//!
+//! On any failure the open upload is aborted, every key this attempt created
+//! is deleted, no manifest is written, and the error names the failing
+//! operation and key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
@@ -35,6 +46,13 @@ pub struct ExportMeta {
     pub title: String,
 }
 
+/// Makes time-limited download links for files of an export.
+#[async_trait]
+pub trait ShardLinks: Send + Sync + std::fmt::Debug {
+    /// A link to `name` (relative to the export's prefix) and its expiry.
+    async fn link(&self, name: &str) -> Result<(String, SystemTime)>;
+}
+
 /// Where and how to write.
 #[derive(Debug, Clone)]
 pub struct ExportOutput {
@@ -46,10 +64,58 @@ pub struct ExportOutput {
     pub format: OutputFormat,
     /// Shard size cap.
     pub shard_size_bytes: u64,
+    /// Multipart part size.
+    pub part_bytes: usize,
+    /// Download links to list in the manifest (`signed_url`).
+    pub links: Option<Arc<dyn ShardLinks>>,
+}
+
+impl ExportOutput {
+    /// An output with the default part size and no links.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        format: OutputFormat,
+        shard_size_bytes: u64,
+    ) -> Self {
+        ExportOutput {
+            store,
+            prefix,
+            format,
+            shard_size_bytes,
+            part_bytes: crate::dest::DEFAULT_PART_BYTES,
+            links: None,
+        }
+    }
+}
+
+fn dest_err(operation: &'static str, key: &Path) -> impl FnOnce(object_store::Error) -> Error {
+    let key = key.to_string();
+    move |source| Error::Destination {
+        operation,
+        key,
+        source,
+    }
+}
+
+/// Objects directly under `prefix`: name → size.
+async fn existing_objects(out: &ExportOutput) -> Result<HashMap<String, u64>> {
+    let listed: Vec<_> = out
+        .store
+        .list(Some(&out.prefix))
+        .try_collect()
+        .await
+        .map_err(dest_err("list", &out.prefix))?;
+    let depth = out.prefix.parts().count() + 1;
+    Ok(listed
+        .into_iter()
+        .filter(|m| m.location.parts().count() == depth)
+        .filter_map(|m| m.location.filename().map(|n| (n.to_string(), m.size)))
+        .collect())
 }
 
 /// Streams `rows` (export query columns, in export order) into shards and a
-/// manifest under `out.prefix`.
+/// manifest under `out.prefix`; resumes an interrupted earlier attempt.
 pub async fn write_export(
     mut rows: SendableRecordBatchStream,
     out: &ExportOutput,
@@ -66,15 +132,24 @@ pub async fn write_export(
             })
         }
         Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(dest_err("head", &manifest_path)(e)),
     }
+    let existing = existing_objects(out).await?;
+    let ext = super::formats::shard_extension(out.format);
+    let stale_candidates: Vec<String> = existing
+        .keys()
+        .filter(|n| n.starts_with("shard-") && n.ends_with(&format!(".{ext}")))
+        .cloned()
+        .collect();
     let mut writer = ShardedWriter::new(
         Arc::clone(&out.store),
         out.prefix.clone(),
         out.format,
         out.shard_size_bytes,
     )
-    .with_progress(progress);
+    .with_progress(progress)
+    .with_part_bytes(out.part_bytes)
+    .with_existing(existing);
     let streamed: Result<()> = async {
         while let Some(batch) = rows.next().await {
             writer.write_batch(&to_output_batch(&batch?)?).await?;
@@ -86,7 +161,22 @@ pub async fn write_export(
         writer.abort().await;
         return Err(e);
     }
-    let (shards, totals) = writer.finish().await?;
+    let (mut shards, totals, created) = writer.finish_with_created().await?;
+    let mut manifest_links = None;
+    let linked: Result<()> = async {
+        if let Some(links) = &out.links {
+            let mut earliest: Option<SystemTime> = None;
+            for s in &mut shards {
+                let (url, exp) = links.link(&s.path).await?;
+                s.url = Some(url);
+                earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
+            }
+            manifest_links = earliest
+                .map(|e| crate::spec::format_instant(chrono::DateTime::<chrono::Utc>::from(e)));
+        }
+        Ok(())
+    }
+    .await;
     let manifest = Manifest {
         version: env!("CARGO_PKG_VERSION").to_string(),
         format: out.format.as_str().to_string(),
@@ -103,13 +193,23 @@ pub async fn write_export(
         resolved: meta.resolved,
         sql: meta.sql,
         schema: schema_json(),
+        links_expire_at: manifest_links,
     };
-    if let Err(e) = publish(out, &manifest, &meta.title).await {
+    let published = match linked {
+        Ok(()) => publish(out, &manifest, &meta.title, &stale_candidates).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
+        if matches!(e, Error::Location { .. }) {
+            // Another export's manifest won the race: its shards are these
+            // keys too, so nothing may be deleted.
+            return Err(e);
+        }
         let _ = out
             .store
             .delete(&out.prefix.clone().join("README.md"))
             .await;
-        for s in &manifest.shards {
+        for (s, _) in manifest.shards.iter().zip(&created).filter(|(_, c)| **c) {
             let _ = out
                 .store
                 .delete(&out.prefix.clone().join(s.path.as_str()))
@@ -120,17 +220,31 @@ pub async fn write_export(
     Ok(manifest)
 }
 
-/// Writes the dataset card (Parquet) and then the manifest, which must not
-/// exist yet unless it is byte-identical (a racing rerun of the same export).
-async fn publish(out: &ExportOutput, manifest: &Manifest, title: &str) -> Result<()> {
+/// Deletes stale shard keys, writes the dataset card (Parquet) and then the
+/// manifest, which must not exist yet unless it is byte-identical (a racing
+/// rerun of the same export).
+async fn publish(
+    out: &ExportOutput,
+    manifest: &Manifest,
+    title: &str,
+    stale_candidates: &[String],
+) -> Result<()> {
+    for name in stale_candidates {
+        if !manifest.shards.iter().any(|s| &s.path == name) {
+            let key = out.prefix.clone().join(name.as_str());
+            match out.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(dest_err("delete stale shard", &key)(e)),
+            }
+        }
+    }
     if out.format == OutputFormat::Parquet {
         let card = dataset_card(manifest, title);
+        let key = out.prefix.clone().join("README.md");
         out.store
-            .put(
-                &out.prefix.clone().join("README.md"),
-                PutPayload::from(Bytes::from(card)),
-            )
-            .await?;
+            .put(&key, PutPayload::from(Bytes::from(card)))
+            .await
+            .map_err(dest_err("put", &key))?;
     }
     let path = out.prefix.clone().join("manifest.json");
     let bytes = manifest.to_bytes();
@@ -145,7 +259,14 @@ async fn publish(out: &ExportOutput, manifest: &Manifest, title: &str) -> Result
     {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => {
-            let existing = out.store.get(&path).await?.bytes().await?;
+            let existing = out
+                .store
+                .get(&path)
+                .await
+                .map_err(dest_err("get", &path))?
+                .bytes()
+                .await
+                .map_err(dest_err("get", &path))?;
             if existing.as_ref() == bytes.as_slice() {
                 Ok(())
             } else {
@@ -155,6 +276,6 @@ async fn publish(out: &ExportOutput, manifest: &Manifest, title: &str) -> Result
                 })
             }
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(dest_err("put manifest", &path)(e)),
     }
 }

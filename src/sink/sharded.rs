@@ -2,15 +2,17 @@
 //! `shard-000000.<ext>`, `shard-000001.<ext>`, … under a prefix. A shard is
 //! closed before the next row would push it past `shard_size_bytes` (only a
 //! row that alone is larger gets a shard of its own); each shard is uploaded
-//! as it is written and hashed on the way. On failure, [`ShardedWriter::abort`]
-//! aborts the open upload and deletes the shards already written.
+//! as it is written and hashed on the way. Keys that already hold an object
+//! (an interrupted earlier attempt) are verified byte by byte instead of
+//! uploaded again, and replaced only if they differ. On failure,
+//! [`ShardedWriter::abort`] aborts the open upload and deletes every shard
+//! key this attempt created; keys that existed before it are left as found.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -29,6 +31,8 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Shards finished.
     pub shards: AtomicU64,
+    /// Shards found already written by an earlier attempt and kept.
+    pub shards_reused: AtomicU64,
 }
 
 /// Totals of what a [`ShardedWriter`] wrote.
@@ -47,6 +51,7 @@ struct OpenShard {
     path: Path,
     name: String,
     rows: u64,
+    existed: bool,
 }
 
 /// Writes shards of one format under one prefix.
@@ -61,6 +66,11 @@ pub struct ShardedWriter {
     sessions: HashSet<String>,
     progress: Arc<Progress>,
     finished_bytes: u64,
+    part_bytes: usize,
+    /// Objects under the prefix before this attempt: name → size.
+    existing: HashMap<String, u64>,
+    /// Per finished shard: whether this attempt created its key.
+    created: Vec<bool>,
 }
 
 impl std::fmt::Debug for ShardedWriter {
@@ -91,7 +101,23 @@ impl ShardedWriter {
             sessions: HashSet::new(),
             progress: Arc::new(Progress::default()),
             finished_bytes: 0,
+            part_bytes: crate::dest::DEFAULT_PART_BYTES,
+            existing: HashMap::new(),
+            created: Vec::new(),
         }
+    }
+
+    /// Uploads shards larger than `part_bytes` in parts of that size.
+    pub fn with_part_bytes(mut self, part_bytes: usize) -> Self {
+        self.part_bytes = part_bytes.max(1);
+        self
+    }
+
+    /// Objects already under the prefix (name → size), left by an earlier
+    /// attempt: shards at those keys are verified rather than re-uploaded.
+    pub fn with_existing(mut self, existing: HashMap<String, u64>) -> Self {
+        self.existing = existing;
+        self
     }
 
     /// Reports into `progress` as it writes.
@@ -130,7 +156,7 @@ impl ShardedWriter {
             }
         }
         if self.open.is_none() {
-            self.open = Some(self.open_shard()?);
+            self.open = Some(self.open_shard().await?);
         }
         if let Some(open) = self.open.as_mut() {
             open.file.add(row).await?;
@@ -157,19 +183,25 @@ impl ShardedWriter {
         self.progress.rows.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn open_shard(&mut self) -> Result<OpenShard> {
+    async fn open_shard(&mut self) -> Result<OpenShard> {
         let name = format!(
             "shard-{:06}.{}",
             self.shards.len(),
             shard_extension(self.format)
         );
         let path = self.prefix.clone().join(name.as_str());
-        let upload = BufWriter::new(Arc::clone(&self.store), path.clone());
+        let existed = self.existing.contains_key(&name);
+        let out = if existed {
+            HashingWriter::resume(Arc::clone(&self.store), path.clone(), self.part_bytes).await?
+        } else {
+            HashingWriter::upload(Arc::clone(&self.store), path.clone(), self.part_bytes)
+        };
         Ok(OpenShard {
-            file: open_shard(self.format, HashingWriter::new(upload))?,
+            file: open_shard(self.format, out)?,
             path,
             name,
             rows: 0,
+            existed,
         })
     }
 
@@ -177,48 +209,66 @@ impl ShardedWriter {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
-        let (bytes, sha256) = match open.file.finish().await {
+        let done = match open.file.finish().await {
             Ok(done) => done,
             Err(e) => {
-                let _ = self.store.delete(&open.path).await;
+                if !open.existed {
+                    let _ = self.store.delete(&open.path).await;
+                }
                 return Err(e);
             }
         };
-        self.finished_bytes += bytes;
+        self.finished_bytes += done.bytes;
         self.progress
             .bytes
             .store(self.finished_bytes, Ordering::Relaxed);
         self.progress.shards.fetch_add(1, Ordering::Relaxed);
+        if done.reused {
+            self.progress.shards_reused.fetch_add(1, Ordering::Relaxed);
+        }
+        self.created.push(!open.existed);
         self.shards.push(ShardInfo {
             path: open.name,
-            bytes,
+            bytes: done.bytes,
             rows: open.rows,
-            sha256,
+            sha256: done.sha256,
+            url: None,
         });
         Ok(())
     }
 
     /// Closes the last shard; returns every shard and the totals.
     /// On failure every shard is deleted.
-    pub async fn finish(mut self) -> Result<(Vec<ShardInfo>, ShardTotals)> {
+    pub async fn finish(self) -> Result<(Vec<ShardInfo>, ShardTotals)> {
+        let (shards, totals, _) = self.finish_with_created().await?;
+        Ok((shards, totals))
+    }
+
+    /// As [`ShardedWriter::finish`], plus per shard whether this attempt
+    /// created its key (false: an earlier attempt's shard, verified).
+    pub async fn finish_with_created(mut self) -> Result<(Vec<ShardInfo>, ShardTotals, Vec<bool>)> {
         if let Err(e) = self.close_shard().await {
             self.abort().await;
             return Err(e);
         }
-        Ok((self.shards, self.totals))
+        Ok((self.shards, self.totals, self.created))
     }
 
-    /// Aborts the open shard and deletes the finished ones.
+    /// Aborts the open shard and deletes the shard keys this attempt created.
     pub async fn abort(mut self) {
         if let Some(open) = self.open.take() {
-            open.file.abort().await;
-            let _ = self.store.delete(&open.path).await;
+            let sent = open.file.abort().await;
+            if sent && !open.existed {
+                let _ = self.store.delete(&open.path).await;
+            }
         }
-        for s in &self.shards {
-            let _ = self
-                .store
-                .delete(&self.prefix.clone().join(s.path.as_str()))
-                .await;
+        for (s, created) in self.shards.iter().zip(&self.created) {
+            if *created {
+                let _ = self
+                    .store
+                    .delete(&self.prefix.clone().join(s.path.as_str()))
+                    .await;
+            }
         }
     }
 }

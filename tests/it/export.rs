@@ -10,27 +10,15 @@ use nusomi_export::dest::ExportTarget;
 use nusomi_export::jobs::{run_export, run_export_in};
 use nusomi_export::sink::{shards_digest, Manifest, Progress};
 use nusomi_export::spec::ExportSpec;
-use nusomi_export::store::{SealOptions, SealedStore};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tempfile::TempDir;
 
-use crate::support::{all_objects, store_over, write_session, FailingStore};
+use crate::support::{all_objects, sealed_memory_store, FailingStore};
 
 const FORMATS: [&str; 4] = ["parquet", "arrow", "jsonl", "webdataset"];
-
-async fn demo_store(n: usize) -> (TempDir, Arc<SealedStore>) {
-    let tmp = TempDir::new().unwrap();
-    let store = store_over(Arc::new(InMemory::new()));
-    for i in 0..n {
-        let (_, dir) = write_session(tmp.path(), 41, i);
-        store.seal(&dir, &SealOptions::default()).await.unwrap();
-    }
-    (tmp, store)
-}
 
 fn spec(format: &str, extra: serde_json::Value) -> ExportSpec {
     let mut v = json!({
@@ -89,7 +77,7 @@ async fn check_manifest(mem: &Arc<InMemory>, m: &Manifest) {
 
 #[tokio::test]
 async fn every_format_writes_shards_and_a_matching_manifest() {
-    let (_tmp, store) = demo_store(5).await;
+    let (_tmp, store) = sealed_memory_store(41, 5).await;
     let ctx = SessionContext::new();
     nusomi_export::register(&ctx, &store).unwrap();
     let b = ctx
@@ -168,7 +156,7 @@ async fn every_format_writes_shards_and_a_matching_manifest() {
 
 #[tokio::test]
 async fn shards_roll_before_passing_the_size_cap() {
-    let (_tmp, store) = demo_store(4).await;
+    let (_tmp, store) = sealed_memory_store(41, 4).await;
     for format in FORMATS {
         let limit = 96 * 1024;
         let (mem, target) = memory_target();
@@ -214,7 +202,7 @@ async fn shards_roll_before_passing_the_size_cap() {
 
 #[tokio::test]
 async fn reruns_and_partition_counts_give_identical_bytes() {
-    let (_tmp, store) = demo_store(5).await;
+    let (_tmp, store) = sealed_memory_store(41, 5).await;
     for format in FORMATS {
         let spec = spec(
             format,
@@ -243,7 +231,7 @@ async fn reruns_and_partition_counts_give_identical_bytes() {
 
 #[tokio::test]
 async fn an_empty_selection_gives_zero_shards_and_a_valid_manifest() {
-    let (_tmp, store) = demo_store(2).await;
+    let (_tmp, store) = sealed_memory_store(41, 2).await;
     for format in FORMATS {
         let (mem, target) = memory_target();
         let s = spec(format, json!({"filter": {"tag": "no-such-tag"}}));
@@ -265,7 +253,7 @@ async fn an_empty_selection_gives_zero_shards_and_a_valid_manifest() {
 
 #[tokio::test]
 async fn a_row_larger_than_the_cap_gets_a_shard_of_its_own() {
-    let (_tmp, store) = demo_store(2).await;
+    let (_tmp, store) = sealed_memory_store(41, 2).await;
     for format in FORMATS {
         let (mem, target) = memory_target();
         let out = run_export(
@@ -290,7 +278,7 @@ async fn a_row_larger_than_the_cap_gets_a_shard_of_its_own() {
 
 #[tokio::test]
 async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
-    let (_tmp, store) = demo_store(3).await;
+    let (_tmp, store) = sealed_memory_store(41, 3).await;
     for format in FORMATS {
         let spec = spec(format, json!({"shard_size_bytes": 64 * 1024}));
         let mut n = 1;
@@ -331,7 +319,7 @@ async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
 async fn dataframe_write_shards_and_copy_match_export_create() {
     use nusomi_export::sink::WriteShards;
     use nusomi_export::spec::compile_sql;
-    let (_tmp, store) = demo_store(3).await;
+    let (_tmp, store) = sealed_memory_store(41, 3).await;
     for format in FORMATS {
         let s = spec(format, json!({"shard_size_bytes": 150_000}));
         let (mem_a, target) = memory_target();

@@ -1,6 +1,8 @@
 //! Behaviour across modules, in one test binary (one link, shared helpers).
 
 mod cli;
+mod dest;
+mod dest_servers;
 mod export;
 mod s3_store;
 mod seal;

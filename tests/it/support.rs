@@ -55,6 +55,21 @@ pub fn store_over(inner: Arc<dyn ObjectStore>) -> Arc<SealedStore> {
     ))
 }
 
+/// A sealed in-memory store of sessions `0..n` of generator `seed` (the
+/// bundles stay in the returned folder).
+pub async fn sealed_memory_store(seed: u64, n: usize) -> (tempfile::TempDir, Arc<SealedStore>) {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let store = store_over(Arc::new(InMemory::new()));
+    for i in 0..n {
+        let (_, dir) = write_session(tmp.path(), seed, i);
+        store
+            .seal(&dir, &nusomi_export::store::SealOptions::default())
+            .await
+            .unwrap();
+    }
+    (tmp, store)
+}
+
 /// Records every read (get / get_ranges / head) by path, and the bytes read.
 #[derive(Debug, Default)]
 pub struct CountingStore {
