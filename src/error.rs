@@ -103,6 +103,14 @@ pub enum Error {
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
 
+    /// The export was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// The job service failed (its database, a worker).
+    #[error("{0}")]
+    Jobs(String),
+
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -34,6 +34,7 @@ pub mod dest;
 mod error;
 pub mod jobs;
 pub mod sample;
+pub mod server;
 pub mod sink;
 pub mod spec;
 pub mod store;

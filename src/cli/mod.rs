@@ -6,6 +6,7 @@ mod demo;
 mod export;
 mod output;
 mod seal;
+mod serve;
 mod sql;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Export(export::ExportCommand),
     /// Generate realistic sessions, seal them into a demo store and summarise it.
     Demo(demo::DemoArgs),
+    /// Serve the HTTP job API (/v1/exports).
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
             Command::Sql(args) => sql::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Export(cmd) => export::run(cmd).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

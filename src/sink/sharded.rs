@@ -33,6 +33,9 @@ pub struct Progress {
     pub shards: AtomicU64,
     /// Shards found already written by an earlier attempt and kept.
     pub shards_reused: AtomicU64,
+    /// Set to stop the export at its next row (it then fails with
+    /// [`crate::Error::Cancelled`] and cleans up like any failure).
+    pub cancel: std::sync::atomic::AtomicBool,
 }
 
 /// Totals of what a [`ShardedWriter`] wrote.
@@ -150,6 +153,9 @@ impl ShardedWriter {
     }
 
     async fn write_row(&mut self, row: &RecordBatch) -> Result<()> {
+        if self.progress.cancel.load(Ordering::Relaxed) {
+            return Err(crate::Error::Cancelled);
+        }
         if let Some(open) = self.open.as_mut() {
             if open.rows > 0 && open.file.size_with(row)? > self.limit {
                 self.close_shard().await?;

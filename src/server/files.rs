@@ -1,0 +1,150 @@
+//! `GET /v1/exports/{id}/files/{name}?expires=…&signature=…`: serves the
+//! files of `signed_url` exports kept by the service, after checking the
+//! HMAC link (`403` when it is missing, tampered or expired). Supports one
+//! `Range: bytes=…` (`206`, or `416` when unsatisfiable) and streams the
+//! object, never loading it whole.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use object_store::{GetOptions, GetRange};
+
+use super::routes::error_body;
+use super::AppState;
+use crate::dest::ExportTarget;
+use crate::spec::Destination;
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or("") {
+        "parquet" => "application/vnd.apache.parquet",
+        "arrow" => "application/vnd.apache.arrow.file",
+        "jsonl" => "application/jsonl",
+        "tar" => "application/x-tar",
+        "json" => "application/json",
+        "md" => "text/markdown; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Parses one `bytes=` range; None for a header this route ignores
+/// (several ranges, other units), Err for a malformed one.
+fn parse_range(v: &str) -> Option<Result<GetRange, ()>> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    Some(match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse().map(GetRange::Suffix).map_err(|_| ()),
+        (false, true) => a.parse().map(GetRange::Offset).map_err(|_| ()),
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if a <= b => Ok(GetRange::Bounded(a..b + 1)),
+            _ => Err(()),
+        },
+        (true, true) => Err(()),
+    })
+}
+
+pub(super) async fn download(
+    State(state): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let cfg = state.jobs.dest_config();
+    let forbidden = |m: String| error_body(StatusCode::FORBIDDEN, m);
+    let Some(signer) = cfg.signing_key.as_ref() else {
+        return forbidden("this service signs no links".into());
+    };
+    let (Some(expires), Some(signature)) = (q.get("expires"), q.get("signature")) else {
+        return forbidden("a signed link needs expires and signature".into());
+    };
+    if let Err(e) = signer.verify(&id, &name, expires, signature, SystemTime::now()) {
+        return forbidden(format!("link refused: {e}"));
+    }
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return error_body(StatusCode::NOT_FOUND, "no such file");
+    }
+    let target = match ExportTarget::open(&Destination::SignedUrl, &id, cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("signed storage: {e}");
+            return error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let range = match headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_range)
+    {
+        Some(Ok(r)) => Some(r),
+        Some(Err(())) => return error_body(StatusCode::RANGE_NOT_SATISFIABLE, "malformed Range"),
+        None => None,
+    };
+    let path = target.prefix.clone().join(name.as_str());
+    let opts = GetOptions {
+        range: range.clone(),
+        ..Default::default()
+    };
+    let got = match target.store.get_opts(&path, opts).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            return error_body(StatusCode::NOT_FOUND, "no such file")
+        }
+        Err(e) if range.is_some() && e.to_string().to_lowercase().contains("range") => {
+            return error_body(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+        }
+        Err(e) => {
+            tracing::error!("download {path}: {e}");
+            return error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let size = got.meta.size;
+    let (start, end) = (got.range.start, got.range.end);
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let body = Body::from_stream(got.into_stream().map_err(std::io::Error::other));
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&name)),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&(end - start).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end.saturating_sub(1)))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9"), Some(Ok(GetRange::Bounded(0..10))));
+        assert_eq!(parse_range("bytes=5-"), Some(Ok(GetRange::Offset(5))));
+        assert_eq!(parse_range("bytes=-7"), Some(Ok(GetRange::Suffix(7))));
+        assert_eq!(parse_range("bytes=9-3"), Some(Err(())));
+        assert_eq!(parse_range("bytes=a-b"), Some(Err(())));
+        assert_eq!(parse_range("bytes=0-1,5-6"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+    }
+}

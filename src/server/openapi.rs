@@ -1,0 +1,171 @@
+//! The OpenAPI 3.1 description of the API, served at `/v1/openapi.json` and
+//! printed by `nusomi serve --print-openapi`. A test checks its paths and
+//! methods against [`super::ROUTES`].
+
+use serde_json::{json, Value};
+
+fn err(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The document.
+pub fn openapi() -> Value {
+    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^exp_[0-9A-HJKMNP-TV-Z]{26}$"}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "nusomi-export job API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Create, watch, list and cancel exports of sealed computer-use sessions into training datasets (SPEC §6). Every route except /healthz and signed downloads needs `Authorization: Bearer <token>` when the service has tokens configured."
+        },
+        "servers": [{"url": "http://127.0.0.1:8080"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {
+                "operationId": "healthz", "summary": "Liveness", "security": [],
+                "responses": {"200": {"description": "The service is up", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"]}}}}}
+            }},
+            "/v1/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1 document", "content": {"application/json": {"schema": {"type": "object"}}}}, "401": err("Missing or invalid bearer token")}
+            }},
+            "/v1/exports": {
+                "post": {
+                    "operationId": "createExport", "summary": "Queue an export",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExportSpec"}}}},
+                    "responses": {
+                        "202": {"description": "Accepted and durably queued", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}},
+                        "400": {"description": "Invalid spec: every problem with its field path", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SpecErrors"}}}},
+                        "401": err("Missing or invalid bearer token"),
+                        "413": {"description": "Body larger than the configured limit"},
+                        "415": err("Content-Type is not application/json")
+                    }
+                },
+                "get": {
+                    "operationId": "listExports", "summary": "List exports, newest first",
+                    "parameters": [
+                        {"name": "workflow", "in": "query", "schema": {"type": "string"}},
+                        {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
+                        {"name": "tag", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"}
+                    ],
+                    "responses": {
+                        "200": {"description": "A page", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Export"}},
+                            "next_cursor": {"type": ["string", "null"]}
+                        }, "required": ["data", "next_cursor"]}}}},
+                        "400": err("Bad status or limit"),
+                        "401": err("Missing or invalid bearer token")
+                    }
+                }
+            },
+            "/v1/exports/{id}": {
+                "get": {
+                    "operationId": "getExport", "summary": "One export, with progress while it runs",
+                    "parameters": [id_param.clone()],
+                    "responses": {
+                        "200": {"description": "The export", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}},
+                        "401": err("Missing or invalid bearer token"),
+                        "404": err("No such export")
+                    }
+                },
+                "delete": {
+                    "operationId": "cancelExport", "summary": "Cancel a queued or running export (it ends `failed` with error `cancelled`, leaving no manifest and no shards)",
+                    "parameters": [id_param.clone()],
+                    "responses": {
+                        "202": {"description": "Cancellation requested", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}},
+                        "401": err("Missing or invalid bearer token"),
+                        "404": err("No such export"),
+                        "409": err("The export already finished")
+                    }
+                }
+            },
+            "/v1/exports/{id}/files/{name}": {"get": {
+                "operationId": "downloadFile", "summary": "A file of a signed_url export, through its signed link", "security": [],
+                "parameters": [
+                    id_param,
+                    {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "expires", "in": "query", "required": true, "schema": {"type": "integer"}, "description": "Unix seconds"},
+                    {"name": "signature", "in": "query", "required": true, "schema": {"type": "string"}, "description": "HMAC-SHA256, hex"},
+                    {"name": "Range", "in": "header", "schema": {"type": "string"}, "description": "One bytes= range"}
+                ],
+                "responses": {
+                    "200": {"description": "The file", "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                    "206": {"description": "The requested range"},
+                    "403": err("Missing, tampered or expired signature"),
+                    "404": err("No such file"),
+                    "416": err("Range not satisfiable")
+                }
+            }}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
+                "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+                "SpecErrors": {"type": "object", "properties": {
+                    "error": {"type": "string"},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}, "required": ["field", "message"]}}
+                }, "required": ["error", "errors"]},
+                "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes", "required": ["workflow", "format", "destination"], "properties": {
+                    "workflow": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+                    "filter": {"type": "object"},
+                    "format": {"type": "string", "enum": ["parquet", "webdataset", "jsonl", "arrow"]},
+                    "frame_sampling": {"type": "object"},
+                    "destination": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["s3", "gcs", "azure_blob", "signed_url", "local"]}}},
+                    "tag": {"type": "string"},
+                    "as_of": {"type": "string", "format": "date-time"},
+                    "shard_size_bytes": {"type": "integer", "minimum": 4096}
+                }},
+                "Export": {"type": "object", "required": ["id", "status", "manifest_url", "created_at"], "properties": {
+                    "id": {"type": "string"},
+                    "status": {"$ref": "#/components/schemas/Status"},
+                    "format": {"type": "string"},
+                    "workflow": {"type": "array", "items": {"type": "string"}},
+                    "tag": {"type": ["string", "null"]},
+                    "rows": {"type": ["integer", "null"]},
+                    "frames": {"type": ["integer", "null"]},
+                    "actions": {"type": ["integer", "null"]},
+                    "sessions": {"type": ["integer", "null"]},
+                    "shards": {"type": ["integer", "null"], "description": "Shard count"},
+                    "bytes": {"type": ["integer", "null"]},
+                    "shards_reused": {"type": ["integer", "null"]},
+                    "shard_size_bytes": {"type": "integer"},
+                    "manifest_url": {"type": ["string", "null"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "attempts": {"type": "integer"},
+                    "rows_done": {"type": "integer"},
+                    "bytes_done": {"type": "integer"},
+                    "shards_done": {"type": "integer"},
+                    "error": {"type": "string"}
+                }}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_paths_match_the_routes() {
+        let doc = openapi();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for m in ops.as_object().unwrap().keys() {
+                documented.push((m.clone(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut routes: Vec<(String, String)> = super::super::ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}

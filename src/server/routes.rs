@@ -1,0 +1,185 @@
+//! The JSON routes: create, get, list and cancel exports, the OpenAPI
+//! document and the health check. Errors are `{"error": message}` (plus
+//! `errors: [{field, message}]` for a refused spec).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::jobs::{JobFilter, JobStatus, Rejected};
+
+/// Largest page of `GET /v1/exports`.
+pub const MAX_PAGE: usize = 500;
+/// Default page size.
+pub const DEFAULT_PAGE: usize = 50;
+
+pub(super) fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("internal error: {e}");
+    error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn not_found() -> Response {
+    error_body(StatusCode::NOT_FOUND, "no such route")
+}
+
+pub(super) async fn openapi_doc() -> Json<Value> {
+    Json(super::openapi())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+pub(super) async fn create_export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return error_body(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be an export spec with Content-Type: application/json",
+        );
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error_body(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let jobs = state.jobs.clone();
+    let text = text.to_string();
+    // The database commit is blocking I/O (fsync).
+    let submitted = tokio::task::spawn_blocking(move || jobs.submit(&text)).await;
+    match submitted {
+        Ok(Ok(record)) => {
+            let mut r = (StatusCode::ACCEPTED, Json(record.to_api(None))).into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&format!("/v1/exports/{}", record.id)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Err(Rejected::Spec(errors))) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": "invalid export spec",
+                "errors": errors.0.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Ok(Err(Rejected::Internal(e))) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+pub(super) async fn get_export(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let jobs = state.jobs.clone();
+    match tokio::task::spawn_blocking(move || jobs.get(&id).map(|j| (id, j))).await {
+        Ok(Ok((_, Some(job)))) => Json(job).into_response(),
+        Ok(Ok((id, None))) => error_body(StatusCode::NOT_FOUND, format!("no export {id:?}")),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// Query of `GET /v1/exports`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    tag: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub(super) async fn list_exports(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => match JobStatus::parse(s) {
+            Some(st) => Some(st),
+            None => {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    format!("status: {s:?} is not one of: queued, running, completed, failed"),
+                )
+            }
+        },
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return error_body(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit: {l:?} is not a number from 1 to {MAX_PAGE}"),
+                )
+            }
+        },
+    };
+    let filter = JobFilter {
+        workflow: q.workflow.filter(|s| !s.is_empty()),
+        status,
+        tag: q.tag.filter(|s| !s.is_empty()),
+    };
+    let jobs = state.jobs.clone();
+    let cursor = q.cursor.filter(|s| !s.is_empty());
+    match tokio::task::spawn_blocking(move || jobs.list(&filter, limit, cursor.as_deref())).await {
+        Ok(Ok((data, next))) => Json(json!({"data": data, "next_cursor": next})).into_response(),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+pub(super) async fn cancel_export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let jobs = state.jobs.clone();
+    let looked = tokio::task::spawn_blocking(move || {
+        let before = jobs.record(&id)?;
+        match before {
+            Some(r) if r.status.is_final() => Ok((id, Some((r, false)))),
+            Some(_) => Ok((id.clone(), jobs.cancel(&id)?.map(|r| (r, true)))),
+            None => Ok::<_, crate::Error>((id, None)),
+        }
+    })
+    .await;
+    match looked {
+        Ok(Ok((_, Some((r, true))))) => {
+            (StatusCode::ACCEPTED, Json(r.to_api(None))).into_response()
+        }
+        Ok(Ok((id, Some((r, false))))) => error_body(
+            StatusCode::CONFLICT,
+            format!("export {id} already {}", r.status.as_str()),
+        ),
+        Ok(Ok((id, None))) => error_body(StatusCode::NOT_FOUND, format!("no export {id:?}")),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
