@@ -76,8 +76,8 @@ impl DestConfig {
     /// Reads `NUSOMI_WORKSPACE_ID`, `NUSOMI_STS_ENDPOINT`,
     /// `NUSOMI_CREDENTIAL_REFRESH_SECS`, `NUSOMI_SIGNED_STORAGE` (a folder or
     /// a destination object as JSON), `NUSOMI_PUBLIC_URL`,
-    /// `NUSOMI_LINK_TTL_SECS`, `NUSOMI_SIGNING_KEY` and `NUSOMI_PART_BYTES`
-    /// over the defaults.
+    /// `NUSOMI_LINK_TTL_SECS`, `NUSOMI_SIGNING_KEY`, `NUSOMI_MAX_RETRIES` and
+    /// `NUSOMI_PART_BYTES` over the defaults.
     pub fn from_env() -> Result<Self> {
         let mut c = DestConfig::default();
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -109,6 +109,12 @@ impl DestConfig {
         }
         if let Some(k) = var("NUSOMI_SIGNING_KEY") {
             c.signing_key = Some(UrlSigner::new(k.into_bytes()));
+        }
+        if let Some(n) = var("NUSOMI_MAX_RETRIES") {
+            c.retry.max_retries = n.parse().map_err(|_| Error::Config {
+                field: "NUSOMI_MAX_RETRIES".into(),
+                message: format!("{n:?} is not a number"),
+            })?;
         }
         if let Some(p) = var("NUSOMI_PART_BYTES") {
             c.part_bytes = p.parse().map_err(|_| Error::Config {

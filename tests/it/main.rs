@@ -6,6 +6,7 @@ mod dest_servers;
 mod export;
 mod s3_store;
 mod seal;
+mod server;
 mod spec_prop;
 mod support;
 mod tables;

@@ -1,0 +1,869 @@
+//! `nusomi serve` over loopback: the real binary is started as a child
+//! process and driven with an HTTP client. The whole lifecycle for every
+//! format and the `local` and `signed_url` destinations (counts and bytes
+//! equal to `nusomi export create`), error statuses, list filters and
+//! pagination, cancellation, a `kill -9` in the middle of an export followed
+//! by a restart, and a bounded load test. The `s3` lifecycle runs against
+//! SeaweedFS (ignored unless `scripts/test.sh` runs it).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nusomi_export::store::{SealOptions, SealedStore};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::support::write_session;
+
+const TOKEN: &str = "test-token-0123456789";
+
+const ALL_WORKFLOWS: [&str; 5] = [
+    "process_invoice",
+    "triage_ticket",
+    "update_crm_record",
+    "book_travel",
+    "reconcile_payments",
+];
+
+/// A running `nusomi serve`.
+struct Server {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+    store: String,
+    client: reqwest::Client,
+}
+
+/// A response body as JSON (reqwest's `json` feature would rebuild the
+/// object-store stack for tests; see DATAFUSION.md).
+async fn json_of(r: reqwest::Response) -> Value {
+    let b = r.bytes().await.unwrap();
+    serde_json::from_slice(&b).unwrap_or(Value::Null)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    async fn start(store: &str, data_dir: &Path) -> Server {
+        Self::start_on(store, data_dir, free_port(), &[]).await
+    }
+
+    async fn start_on(store: &str, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
+        cmd.args(["serve", "--store", store, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--token", TOKEN, "--workers", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let s = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            store: store.to_string(),
+            client: reqwest::Client::new(),
+        };
+        let t0 = Instant::now();
+        loop {
+            if let Ok(r) = s.client.get(format!("{}/healthz", s.base)).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no cleanup, no graceful shutdown.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn restart(&mut self) {
+        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        let fresh = Server::start_on(&self.store, &self.data_dir, port, &[]).await;
+        // The old child is dead already; dropping it is harmless.
+        drop(std::mem::replace(self, fresh));
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn post(&self, spec: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/exports", self.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(spec.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, json_of(r).await)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, json_of(r).await)
+    }
+
+    async fn wait_final(&self, id: &str, limit: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (s, job) = self.get(&format!("/v1/exports/{id}")).await;
+            assert_eq!(s, 200, "{job}");
+            if job["status"] == "completed" || job["status"] == "failed" {
+                return job;
+            }
+            assert!(t0.elapsed() < limit, "{id} did not finish: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sealed store folder of `n` small sessions.
+async fn store_dir(seed: u64, n: usize) -> (TempDir, String) {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().join("store");
+    let store = SealedStore::open(root.to_str().unwrap()).await.unwrap();
+    for i in 0..n {
+        let (_, dir) = write_session(tmp.path(), seed, i);
+        store.seal(&dir, &SealOptions::default()).await.unwrap();
+    }
+    let root = root.display().to_string();
+    (tmp, root)
+}
+
+fn spec(format: &str, destination: Value, extra: Value) -> Value {
+    let mut v = json!({
+        "workflow": ALL_WORKFLOWS,
+        "format": format,
+        "as_of": "2030-01-01T00:00:00Z",
+        "frame_sampling": {"mode": "all"},
+        "shard_size_bytes": 200 * 1024,
+        "destination": destination,
+    });
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v
+}
+
+/// Runs `nusomi export create --json` for `spec`; returns the job object.
+fn export_create(store: &str, spec: &Value, dir: &Path) -> Value {
+    let path = dir.join(format!("spec-{}.json", rand_suffix()));
+    std::fs::write(&path, spec.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args(["export", "create", "--store", store, "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    rand::random()
+}
+
+/// Files in a folder: name → bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path()).unwrap(),
+        );
+    }
+    out
+}
+
+/// Asserts two folders hold the same files with the same bytes, naming the
+/// ones that differ (never printing contents).
+fn assert_same_files(a: &Path, b: &Path) {
+    let (fa, fb) = (files(a), files(b));
+    let names_a: Vec<&String> = fa.keys().collect();
+    let names_b: Vec<&String> = fb.keys().collect();
+    assert_eq!(
+        names_a,
+        names_b,
+        "{} vs {}: file names",
+        a.display(),
+        b.display()
+    );
+    let differ: Vec<String> = fa
+        .iter()
+        .filter(|(k, v)| fb[*k] != **v)
+        .map(|(k, v)| format!("{k} ({} vs {} bytes)", v.len(), fb[k].len()))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} vs {}: differ: {differ:?}",
+        a.display(),
+        b.display()
+    );
+}
+
+/// Two exports of the same rows to different folders: identical files, and
+/// manifests equal once `spec`/`resolved` (which hold the path) are removed.
+fn assert_same_export(a: &Path, b: &Path) {
+    let strip = |d: &Path| {
+        let mut m: Value =
+            serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap();
+        m.as_object_mut().unwrap().remove("spec");
+        m.as_object_mut().unwrap().remove("resolved");
+        m
+    };
+    assert_eq!(strip(a), strip(b));
+    let (fa, fb) = (files(a), files(b));
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (k, v) in &fa {
+        if k != "manifest.json" {
+            assert!(
+                fb[k] == *v,
+                "{k} differs between {} and {}",
+                a.display(),
+                b.display()
+            );
+        }
+    }
+}
+
+fn file_url_dir(manifest_url: &str) -> PathBuf {
+    let p = url::Url::parse(manifest_url)
+        .unwrap()
+        .to_file_path()
+        .unwrap();
+    p.parent().unwrap().to_path_buf()
+}
+
+#[tokio::test]
+async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create() {
+    let (tmp, store) = store_dir(61, 3).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+        // local: the same bytes as `nusomi export create`.
+        let via_api = tmp.path().join(format!("api-{format}"));
+        let via_cli = tmp.path().join(format!("cli-{format}"));
+        let (s, created) = server
+            .post(&spec(
+                format,
+                json!({"kind": "local", "path": via_api}),
+                json!({}),
+            ))
+            .await;
+        assert_eq!(s, 202, "{created}");
+        assert_eq!(created["status"], "queued");
+        assert!(created["manifest_url"].is_null());
+        assert!(created["id"].as_str().unwrap().starts_with("exp_"));
+        let job = server
+            .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
+            .await;
+        assert_eq!(job["status"], "completed", "{job}");
+        let cli = export_create(
+            &store,
+            &spec(format, json!({"kind": "local", "path": via_cli}), json!({})),
+            tmp.path(),
+        );
+        for k in [
+            "rows",
+            "frames",
+            "actions",
+            "sessions",
+            "shards",
+            "bytes",
+            "shard_size_bytes",
+        ] {
+            assert_eq!(job[k], cli[k], "{format}: {k}");
+        }
+        assert!(
+            job["shards"].as_u64().unwrap() >= 2,
+            "{format}: several shards"
+        );
+        // Identical shards and card; the manifests differ only in the
+        // spec's destination path.
+        assert_same_export(&via_api, &via_cli);
+        assert_eq!(
+            file_url_dir(job["manifest_url"].as_str().unwrap()),
+            via_api.canonicalize().unwrap()
+        );
+
+        // signed_url: every link downloads and matches the manifest.
+        let (s, created) = server
+            .post(&spec(
+                format,
+                json!({"kind": "signed_url"}),
+                json!({"tag": "signed"}),
+            ))
+            .await;
+        assert_eq!(s, 202);
+        let job = server
+            .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
+            .await;
+        assert_eq!(job["status"], "completed", "{job}");
+        let murl = job["manifest_url"].as_str().unwrap();
+        assert!(murl.starts_with(&format!("{}/v1/exports/", server.base)));
+        // Signed downloads need no bearer token.
+        let m: Value = json_of(reqwest::get(murl).await.unwrap()).await;
+        assert_eq!(m["rows"], cli["rows"]);
+        for sh in m["shards"].as_array().unwrap() {
+            let body = reqwest::get(sh["url"].as_str().unwrap())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(body.len() as u64, sh["bytes"].as_u64().unwrap());
+            assert_eq!(
+                hex::encode(Sha256::digest(&body)),
+                sh["sha256"].as_str().unwrap()
+            );
+            let cli_bytes = std::fs::read(via_cli.join(sh["path"].as_str().unwrap())).unwrap();
+            assert_eq!(
+                body.as_ref(),
+                cli_bytes.as_slice(),
+                "{format}: same shard bytes"
+            );
+        }
+        // Range requests.
+        let first = m["shards"][0]["url"].as_str().unwrap();
+        let r = server
+            .client
+            .get(first)
+            .header("Range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206);
+        let total = m["shards"][0]["bytes"].as_u64().unwrap();
+        assert_eq!(
+            r.headers()["content-range"].to_str().unwrap(),
+            format!("bytes 10-19/{total}")
+        );
+        let part = r.bytes().await.unwrap();
+        let whole = std::fs::read(via_cli.join(m["shards"][0]["path"].as_str().unwrap())).unwrap();
+        assert_eq!(part.as_ref(), &whole[10..20]);
+        // A tampered or expired link: 403.
+        let tampered = first.replace("signature=", "signature=0");
+        assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
+        let u = url::Url::parse(first).unwrap();
+        let stale: String = u
+            .query_pairs()
+            .map(|(k, v)| {
+                if k == "expires" {
+                    format!("{k}=1000")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        let stale = format!("{}?{stale}", first.split('?').next().unwrap());
+        assert_eq!(reqwest::get(&stale).await.unwrap().status(), 403);
+    }
+}
+
+#[tokio::test]
+async fn statuses_401_400_404_413_415_filters_and_pagination() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let c = &server.client;
+    let b = &server.base;
+    // 401 without or with a wrong token, on every guarded route.
+    for (m, p) in [
+        ("GET", "/v1/exports"),
+        ("POST", "/v1/exports"),
+        ("GET", "/v1/exports/exp_X"),
+        ("DELETE", "/v1/exports/exp_X"),
+        ("GET", "/v1/openapi.json"),
+    ] {
+        let req = c.request(m.parse().unwrap(), format!("{b}{p}"));
+        assert_eq!(req.send().await.unwrap().status(), 401, "{m} {p}");
+        let req = c
+            .request(m.parse().unwrap(), format!("{b}{p}"))
+            .bearer_auth("nope");
+        assert_eq!(req.send().await.unwrap().status(), 401, "{m} {p}");
+    }
+    assert_eq!(
+        c.get(format!("{b}/healthz")).send().await.unwrap().status(),
+        200
+    );
+    // 400 with every field path.
+    let (s, body) = server
+        .post(&json!({"workflow": [], "format": "csv", "filter": {"outcom": "success"}, "destination": {"kind": "local", "path": "x"}}))
+        .await;
+    assert_eq!(s, 400);
+    let fields: HashSet<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in ["workflow", "format", "filter.outcom"] {
+        assert!(fields.contains(f), "{f} missing in {body}");
+    }
+    let (s, body) = server
+        .post(&json!({"workflow": "x", "format": "jsonl"}))
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(body["errors"][0]["field"], "destination");
+    // 415 for another content type, 413 for a body over 1 MiB.
+    let r = c
+        .post(format!("{b}/v1/exports"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let big = format!("{{\"workflow\": \"{}\"}}", "x".repeat(2 << 20));
+    let r = c
+        .post(format!("{b}/v1/exports"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // 404s.
+    assert_eq!(server.get("/v1/exports/exp_NOPE").await.0, 404);
+    let r = c
+        .delete(format!("{b}/v1/exports/exp_NOPE"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        c.get(format!("{b}/v2/nothing"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // 403 for a file without a signature.
+    let r = c
+        .get(format!("{b}/v1/exports/exp_X/files/manifest.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Filters and pagination: 7 jobs over two workflows and two tags.
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let wf = if i % 2 == 0 {
+            "process_invoice"
+        } else {
+            "triage_ticket"
+        };
+        let tag = if i < 3 { "alpha" } else { "beta" };
+        let (s, j) = server
+            .post(&json!({"workflow": wf, "format": "jsonl", "tag": tag, "as_of": "2030-01-01T00:00:00Z",
+                          "destination": {"kind": "local", "path": tmp.path().join(format!("out{i}"))}}))
+            .await;
+        assert_eq!(s, 202);
+        ids.push(j["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(
+            server.wait_final(id, Duration::from_secs(60)).await["status"],
+            "completed"
+        );
+    }
+    let (_, all) = server.get("/v1/exports?limit=500").await;
+    let listed: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.sort();
+    newest_first.reverse();
+    assert_eq!(
+        listed,
+        newest_first.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let (_, inv) = server.get("/v1/exports?workflow=process_invoice").await;
+    assert_eq!(inv["data"].as_array().unwrap().len(), 4);
+    let (_, alpha) = server.get("/v1/exports?tag=alpha&status=completed").await;
+    assert_eq!(alpha["data"].as_array().unwrap().len(), 3);
+    let (_, none) = server.get("/v1/exports?status=failed").await;
+    assert_eq!(none["data"].as_array().unwrap().len(), 0);
+    assert_eq!(server.get("/v1/exports?status=done").await.0, 400);
+    assert_eq!(server.get("/v1/exports?limit=0").await.0, 400);
+    // Pages of 3: 3 + 3 + 1, then no cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/v1/exports?limit=3&cursor={c}"),
+            None => "/v1/exports?limit=3".into(),
+        };
+        let (_, page) = server.get(&q).await;
+        pages += 1;
+        for j in page["data"].as_array().unwrap() {
+            seen.push(j["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, newest_first);
+    // The OpenAPI document is served and lists every route.
+    let (s, doc) = server.get("/v1/openapi.json").await;
+    assert_eq!(s, 200);
+    for (m, p) in nusomi_export::server::ROUTES {
+        assert!(doc["paths"][p][m].is_object(), "{m} {p}");
+    }
+    // A finished export cannot be cancelled.
+    let r = c
+        .delete(format!("{b}/v1/exports/{}", ids[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+/// A store whose parquet export with 4 KiB shards takes a few seconds: one
+/// shard per row, hundreds of shards.
+async fn slow_store() -> (TempDir, String) {
+    store_dir(63, 10).await
+}
+
+fn slow_spec(dest: &Path) -> Value {
+    spec(
+        "parquet",
+        json!({"kind": "local", "path": dest}),
+        json!({"shard_size_bytes": 4096}),
+    )
+}
+
+#[tokio::test]
+async fn kill_9_while_running_then_restart_completes_with_identical_bytes() {
+    let (tmp, store) = slow_store().await;
+    let dest = tmp.path().join("crash-out");
+    // The undisturbed export of the same spec (same destination path, so the
+    // manifests can match byte for byte), moved aside.
+    let clean = tmp.path().join("clean-out");
+    let cli = export_create(&store, &slow_spec(&dest), tmp.path());
+    std::fs::rename(&dest, &clean).unwrap();
+    let mut server = Server::start(&store, &tmp.path().join("data")).await;
+    let (s, created) = server.post(&slow_spec(&dest)).await;
+    assert_eq!(s, 202);
+    let id = created["id"].as_str().unwrap().to_string();
+    // Wait until it is running and has finished a few shards, then kill -9.
+    let t0 = Instant::now();
+    loop {
+        let (_, job) = server.get(&format!("/v1/exports/{id}")).await;
+        assert_ne!(
+            job["status"], "completed",
+            "the export finished before the kill: make it slower"
+        );
+        if job["status"] == "running" && job["shards_done"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    assert!(!dest.join("manifest.json").exists());
+    let left = files(&dest).len();
+    assert!(
+        left >= 3,
+        "shards of the killed attempt are on disk ({left})"
+    );
+    server.restart().await;
+    let job = server.wait_final(&id, Duration::from_secs(120)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["attempts"], 2);
+    assert!(job["shards_reused"].as_u64().unwrap() >= 3, "{job}");
+    // Byte-identical to the undisturbed export, nothing stray.
+    assert_eq!(job["rows"], cli["rows"]);
+    assert_same_files(&dest, &clean);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_export_and_leaves_nothing() {
+    let (tmp, store) = slow_store().await;
+    let dest = tmp.path().join("cancel-out");
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let (_, created) = server.post(&slow_spec(&dest)).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    loop {
+        let (_, job) = server.get(&format!("/v1/exports/{id}")).await;
+        if job["status"] == "running" && job["shards_done"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert_ne!(job["status"], "completed");
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = server
+        .client
+        .delete(format!("{}/v1/exports/{id}", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"], "cancelled");
+    assert!(files(&dest).is_empty(), "left {:?}", files(&dest).keys());
+    // A queued job is cancelled at once.
+    let (_, a) = server.post(&slow_spec(&tmp.path().join("q1"))).await;
+    let (_, b) = server.post(&slow_spec(&tmp.path().join("q2"))).await;
+    let (_, c) = server.post(&slow_spec(&tmp.path().join("q3"))).await;
+    let last = c["id"].as_str().unwrap();
+    let r = server
+        .client
+        .delete(format!("{}/v1/exports/{last}", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job = server.wait_final(last, Duration::from_secs(60)).await;
+    assert_eq!(job["error"], "cancelled");
+    for j in [a, b] {
+        let id = j["id"].as_str().unwrap().to_string();
+        let _ = server
+            .client
+            .delete(format!("{}/v1/exports/{id}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+    }
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::test]
+async fn load_600_mixed_requests_from_16_clients_while_exports_run() {
+    let (tmp, store) = store_dir(64, 4).await;
+    let server = Arc::new(Server::start(&store, &tmp.path().join("data")).await);
+    let out = Arc::new(tmp.path().join("load-out"));
+    let clients = 16;
+    let per_client = 38; // 608 requests
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let server = Arc::clone(&server);
+        let out = Arc::clone(&out);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut posted = Vec::new();
+            let mut statuses = Vec::new();
+            for i in 0..per_client {
+                let t = Instant::now();
+                let status = match i % 8 {
+                    0 => {
+                        let format = ["jsonl", "webdataset", "parquet", "arrow"][(i / 8) % 4];
+                        let (s, j) = server
+                            .post(&json!({"workflow": ALL_WORKFLOWS[(c + i) % 5], "format": format,
+                                          "as_of": "2030-01-01T00:00:00Z", "tag": format!("load-{c}"),
+                                          "destination": {"kind": "local", "path": out.join(format!("c{c}-{i}"))}}))
+                            .await;
+                        if s == 202 {
+                            posted.push(j["id"].as_str().unwrap().to_string());
+                        }
+                        s
+                    }
+                    1 => server.post(&json!({"workflow": 1, "format": "csv"})).await.0,
+                    2 | 5 => match posted.last() {
+                        Some(id) => server.get(&format!("/v1/exports/{id}")).await.0,
+                        None => server.get("/v1/exports/exp_NONE").await.0,
+                    },
+                    3 => server.get(&format!("/v1/exports?tag=load-{c}&limit=5")).await.0,
+                    4 => server.client.get(format!("{}/healthz", server.base)).send().await.unwrap().status().as_u16(),
+                    6 => server.get("/v1/exports?status=running").await.0,
+                    _ => server.client.get(format!("{}/v1/exports", server.base)).send().await.unwrap().status().as_u16(),
+                };
+                lat.push(t.elapsed());
+                statuses.push(status);
+            }
+            (lat, posted, statuses)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut posted = Vec::new();
+    let mut statuses = Vec::new();
+    let mut peak = 0;
+    for t in tasks {
+        let (l, p, s) = t.await.unwrap();
+        lat.extend(l);
+        posted.extend(p);
+        statuses.extend(s);
+        peak = peak.max(rss_kib(server.pid()).1);
+    }
+    assert!(statuses.len() >= 500);
+    assert!(
+        statuses.iter().all(|s| *s < 500),
+        "5xx seen: {:?}",
+        statuses.iter().filter(|s| **s >= 500).collect::<Vec<_>>()
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| [200, 202, 400, 401, 404].contains(s)));
+    // Every accepted job exists once and completes.
+    let unique: HashSet<&String> = posted.iter().collect();
+    assert_eq!(unique.len(), posted.len(), "duplicate ids");
+    for id in &posted {
+        let job = server.wait_final(id, Duration::from_secs(300)).await;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    let (_, all) = server.get("/v1/exports?limit=500").await;
+    let listed: Vec<String> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), posted.len(), "lost or extra jobs");
+    assert_eq!(listed.iter().collect::<HashSet<_>>(), unique);
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    let (rss, hwm) = rss_kib(server.pid());
+    eprintln!(
+        "load: {} requests from {clients} clients, {} exports; latency p50 {:?} p99 {:?} max {:?}; server RSS {} MiB (peak {} MiB)",
+        lat.len(),
+        posted.len(),
+        p(0.50),
+        p(0.99),
+        lat[lat.len() - 1],
+        rss / 1024,
+        hwm.max(peak) / 1024
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
+    let (tmp, store) = store_dir(65, 2).await;
+    // Few retries, so the unreachable destination below fails quickly.
+    let server = Server::start_on(
+        &store,
+        &tmp.path().join("data"),
+        free_port(),
+        &[("NUSOMI_MAX_RETRIES", "1")],
+    )
+    .await;
+    let endpoint = std::env::var("NUSOMI_TEST_S3_ENDPOINT").expect("scripts/test.sh sets it");
+    let prefix = format!("api-{}", rand_suffix());
+    let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1", "endpoint": endpoint});
+    let (s, created) = server.post(&spec("webdataset", d.clone(), json!({}))).await;
+    assert_eq!(s, 202);
+    let job = server
+        .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        job["manifest_url"],
+        format!("s3://nusomi-test/{prefix}/manifest.json")
+    );
+    let cli = export_create(
+        &store,
+        &spec(
+            "webdataset",
+            json!({"kind": "local", "path": tmp.path().join("cli")}),
+            json!({}),
+        ),
+        tmp.path(),
+    );
+    for k in ["rows", "actions", "shards", "bytes"] {
+        assert_eq!(job[k], cli[k], "{k}");
+    }
+    // Shards on S3 equal the local export's bytes.
+    use object_store::ObjectStoreExt;
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name("nusomi-test")
+        .build()
+        .unwrap();
+    let local = files(&tmp.path().join("cli"));
+    for (name, bytes) in &local {
+        let got = s3
+            .get(&object_store::path::Path::from(format!("{prefix}/{name}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        if name != "manifest.json" {
+            assert_eq!(got.as_ref(), bytes.as_slice(), "{name}");
+        }
+    }
+    // An unreachable destination fails the job with an error, not the request.
+    let bad = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": "x", "region": "us-east-1", "endpoint": "http://127.0.0.1:1"});
+    let (s, created) = server.post(&spec("jsonl", bad, json!({}))).await;
+    assert_eq!(s, 202);
+    let job = server
+        .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(300))
+        .await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("manifest.json"),
+        "{job}"
+    );
+}
