@@ -22,6 +22,7 @@ pub(crate) fn client(
         .with_account(account)
         .with_container_name(container)
         .with_retry(cfg.retry.clone())
+        .with_client_options(cfg.client.clone())
         .build()
         .map(Arc::new)
         .map_err(|e| Error::Config {

@@ -19,7 +19,8 @@ pub(crate) fn client(
 ) -> Result<Arc<GoogleCloudStorage>> {
     let mut b = GoogleCloudStorageBuilder::from_env()
         .with_bucket_name(bucket)
-        .with_retry(cfg.retry.clone());
+        .with_retry(cfg.retry.clone())
+        .with_client_options(cfg.client.clone());
     if let Some(sa) = service_account {
         if sa.trim_start().starts_with('{') {
             b = b.with_service_account_key(sa);

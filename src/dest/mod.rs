@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ObjectStore, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 pub use s3::AssumedRole;
 pub use signing::{capped_ttl, LinkError, UrlSigner};
@@ -38,6 +38,8 @@ pub struct DestConfig {
     pub credential_refresh: Duration,
     /// Retry policy for transient object-store errors.
     pub retry: RetryConfig,
+    /// HTTP client options for cloud stores (timeouts, proxies, pooling).
+    pub client: ClientOptions,
     /// Where `signed_url` exports are kept (each under `<export id>/`).
     pub signed_storage: Destination,
     /// Base URL of `nusomi serve`, for HMAC-signed links.
@@ -61,6 +63,7 @@ impl Default for DestConfig {
             sts_endpoint: None,
             credential_refresh: Duration::from_secs(300),
             retry: RetryConfig::default(),
+            client: ClientOptions::default(),
             signed_storage: Destination::Local {
                 path: "nusomi-signed".into(),
             },

@@ -39,7 +39,8 @@ pub(crate) fn client(
 ) -> Result<S3Client> {
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_retry(cfg.retry.clone());
+        .with_retry(cfg.retry.clone())
+        .with_client_options(cfg.client.clone());
     if let Some(r) = region {
         b = b.with_region(r);
     }

@@ -337,6 +337,119 @@ async fn tap(upstream: String) -> (String, Arc<std::sync::Mutex<Vec<u8>>>) {
     (format!("http://{addr}"), seen)
 }
 
+/// A loopback proxy in front of `upstream` that answers every other new
+/// connection with one `503 Slow Down` (after reading the whole request)
+/// and forwards the rest; returns its URL and the number of 503s sent.
+async fn flaky_proxy(upstream: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&refused);
+    let up = upstream.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        let mut n = 0usize;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            n += 1;
+            if n % 2 == 1 {
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    // Read the head, then the body by Content-Length.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        let k = client.read(&mut chunk).await.unwrap_or(0);
+                        if k == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let mut have = buf.len() - head_end;
+                    while have < len {
+                        let k = client.read(&mut chunk).await.unwrap_or(0);
+                        if k == 0 {
+                            return;
+                        }
+                        have += k;
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = "<Error><Code>SlowDown</Code></Error>";
+                    let _ = client
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                    let _ = client.shutdown().await;
+                });
+                continue;
+            }
+            let Ok(mut server) = tokio::net::TcpStream::connect(&up).await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), refused)
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn transient_503s_are_retried_and_the_export_is_unchanged() {
+    let (_tmp, store) = sealed_memory_store(47, 3).await;
+    let (proxy, refused) = flaky_proxy(env("NUSOMI_TEST_S3_ENDPOINT")).await;
+    let prefix = format!("flaky-{}", nonce());
+    let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1",
+                   "endpoint": proxy});
+    let flaky = spec("parquet", d);
+    let cfg = DestConfig {
+        part_bytes: 64 * 1024,
+        // A new connection per request, so every other request meets a 503.
+        client: object_store::ClientOptions::new().with_pool_max_idle_per_host(0),
+        ..Default::default()
+    };
+    let t = ExportTarget::open(flaky.destination.as_ref().unwrap(), "exp_FLAKY", &cfg).unwrap();
+    let out = run_export(&store, &flaky, &t, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    let served_503 = refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        served_503 >= 5,
+        "the proxy refused only {served_503} requests"
+    );
+    shards_match(&t, &out.manifest).await;
+    // The same shards as an export that met no errors.
+    let tmp = tempfile::TempDir::new().unwrap();
+    let calm = spec("parquet", json!({"kind": "local", "path": tmp.path()}));
+    let t2 = ExportTarget::open(calm.destination.as_ref().unwrap(), "exp_CALM", &cfg).unwrap();
+    let out2 = run_export(&store, &calm, &t2, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    assert_eq!(out.manifest.shards, out2.manifest.shards);
+    eprintln!(
+        "flaky S3: {served_503} requests answered 503 and retried; {} shards identical",
+        out.manifest.shard_count
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs moto: run scripts/test.sh"]
 async fn the_workspace_id_goes_to_sts_as_external_id() {

@@ -564,7 +564,24 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
     assert_eq!(s, 200);
     for (m, p) in nusomi_export::server::ROUTES {
         assert!(doc["paths"][p][m].is_object(), "{m} {p}");
+        // …and the server routes it (not the fallback, not 405).
+        let path = p
+            .replace("{id}", "exp_X")
+            .replace("{name}", "manifest.json");
+        let r = c
+            .request(m.to_uppercase().parse().unwrap(), format!("{b}{path}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = json_of(r).await;
+        assert_ne!(status, 405, "{m} {p}");
+        assert_ne!(body["error"], "no such route", "{m} {p}");
     }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
     // A finished export cannot be cancelled.
     let r = c
         .delete(format!("{b}/v1/exports/{}", ids[0]))
