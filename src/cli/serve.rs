@@ -77,6 +77,23 @@ fn signing_key(dir: &std::path::Path) -> Result<String> {
     Ok(key)
 }
 
+/// Ctrl-C or SIGTERM: stop accepting and finish answering; running exports
+/// are simply rerun (and resumed) at the next start.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     if args.print_openapi {
         println!(
@@ -143,11 +160,13 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
              the API is open to anyone who can reach {addr}"
         );
     }
-    let app = router(AppState { jobs, tokens }, args.max_body_bytes);
+    let app = router(AppState {
+        jobs,
+        tokens,
+        max_body_bytes: args.max_body_bytes,
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::io(addr.to_string(), e))?;
     Ok(ExitCode::SUCCESS)

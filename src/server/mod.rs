@@ -41,10 +41,23 @@ pub struct AppState {
     pub jobs: Arc<JobService>,
     /// Accepted bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// After a `413` the connection is closed: ask the client not to reuse it.
+async fn close_after_unread_body(mut r: axum::response::Response) -> axum::response::Response {
+    if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        r.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    r
 }
 
 /// The router: `/v1/…` and `/healthz`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/v1/openapi.json", get(routes::openapi_doc))
         .route(
@@ -64,6 +77,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/exports/{id}/files/{name}", get(files::download))
         .merge(guarded)
         .fallback(routes::not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::map_response(close_after_unread_body))
+        // `create_export` enforces the limit itself, draining what is over it.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }

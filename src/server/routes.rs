@@ -2,7 +2,7 @@
 //! document and the health check. Errors are `{"error": message}` (plus
 //! `errors: [{field, message}]` for a refused spec).
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,11 +55,47 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// How much of an oversized body is read and discarded before answering
+/// `413`, so the client sees the answer rather than a reset connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a body of at most `max` bytes; None when it is larger (the excess
+/// is drained up to [`DRAIN_LIMIT`]).
+async fn read_limited(body: Body, declared: Option<usize>, max: usize) -> Option<Vec<u8>> {
+    use futures::StreamExt;
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { return None };
+        seen += chunk.len();
+        if seen <= max {
+            out.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            return None;
+        }
+    }
+    (seen <= max).then_some(out)
+}
+
 pub(super) async fn create_export(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let Some(body) = read_limited(body, declared, state.max_body_bytes).await else {
+        return error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", state.max_body_bytes),
+        );
+    };
     if !is_json(&headers) {
         return error_body(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -469,6 +469,11 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.headers()["connection"],
+        "close",
+        "a 413 closes the connection"
+    );
     // 404s.
     assert_eq!(server.get("/v1/exports/exp_NOPE").await.0, 404);
     let r = c
