@@ -53,6 +53,9 @@ pub struct DestConfig {
     pub part_bytes: usize,
 }
 
+/// Longest presigned link S3 and GCS accept: 7 days.
+pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Default multipart part size: 10 MiB.
 pub const DEFAULT_PART_BYTES: usize = 10 << 20;
 
@@ -222,6 +225,8 @@ impl ShardLinks for Links {
                 prefix,
             } => {
                 let path = prefix.clone().join(name);
+                // S3 and GCS refuse presigned lifetimes over 7 days.
+                let ttl = &(*ttl).min(MAX_PRESIGN_TTL);
                 let sign = |ttl: Duration| {
                     let path = path.clone();
                     async move {

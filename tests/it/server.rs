@@ -55,10 +55,16 @@ fn free_port() -> u16 {
 
 impl Server {
     async fn start(store: &str, data_dir: &Path) -> Server {
-        Self::start_on(store, data_dir, free_port(), &[]).await
+        Self::start_on(store, data_dir, free_port(), &[], None).await
     }
 
-    async fn start_on(store: &str, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+    async fn start_on(
+        store: &str,
+        data_dir: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
         cmd.args(["serve", "--store", store, "--listen"])
             .arg(format!("127.0.0.1:{port}"))
@@ -66,7 +72,10 @@ impl Server {
             .arg(data_dir)
             .args(["--token", TOKEN, "--workers", "2"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                None => Stdio::null(),
+            });
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -102,7 +111,7 @@ impl Server {
 
     async fn restart(&mut self) {
         let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
-        let fresh = Server::start_on(&self.store, &self.data_dir, port, &[]).await;
+        let fresh = Server::start_on(&self.store, &self.data_dir, port, &[], None).await;
         // The old child is dead already; dropping it is harmless.
         drop(std::mem::replace(self, fresh));
     }
@@ -824,56 +833,71 @@ async fn load_600_mixed_requests_from_16_clients_while_exports_run() {
 #[ignore = "needs SeaweedFS: run scripts/test.sh"]
 async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
     let (tmp, store) = store_dir(65, 2).await;
-    // Few retries, so the unreachable destination below fails quickly.
+    // Few retries, so the unreachable destination below fails quickly; a
+    // chatty log, checked for secrets at the end.
+    let log = tmp.path().join("serve.log");
     let server = Server::start_on(
         &store,
         &tmp.path().join("data"),
         free_port(),
-        &[("NUSOMI_MAX_RETRIES", "1")],
+        &[("NUSOMI_MAX_RETRIES", "1"), ("NUSOMI_LOG", "debug")],
+        Some(&log),
     )
     .await;
     let endpoint = std::env::var("NUSOMI_TEST_S3_ENDPOINT").expect("scripts/test.sh sets it");
-    let prefix = format!("api-{}", rand_suffix());
-    let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1", "endpoint": endpoint});
-    let (s, created) = server.post(&spec("webdataset", d.clone(), json!({}))).await;
-    assert_eq!(s, 202);
-    let job = server
-        .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
-    assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(
-        job["manifest_url"],
-        format!("s3://nusomi-test/{prefix}/manifest.json")
-    );
-    let cli = export_create(
-        &store,
-        &spec(
-            "webdataset",
-            json!({"kind": "local", "path": tmp.path().join("cli")}),
-            json!({}),
-        ),
-        tmp.path(),
-    );
-    for k in ["rows", "actions", "shards", "bytes"] {
-        assert_eq!(job[k], cli[k], "{k}");
-    }
-    // Shards on S3 equal the local export's bytes.
     use object_store::ObjectStoreExt;
     let s3 = object_store::aws::AmazonS3Builder::from_env()
         .with_bucket_name("nusomi-test")
         .build()
         .unwrap();
-    let local = files(&tmp.path().join("cli"));
-    for (name, bytes) in &local {
-        let got = s3
-            .get(&object_store::path::Path::from(format!("{prefix}/{name}")))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        if name != "manifest.json" {
-            assert_eq!(got.as_ref(), bytes.as_slice(), "{name}");
+    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+        let prefix = format!("api-{format}-{}", rand_suffix());
+        let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1", "endpoint": endpoint});
+        let (s, created) = server.post(&spec(format, d, json!({}))).await;
+        assert_eq!(s, 202);
+        let job = server
+            .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
+            .await;
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(
+            job["manifest_url"],
+            format!("s3://nusomi-test/{prefix}/manifest.json")
+        );
+        let local_dir = tmp.path().join(format!("cli-{format}"));
+        let cli = export_create(
+            &store,
+            &spec(
+                format,
+                json!({"kind": "local", "path": local_dir}),
+                json!({}),
+            ),
+            tmp.path(),
+        );
+        for k in ["rows", "actions", "shards", "bytes"] {
+            assert_eq!(job[k], cli[k], "{format}: {k}");
+        }
+        // Every object on S3 equals the local export's (manifests differ in
+        // the spec's destination only).
+        let local = files(&local_dir);
+        for (name, bytes) in &local {
+            let got = s3
+                .get(&object_store::path::Path::from(format!("{prefix}/{name}")))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            if name == "manifest.json" {
+                let strip = |b: &[u8]| {
+                    let mut m: Value = serde_json::from_slice(b).unwrap();
+                    m.as_object_mut().unwrap().remove("spec");
+                    m.as_object_mut().unwrap().remove("resolved");
+                    m
+                };
+                assert_eq!(strip(&got), strip(bytes), "{format}: manifest");
+            } else {
+                assert_eq!(got.as_ref(), bytes.as_slice(), "{format}: {name}");
+            }
         }
     }
     // An unreachable destination fails the job with an error, not the request.
@@ -888,4 +912,16 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
         job["error"].as_str().unwrap().contains("manifest.json"),
         "{job}"
     );
+    // The credentials appear nowhere: not in the job records, the log, or
+    // any job object.
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let records = std::fs::read(tmp.path().join("data/jobs.redb")).unwrap();
+    assert!(!records
+        .windows(secret.len())
+        .any(|w| w == secret.as_bytes()));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("listening"), "the log was captured");
+    assert!(!logged.contains(&secret), "the log leaks the secret");
+    let (_, all) = server.get("/v1/exports?limit=500").await;
+    assert!(!all.to_string().contains(&secret));
 }
