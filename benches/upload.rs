@@ -72,7 +72,8 @@ fn destinations(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| upload(Arc::clone(&memory), Path::from("shard.bin"), &data))
     });
-    // The object is there now: resuming verifies it byte by byte.
+    // With the object in place, resuming verifies it byte by byte.
+    rt.block_on(upload(Arc::clone(&local), Path::from("shard.bin"), &data));
     group.bench_function("local_fs_resume_verify", |b| {
         b.to_async(&rt)
             .iter(|| verify(Arc::clone(&local), Path::from("shard.bin"), &data))

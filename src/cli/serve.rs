@@ -106,6 +106,16 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
         field: "--store".into(),
         message: "required (or NUSOMI_STORE)".into(),
     })?;
+    if args.tokens.iter().all(|t| t.trim().is_empty()) && !args.listen.ip().is_loopback() {
+        return Err(Error::Config {
+            field: "--listen".into(),
+            message: format!(
+                "{} is not a loopback address and no API token is configured: \
+                 set --token / NUSOMI_API_TOKENS, or listen on 127.0.0.1",
+                args.listen
+            ),
+        });
+    }
     let store = SealedStore::open(&root).await?;
     std::fs::create_dir_all(&args.data_dir).map_err(|e| Error::io(&args.data_dir, e))?;
     let mut dest = DestConfig::from_env()?;

@@ -186,6 +186,39 @@ impl ShardUpload {
     }
 }
 
+/// Bytes `range` of a local file, in blocks of 1 MiB read off the runtime.
+fn file_stream(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 1 << 20;
+    let io_err = |e: std::io::Error| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(e),
+    };
+    futures::stream::try_unfold(
+        (file, range.start, range.end),
+        move |(mut file, at, end)| async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let n = (end - at).min(BLOCK);
+            let (file, buf) = tokio::task::spawn_blocking(move || {
+                file.seek(SeekFrom::Start(at))?;
+                let mut buf = vec![0u8; n as usize];
+                file.read_exact(&mut buf)?;
+                Ok::<_, std::io::Error>((file, buf))
+            })
+            .await
+            .map_err(|e| io_err(std::io::Error::other(e)))?
+            .map_err(io_err)?;
+            Ok(Some((Bytes::from(buf), (file, at + n, end))))
+        },
+    )
+    .boxed()
+}
+
 struct Compare {
     existing: BoxStream<'static, object_store::Result<Bytes>>,
     chunk: Bytes,
@@ -238,15 +271,17 @@ impl HashingWriter {
         path: Path,
         part_bytes: usize,
     ) -> Result<Self> {
-        let existing = store
-            .get(&path)
-            .await
-            .map_err(|e| Error::Destination {
-                operation: "get",
-                key: path.to_string(),
-                source: e,
-            })?
-            .into_stream();
+        let got = store.get(&path).await.map_err(|e| Error::Destination {
+            operation: "get",
+            key: path.to_string(),
+            source: e,
+        })?;
+        let existing = match got.payload {
+            // A local file: read it in large blocks (object_store's own
+            // stream reads 8 KiB at a time, a third of the upload speed).
+            object_store::GetResultPayload::File(file, _) => file_stream(file, got.range),
+            _ => got.into_stream(),
+        };
         Ok(HashingWriter {
             store,
             path,
@@ -295,11 +330,13 @@ impl HashingWriter {
                 continue;
             }
             let n = c.chunk.len().min(data.len() - done);
-            let same = data[done..done + n]
-                .iter()
-                .zip(c.chunk[..n].iter())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let (ours, theirs) = (&data[done..done + n], &c.chunk[..n]);
+            // memcmp first; find the first difference only when there is one.
+            let same = if ours == theirs {
+                n
+            } else {
+                ours.iter().zip(theirs).take_while(|(a, b)| a == b).count()
+            };
             done += same;
             c.matched += same as u64;
             if same < n {

@@ -87,3 +87,38 @@ fn seal_reports_each_bundle_and_fails_if_any_is_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[test]
+fn serve_refuses_an_open_api_off_loopback_and_documents_its_env() {
+    let tmp = TempDir::new().unwrap();
+    let out = nusomi()
+        .args(["serve", "--store"])
+        .arg(tmp.path().join("store"))
+        .args(["--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .env_remove("NUSOMI_API_TOKENS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--listen") && stderr.contains("NUSOMI_API_TOKENS"),
+        "{stderr}"
+    );
+    // --help names every flag's environment variable.
+    let help = nusomi().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "NUSOMI_STORE",
+        "NUSOMI_LISTEN",
+        "NUSOMI_DATA_DIR",
+        "NUSOMI_API_TOKENS",
+        "NUSOMI_WORKERS",
+        "NUSOMI_WORKSPACE_ID",
+        "NUSOMI_PUBLIC_URL",
+        "NUSOMI_SIGNING_KEY",
+        "NUSOMI_SIGNED_STORAGE",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}");
+    }
+}

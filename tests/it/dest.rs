@@ -396,38 +396,46 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
     .unwrap();
     let expected = objects(&baseline, "out").await;
 
-    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    // shard 0: right length, one byte flipped in the middle; shard 1: a
-    // truncated copy; shard 2: longer than it should be; shard 99: left over
-    // from a larger export.
-    let mut s0 = expected["shard-000000.tar"].clone();
-    let mid = s0.len() / 2;
-    s0[mid] ^= 0xff;
-    let s1 = expected["shard-000001.tar"][..1000].to_vec();
-    let mut s2 = expected["shard-000002.tar"].clone();
-    s2.extend_from_slice(b"trailing junk");
-    for (name, bytes) in [
-        ("shard-000000.tar", s0),
-        ("shard-000001.tar", s1),
-        ("shard-000002.tar", s2),
-        ("shard-000099.tar", b"junk".to_vec()),
-    ] {
-        inner
-            .put(&Path::from(format!("out/{name}")), bytes.into())
-            .await
-            .unwrap();
+    // In memory and in a local folder (whose reads take another path).
+    let dir = tempfile::TempDir::new().unwrap();
+    let stores: [Arc<dyn ObjectStore>; 2] = [
+        Arc::new(InMemory::new()),
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+    ];
+    for inner in stores {
+        // shard 0: right length, one byte flipped in the middle; shard 1: a
+        // truncated copy; shard 2: longer than it should be; shard 99: left
+        // over from a larger export; shard 3: intact (kept, not re-uploaded).
+        let mut s0 = expected["shard-000000.tar"].clone();
+        let mid = s0.len() / 2;
+        s0[mid] ^= 0xff;
+        let s1 = expected["shard-000001.tar"][..1000].to_vec();
+        let mut s2 = expected["shard-000002.tar"].clone();
+        s2.extend_from_slice(b"trailing junk");
+        for (name, bytes) in [
+            ("shard-000000.tar", s0),
+            ("shard-000001.tar", s1),
+            ("shard-000002.tar", s2),
+            ("shard-000003.tar", expected["shard-000003.tar"].clone()),
+            ("shard-000099.tar", b"junk".to_vec()),
+        ] {
+            inner
+                .put(&Path::from(format!("out/{name}")), bytes.into())
+                .await
+                .unwrap();
+        }
+        let progress = Arc::new(Progress::default());
+        run_export(
+            &store,
+            &spec,
+            &target(Arc::clone(&inner), "out", PART),
+            Arc::clone(&progress),
+        )
+        .await
+        .unwrap();
+        assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 1, "{inner}");
+        assert_eq!(objects(&inner, "out").await, expected, "{inner}");
     }
-    let progress = Arc::new(Progress::default());
-    run_export(
-        &store,
-        &spec,
-        &target(Arc::clone(&inner), "out", PART),
-        Arc::clone(&progress),
-    )
-    .await
-    .unwrap();
-    assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 0);
-    assert_eq!(objects(&inner, "out").await, expected);
 }
 
 #[test]
