@@ -80,14 +80,20 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
     } else {
+        let reused = job["shards_reused"].as_u64().unwrap_or(0);
         println!(
-            "export {} completed: {} rows from {} sessions, {} actions, {} shard(s), {:.1} MB\nmanifest: {}",
+            "export {} completed: {} rows from {} sessions, {} actions, {} shard(s), {:.1} MB{}\nmanifest: {}",
             job["id"].as_str().unwrap_or_default(),
             job["rows"],
             job["sessions"],
             job["actions"],
             job["shards"],
             job["bytes"].as_u64().unwrap_or(0) as f64 / 1e6,
+            if reused > 0 {
+                format!(" ({reused} shard(s) kept from an interrupted earlier run, verified)")
+            } else {
+                String::new()
+            },
             job["manifest_url"].as_str().unwrap_or_default()
         );
     }
