@@ -161,7 +161,22 @@ impl JobService {
             return Ok(None);
         };
         let p = self.live.lock().expect("live map").get(id).cloned();
-        Ok(Some(r.to_api(p.as_deref())))
+        Ok(Some(self.fresh_links(&r, r.to_api(p.as_deref()))))
+    }
+
+    /// For `signed_url` exports served by this service, a `manifest_url`
+    /// signed now (the stored one may have expired); the manifest it
+    /// points to is re-signed the same way when downloaded.
+    fn fresh_links(&self, r: &JobRecord, mut api: Value) -> Value {
+        if let (Some(signer), Some(url)) = (&self.dest.signing_key, &r.manifest_url) {
+            let base = self.dest.public_url.trim_end_matches('/');
+            if url.starts_with(&format!("{base}/v1/exports/{}/files/", r.id)) {
+                let expires = std::time::SystemTime::now() + self.dest.link_ttl;
+                api["manifest_url"] =
+                    Value::String(signer.link(base, &r.id, "manifest.json", expires));
+            }
+        }
+        api
     }
 
     /// The record of job `id`.
@@ -180,7 +195,7 @@ impl JobService {
         let live = self.live.lock().expect("live map");
         Ok((
             recs.iter()
-                .map(|r| r.to_api(live.get(&r.id).map(|p| p.as_ref())))
+                .map(|r| self.fresh_links(r, r.to_api(live.get(&r.id).map(|p| p.as_ref()))))
                 .collect(),
             next,
         ))

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
-use object_store::{GetOptions, GetRange};
+use object_store::{GetOptions, GetRange, ObjectStoreExt};
 
 use super::routes::error_body;
 use super::AppState;
@@ -88,6 +88,26 @@ pub(super) async fn download(
         None => None,
     };
     let path = target.prefix.clone().join(name.as_str());
+    if name == "manifest.json" {
+        // Served with its shard links signed now, so a manifest fetched
+        // through a fresh link never lists expired ones.
+        return match target.store.get(&path).await {
+            Ok(got) => match got.bytes().await {
+                Ok(b) => resigned_manifest(&b, &id, cfg, signer),
+                Err(e) => {
+                    tracing::error!("download {path}: {e}");
+                    error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                }
+            },
+            Err(object_store::Error::NotFound { .. }) => {
+                error_body(StatusCode::NOT_FOUND, "no such file")
+            }
+            Err(e) => {
+                tracing::error!("download {path}: {e}");
+                error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        };
+    }
     let opts = GetOptions {
         range: range.clone(),
         ..Default::default()
@@ -130,6 +150,45 @@ pub(super) async fn download(
             h.insert(header::CONTENT_RANGE, v);
         }
     }
+    r
+}
+
+/// The stored manifest with every shard `url` of this service and
+/// `links_expire_at` renewed for the configured lifetime.
+fn resigned_manifest(
+    stored: &[u8],
+    id: &str,
+    cfg: &crate::dest::DestConfig,
+    signer: &crate::dest::UrlSigner,
+) -> Response {
+    let Ok(mut m) = serde_json::from_slice::<serde_json::Value>(stored) else {
+        return error_body(StatusCode::INTERNAL_SERVER_ERROR, "unreadable manifest");
+    };
+    let base = cfg.public_url.trim_end_matches('/');
+    let expires = SystemTime::now() + cfg.link_ttl;
+    let prefix = format!("{base}/v1/exports/{id}/files/");
+    let mut renewed = false;
+    if let Some(shards) = m.get_mut("shards").and_then(|s| s.as_array_mut()) {
+        for s in shards {
+            let own = s["url"].as_str().is_some_and(|u| u.starts_with(&prefix));
+            if let (true, Some(p)) = (own, s["path"].as_str().map(str::to_string)) {
+                s["url"] = serde_json::Value::String(signer.link(base, id, &p, expires));
+                renewed = true;
+            }
+        }
+    }
+    if renewed {
+        m["links_expire_at"] = serde_json::Value::String(crate::spec::format_instant(
+            chrono::DateTime::<chrono::Utc>::from(expires),
+        ));
+    }
+    let mut body = serde_json::to_vec_pretty(&m).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

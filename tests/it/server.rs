@@ -925,3 +925,48 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
     let (_, all) = server.get("/v1/exports?limit=500").await;
     assert!(!all.to_string().contains(&secret));
 }
+
+#[tokio::test]
+async fn expired_signed_links_are_renewed_through_the_api() {
+    let (tmp, store) = store_dir(66, 2).await;
+    // Links that live 2 s.
+    let server = Server::start_on(
+        &store,
+        &tmp.path().join("data"),
+        free_port(),
+        &[("NUSOMI_LINK_TTL_SECS", "2")],
+        None,
+    )
+    .await;
+    let (s, created) = server
+        .post(&spec("jsonl", json!({"kind": "signed_url"}), json!({})))
+        .await;
+    assert_eq!(s, 202);
+    let id = created["id"].as_str().unwrap().to_string();
+    let job = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let first = job["manifest_url"].as_str().unwrap().to_string();
+    let m: Value = json_of(reqwest::get(&first).await.unwrap()).await;
+    let old_shard = m["shards"][0]["url"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(reqwest::get(&first).await.unwrap().status(), 403);
+    assert_eq!(reqwest::get(&old_shard).await.unwrap().status(), 403);
+    // The API hands out a fresh manifest link; the manifest it serves lists
+    // fresh shard links, which download and match.
+    let (_, again) = server.get(&format!("/v1/exports/{id}")).await;
+    let fresh = again["manifest_url"].as_str().unwrap();
+    assert_ne!(fresh, first);
+    let m: Value = json_of(reqwest::get(fresh).await.unwrap()).await;
+    for sh in m["shards"].as_array().unwrap() {
+        let body = reqwest::get(sh["url"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&body)),
+            sh["sha256"].as_str().unwrap()
+        );
+    }
+}
