@@ -117,6 +117,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// Maps an object-store error of `operation` on `key` to
+    /// [`Error::Destination`], for `map_err`.
+    pub fn destination(
+        operation: &'static str,
+        key: &dyn std::fmt::Display,
+    ) -> impl FnOnce(object_store::Error) -> Error {
+        let key = key.to_string();
+        move |source| Error::Destination {
+            operation,
+            key,
+            source,
+        }
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -21,7 +21,7 @@ use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 pub use s3::AssumedRole;
-pub use signing::{capped_ttl, LinkError, UrlSigner};
+pub use signing::{capped_ttl, files_url, LinkError, UrlSigner};
 
 use crate::sink::ShardLinks;
 use crate::spec::Destination;
@@ -226,29 +226,25 @@ impl ShardLinks for Links {
             } => {
                 let path = prefix.clone().join(name);
                 // S3 and GCS refuse presigned lifetimes over 7 days.
-                let ttl = &(*ttl).min(MAX_PRESIGN_TTL);
+                let ttl = (*ttl).min(MAX_PRESIGN_TTL);
                 let sign = |ttl: Duration| {
                     let path = path.clone();
                     async move {
                         signer
                             .signed_url(http::Method::GET, &path, ttl)
                             .await
-                            .map_err(|e| Error::Destination {
-                                operation: "presign",
-                                key: path.to_string(),
-                                source: e,
-                            })
+                            .map_err(Error::destination("presign", &path))
                     }
                 };
                 // Sign first: that fetches (or renews) the credentials whose
                 // expiry then caps the link.
-                let first = sign(*ttl).await?;
+                let first = sign(ttl).await?;
                 let capped = match role {
-                    Some(role) => capped_ttl(*ttl, role.expires().await),
-                    None => *ttl,
+                    Some(role) => capped_ttl(ttl, role.expires().await),
+                    None => ttl,
                 };
-                if capped == *ttl {
-                    return Ok((first.to_string(), SystemTime::now() + *ttl));
+                if capped == ttl {
+                    return Ok((first.to_string(), SystemTime::now() + ttl));
                 }
                 let url = sign(capped).await?;
                 Ok((url.to_string(), SystemTime::now() + capped))

@@ -84,10 +84,15 @@ impl UrlSigner {
         expires_at: SystemTime,
     ) -> String {
         format!(
-            "{}/v1/exports/{export_id}/files/{name}?{}",
-            public_url.trim_end_matches('/'),
+            "{}{name}?{}",
+            files_url(public_url, export_id),
             self.query(export_id, name, expires_at)
         )
+    }
+
+    /// Whether `url` is one of this service's links to a file of `export_id`.
+    pub fn is_own_link(url: &str, public_url: &str, export_id: &str) -> bool {
+        url.starts_with(&files_url(public_url, export_id))
     }
 
     /// Checks a link's `expires` and `signature` parameters at time `now`.
@@ -115,6 +120,14 @@ impl UrlSigner {
         }
         Ok(())
     }
+}
+
+/// Where the files of an export are served: `{public_url}/v1/exports/{id}/files/`.
+pub fn files_url(public_url: &str, export_id: &str) -> String {
+    format!(
+        "{}/v1/exports/{export_id}/files/",
+        public_url.trim_end_matches('/')
+    )
 }
 
 /// A link lifetime capped by the credentials' remaining lifetime (a link must

@@ -12,8 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
@@ -21,8 +19,8 @@ use tokio::sync::{Notify, Semaphore};
 use super::db::{JobDb, JobFilter};
 use super::export::{new_export_id, run_export};
 use super::record::{JobRecord, JobStatus};
-use crate::dest::{DestConfig, ExportTarget};
-use crate::sink::Progress;
+use crate::dest::{DestConfig, ExportTarget, UrlSigner};
+use crate::sink::{objects_under, Progress};
 use crate::spec::{format_instant, ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
 use crate::{Error, Result};
@@ -115,13 +113,9 @@ impl JobService {
         };
         // Settings the destination cannot work without are the caller's error.
         if let Err(e) = ExportTarget::open(destination, &id, &self.dest) {
-            let field = match &e {
-                Error::Config { field, .. } => field.clone(),
-                _ => "destination".into(),
-            };
-            let message = match e {
-                Error::Config { message, .. } => message,
-                other => other.to_string(),
+            let (field, message) = match e {
+                Error::Config { field, message } => (field, message),
+                other => ("destination".into(), other.to_string()),
             };
             return Err(Rejected::Spec(SpecErrors(vec![SpecError {
                 field,
@@ -169,8 +163,8 @@ impl JobService {
     /// points to is re-signed the same way when downloaded.
     fn fresh_links(&self, r: &JobRecord, mut api: Value) -> Value {
         if let (Some(signer), Some(url)) = (&self.dest.signing_key, &r.manifest_url) {
-            let base = self.dest.public_url.trim_end_matches('/');
-            if url.starts_with(&format!("{base}/v1/exports/{}/files/", r.id)) {
+            let base = &self.dest.public_url;
+            if UrlSigner::is_own_link(url, base, &r.id) {
                 let expires = std::time::SystemTime::now() + self.dest.link_ttl;
                 api["manifest_url"] =
                     Value::String(signer.link(base, &r.id, "manifest.json", expires));
@@ -364,21 +358,15 @@ pub async fn purge_unpublished(target: &ExportTarget) {
     if target.store.head(&manifest).await.is_ok() {
         return;
     }
-    let depth = target.prefix.parts().count() + 1;
-    let listed: Vec<Path> = match target
-        .store
-        .list(Some(&target.prefix))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-    {
-        Ok(v) => v,
-        Err(_) => return,
+    let Ok(names) = objects_under(&target.store, &target.prefix).await else {
+        return;
     };
-    for p in listed {
-        let name = p.filename().unwrap_or_default();
-        if p.parts().count() == depth && (name.starts_with("shard-") || name == "README.md") {
-            let _ = target.store.delete(&p).await;
+    for name in names.keys() {
+        if name.starts_with("shard-") || name == "README.md" {
+            let _ = target
+                .store
+                .delete(&target.prefix.clone().join(name.as_str()))
+                .await;
         }
     }
 }

@@ -164,13 +164,14 @@ fn resigned_manifest(
     let Ok(mut m) = serde_json::from_slice::<serde_json::Value>(stored) else {
         return error_body(StatusCode::INTERNAL_SERVER_ERROR, "unreadable manifest");
     };
-    let base = cfg.public_url.trim_end_matches('/');
+    let base = &cfg.public_url;
     let expires = SystemTime::now() + cfg.link_ttl;
-    let prefix = format!("{base}/v1/exports/{id}/files/");
     let mut renewed = false;
     if let Some(shards) = m.get_mut("shards").and_then(|s| s.as_array_mut()) {
         for s in shards {
-            let own = s["url"].as_str().is_some_and(|u| u.starts_with(&prefix));
+            let own = s["url"]
+                .as_str()
+                .is_some_and(|u| crate::dest::UrlSigner::is_own_link(u, base, id));
             if let (true, Some(p)) = (own, s["path"].as_str().map(str::to_string)) {
                 s["url"] = serde_json::Value::String(signer.link(base, id, &p, expires));
                 renewed = true;

@@ -77,12 +77,7 @@ impl ShardUpload {
     }
 
     fn err(&self, operation: &'static str) -> impl FnOnce(object_store::Error) -> Error {
-        let key = self.path.to_string();
-        move |source| Error::Destination {
-            operation,
-            key,
-            source,
-        }
+        Error::destination(operation, &self.path)
     }
 
     /// Appends bytes (copied into the part buffer).
@@ -271,11 +266,10 @@ impl HashingWriter {
         path: Path,
         part_bytes: usize,
     ) -> Result<Self> {
-        let got = store.get(&path).await.map_err(|e| Error::Destination {
-            operation: "get",
-            key: path.to_string(),
-            source: e,
-        })?;
+        let got = store
+            .get(&path)
+            .await
+            .map_err(Error::destination("get", &path))?;
         let existing = match got.payload {
             // A local file: read it in large blocks (object_store's own
             // stream reads 8 KiB at a time, a third of the upload speed).
@@ -318,13 +312,7 @@ impl HashingWriter {
             if c.chunk.is_empty() {
                 match c.existing.next().await {
                     Some(Ok(b)) => c.chunk = b,
-                    Some(Err(e)) => {
-                        return Err(Error::Destination {
-                            operation: "get",
-                            key: self.path.to_string(),
-                            source: e,
-                        })
-                    }
+                    Some(Err(e)) => return Err(Error::destination("get", &self.path)(e)),
                     None => return Ok(done),
                 }
                 continue;
@@ -365,18 +353,10 @@ impl HashingWriter {
                 .store
                 .get_opts(&self.path, opts)
                 .await
-                .map_err(|e| Error::Destination {
-                    operation: "get",
-                    key: self.path.to_string(),
-                    source: e,
-                })?
+                .map_err(Error::destination("get", &self.path))?
                 .into_stream();
             while let Some(b) = old.next().await {
-                let b = b.map_err(|e| Error::Destination {
-                    operation: "get",
-                    key: self.path.to_string(),
-                    source: e,
-                })?;
+                let b = b.map_err(Error::destination("get", &self.path))?;
                 if let Err(e) = w.put(b).await {
                     w.abort().await;
                     return Err(e);
@@ -427,13 +407,7 @@ impl HashingWriter {
             while !longer {
                 match c.existing.next().await {
                     Some(Ok(b)) => longer = !b.is_empty(),
-                    Some(Err(e)) => {
-                        return Err(Error::Destination {
-                            operation: "get",
-                            key: self.path.to_string(),
-                            source: e,
-                        })
-                    }
+                    Some(Err(e)) => return Err(Error::destination("get", &self.path)(e)),
                     None => break,
                 }
             }

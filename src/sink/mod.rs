@@ -19,7 +19,7 @@ pub use formats::{
 };
 pub use hashing::{HashingWriter, ShardDone};
 pub use manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
-pub use publish::{write_export, ExportMeta, ExportOutput, ShardLinks};
+pub use publish::{objects_under, write_export, ExportMeta, ExportOutput, ShardLinks};
 pub use row_json::row_object;
 pub use row_schema::{extension, image_fields, output_schema, schema_json, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -89,24 +89,17 @@ impl ExportOutput {
     }
 }
 
-fn dest_err(operation: &'static str, key: &Path) -> impl FnOnce(object_store::Error) -> Error {
-    let key = key.to_string();
-    move |source| Error::Destination {
-        operation,
-        key,
-        source,
-    }
-}
-
-/// Objects directly under `prefix`: name → size.
-async fn existing_objects(out: &ExportOutput) -> Result<HashMap<String, u64>> {
-    let listed: Vec<_> = out
-        .store
-        .list(Some(&out.prefix))
+/// Objects directly under `prefix` (not in sub-folders): name → size.
+pub async fn objects_under(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<HashMap<String, u64>> {
+    let listed: Vec<_> = store
+        .list(Some(prefix))
         .try_collect()
         .await
-        .map_err(dest_err("list", &out.prefix))?;
-    let depth = out.prefix.parts().count() + 1;
+        .map_err(Error::destination("list", prefix))?;
+    let depth = prefix.parts().count() + 1;
     Ok(listed
         .into_iter()
         .filter(|m| m.location.parts().count() == depth)
@@ -132,9 +125,9 @@ pub async fn write_export(
             })
         }
         Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(dest_err("head", &manifest_path)(e)),
+        Err(e) => return Err(Error::destination("head", &manifest_path)(e)),
     }
-    let existing = existing_objects(out).await?;
+    let existing = objects_under(&out.store, &out.prefix).await?;
     let ext = super::formats::shard_extension(out.format);
     let stale_candidates: Vec<String> = existing
         .keys()
@@ -234,7 +227,7 @@ async fn publish(
             let key = out.prefix.clone().join(name.as_str());
             match out.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(dest_err("delete stale shard", &key)(e)),
+                Err(e) => return Err(Error::destination("delete stale shard", &key)(e)),
             }
         }
     }
@@ -244,7 +237,7 @@ async fn publish(
         out.store
             .put(&key, PutPayload::from(Bytes::from(card)))
             .await
-            .map_err(dest_err("put", &key))?;
+            .map_err(Error::destination("put", &key))?;
     }
     let path = out.prefix.clone().join("manifest.json");
     let bytes = manifest.to_bytes();
@@ -263,10 +256,10 @@ async fn publish(
                 .store
                 .get(&path)
                 .await
-                .map_err(dest_err("get", &path))?
+                .map_err(Error::destination("get", &path))?
                 .bytes()
                 .await
-                .map_err(dest_err("get", &path))?;
+                .map_err(Error::destination("get", &path))?;
             if existing.as_ref() == bytes.as_slice() {
                 Ok(())
             } else {
@@ -276,6 +269,6 @@ async fn publish(
                 })
             }
         }
-        Err(e) => Err(dest_err("put manifest", &path)(e)),
+        Err(e) => Err(Error::destination("put manifest", &path)(e)),
     }
 }

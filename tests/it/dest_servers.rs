@@ -21,7 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{sealed_memory_store, write_session};
+use crate::support::{sealed_memory_store, with_param, write_session};
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run scripts/test.sh"))
@@ -86,23 +86,12 @@ async fn shards_match(t: &ExportTarget, m: &Manifest) {
 
 /// The same URL with one character of the named query parameter changed.
 fn tamper(url: &str, param: &str) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == param {
-                let mut c: Vec<char> = v.chars().collect();
-                let i = c.len() / 2;
-                c[i] = if c[i] == 'a' { 'b' } else { 'a' };
-                c.into_iter().collect()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    u.query_pairs_mut().clear().extend_pairs(pairs);
-    u.to_string()
+    with_param(url, param, |v| {
+        let mut c: Vec<char> = v.chars().collect();
+        let i = c.len() / 2;
+        c[i] = if c[i] == 'a' { 'b' } else { 'a' };
+        c.into_iter().collect()
+    })
 }
 
 fn s3_storage(prefix: &str) -> Destination {
@@ -141,22 +130,7 @@ async fn s3_multipart_export_with_presigned_links_checked_by_seaweedfs() {
     // Tampered signature, or a tampered expiry: refused.
     let first = out.manifest.shards[0].url.clone().unwrap();
     assert_eq!(http_get(&tamper(&first, "X-Amz-Signature")).await.0, 403);
-    let longer = {
-        let mut u = url::Url::parse(&first).unwrap();
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "X-Amz-Expires" {
-                    "604800".into()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-        u.to_string()
-    };
+    let longer = with_param(&first, "X-Amz-Expires", |_| "604800".into());
     assert_eq!(
         http_get(&longer).await.0,
         403,

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::write_session;
+use crate::support::{with_param, write_session};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -146,6 +146,17 @@ impl Server {
         (status, json_of(r).await)
     }
 
+    async fn delete(&self, path: &str) -> u16 {
+        self.client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     async fn wait_final(&self, id: &str, limit: Duration) -> Value {
         let t0 = Instant::now();
         loop {
@@ -255,16 +266,19 @@ fn assert_same_files(a: &Path, b: &Path) {
     );
 }
 
+/// A manifest without `spec` and `resolved`, the parts that name the
+/// destination.
+fn manifest_sans_spec(bytes: &[u8]) -> Value {
+    let mut m: Value = serde_json::from_slice(bytes).unwrap();
+    m.as_object_mut().unwrap().remove("spec");
+    m.as_object_mut().unwrap().remove("resolved");
+    m
+}
+
 /// Two exports of the same rows to different folders: identical files, and
 /// manifests equal once `spec`/`resolved` (which hold the path) are removed.
 fn assert_same_export(a: &Path, b: &Path) {
-    let strip = |d: &Path| {
-        let mut m: Value =
-            serde_json::from_slice(&std::fs::read(d.join("manifest.json")).unwrap()).unwrap();
-        m.as_object_mut().unwrap().remove("spec");
-        m.as_object_mut().unwrap().remove("resolved");
-        m
-    };
+    let strip = |d: &Path| manifest_sans_spec(&std::fs::read(d.join("manifest.json")).unwrap());
     assert_eq!(strip(a), strip(b));
     let (fa, fb) = (files(a), files(b));
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
@@ -397,19 +411,7 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
         // A tampered or expired link: 403.
         let tampered = first.replace("signature=", "signature=0");
         assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
-        let u = url::Url::parse(first).unwrap();
-        let stale: String = u
-            .query_pairs()
-            .map(|(k, v)| {
-                if k == "expires" {
-                    format!("{k}=1000")
-                } else {
-                    format!("{k}={v}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        let stale = format!("{}?{stale}", first.split('?').next().unwrap());
+        let stale = with_param(first, "expires", |_| "1000".into());
         assert_eq!(reqwest::get(&stale).await.unwrap().status(), 403);
     }
 }
@@ -485,13 +487,7 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
     );
     // 404s.
     assert_eq!(server.get("/v1/exports/exp_NOPE").await.0, 404);
-    let r = c
-        .delete(format!("{b}/v1/exports/exp_NOPE"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(server.delete("/v1/exports/exp_NOPE").await, 404);
     assert_eq!(
         c.get(format!("{b}/v2/nothing"))
             .send()
@@ -597,13 +593,7 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
     // A finished export cannot be cancelled.
-    let r = c
-        .delete(format!("{b}/v1/exports/{}", ids[0]))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
+    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 409);
 }
 
 /// A store whose parquet export with 4 KiB shards takes a few seconds: one
@@ -681,14 +671,7 @@ async fn cancel_stops_a_running_export_and_leaves_nothing() {
         assert!(t0.elapsed() < Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let r = server
-        .client
-        .delete(format!("{}/v1/exports/{id}", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(server.delete(&format!("/v1/exports/{id}")).await, 202);
     let job = server.wait_final(&id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["error"], "cancelled");
@@ -698,24 +681,12 @@ async fn cancel_stops_a_running_export_and_leaves_nothing() {
     let (_, b) = server.post(&slow_spec(&tmp.path().join("q2"))).await;
     let (_, c) = server.post(&slow_spec(&tmp.path().join("q3"))).await;
     let last = c["id"].as_str().unwrap();
-    let r = server
-        .client
-        .delete(format!("{}/v1/exports/{last}", server.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(server.delete(&format!("/v1/exports/{last}")).await, 202);
     let job = server.wait_final(last, Duration::from_secs(60)).await;
     assert_eq!(job["error"], "cancelled");
     for j in [a, b] {
         let id = j["id"].as_str().unwrap().to_string();
-        let _ = server
-            .client
-            .delete(format!("{}/v1/exports/{id}", server.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await;
+        server.delete(&format!("/v1/exports/{id}")).await;
     }
 }
 
@@ -888,13 +859,11 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
                 .await
                 .unwrap();
             if name == "manifest.json" {
-                let strip = |b: &[u8]| {
-                    let mut m: Value = serde_json::from_slice(b).unwrap();
-                    m.as_object_mut().unwrap().remove("spec");
-                    m.as_object_mut().unwrap().remove("resolved");
-                    m
-                };
-                assert_eq!(strip(&got), strip(bytes), "{format}: manifest");
+                assert_eq!(
+                    manifest_sans_spec(&got),
+                    manifest_sans_spec(bytes),
+                    "{format}: manifest"
+                );
             } else {
                 assert_eq!(got.as_ref(), bytes.as_slice(), "{format}: {name}");
             }

@@ -34,6 +34,20 @@ pub fn write_session(dir: &FsPath, seed: u64, i: usize) -> (BundleDraft, PathBuf
     (draft, path)
 }
 
+/// `url` with query parameter `param` passed through `f`.
+pub fn with_param(url: &str, param: &str, f: impl Fn(&str) -> String) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == param { f(&v) } else { v.into_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
 /// Every object path under the store.
 pub async fn all_objects(store: &Arc<dyn ObjectStore>) -> Vec<String> {
     let mut v: Vec<String> = store
