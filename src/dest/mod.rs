@@ -276,6 +276,8 @@ pub struct ExportTarget {
     pub links: Option<Links>,
     /// Multipart part size for shard uploads.
     pub part_bytes: usize,
+    /// The folder, when the target is one on local disk.
+    pub local_dir: Option<std::path::PathBuf>,
 }
 
 fn prefix_path(field: &str, prefix: &str) -> Result<Path> {
@@ -302,6 +304,7 @@ impl ExportTarget {
             url: url.into(),
             links: None,
             part_bytes: DEFAULT_PART_BYTES,
+            local_dir: None,
         }
     }
 
@@ -320,11 +323,45 @@ impl ExportTarget {
             location: path.to_string(),
             message: e.to_string(),
         })?;
-        Ok(ExportTarget::new(
+        let mut t = ExportTarget::new(
             Arc::new(LocalFileSystem::new()),
             prefix,
             format!("file://{}/", abs.display()),
-        ))
+        );
+        t.local_dir = Some(abs);
+        Ok(t)
+    }
+
+    /// Deletes what uploads cut off by a crash left in a local folder and
+    /// returns how many files. object_store writes a local object to
+    /// `name#<digits>` and renames it when complete; such staging files are
+    /// hidden from listings, so a resumed export would never see them. Only
+    /// the export's own names are touched (`shard-*`, `manifest.json`,
+    /// `README.md`). A no-op for object stores.
+    pub fn sweep_interrupted_uploads(&self) -> Result<usize> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(0);
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((base, suffix)) = name.rsplit_once('#') else {
+                continue;
+            };
+            let staging = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit());
+            let ours = base.starts_with("shard-") || base == "manifest.json" || base == "README.md";
+            if staging && ours {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The target of a spec destination without `signed_url` support (which
@@ -350,6 +387,7 @@ impl ExportTarget {
         let (mut t, presigner) = Self::open_store(&cfg.signed_storage, cfg)?;
         t.prefix = t.prefix.clone().join(export_id);
         t.url = format!("{}{export_id}/", t.url);
+        t.local_dir = t.local_dir.map(|d| d.join(export_id));
         t.part_bytes = cfg.part_bytes;
         t.links = Some(match presigner {
             Some((signer, role)) => Links::Presign {

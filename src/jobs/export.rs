@@ -67,6 +67,13 @@ pub async fn run_export_in(
 ) -> Result<ExportOutcome> {
     let sql = compile_sql(spec)?;
     crate::register(&ctx, store)?;
+    let swept = target.sweep_interrupted_uploads()?;
+    if swept > 0 {
+        tracing::info!(
+            swept,
+            "removed staging files of uploads an earlier run left"
+        );
+    }
     let rows = ctx.sql(&sql).await?.execute_stream().await?;
     let mut out = ExportOutput::new(
         Arc::clone(&target.store),

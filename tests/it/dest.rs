@@ -438,6 +438,54 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
     }
 }
 
+#[tokio::test]
+async fn staging_files_of_a_killed_local_upload_are_swept_on_resume() {
+    let (_tmp, store) = sealed_memory_store(43, 2).await;
+    let spec = spec("jsonl", SHARD);
+    let clean = tempfile::TempDir::new().unwrap();
+    let t = ExportTarget::local(clean.path().to_str().unwrap()).unwrap();
+    run_export(&store, &spec, &t, Arc::new(Progress::default()))
+        .await
+        .unwrap();
+    // A folder as kill -9 leaves it: one finished shard, one shard and the
+    // manifest caught mid-write in object_store's staging names, and an
+    // unrelated file that must stay.
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::copy(
+        clean.path().join("shard-000000.jsonl"),
+        dir.path().join("shard-000000.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("shard-000001.jsonl#7"), b"half a shard").unwrap();
+    std::fs::write(dir.path().join("manifest.json#12"), b"{").unwrap();
+    std::fs::write(dir.path().join("notes#1"), b"not ours").unwrap();
+    let t = ExportTarget::local(dir.path().to_str().unwrap()).unwrap();
+    let progress = Arc::new(Progress::default());
+    run_export(&store, &spec, &t, Arc::clone(&progress))
+        .await
+        .unwrap();
+    assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 1);
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut expected = names(clean.path());
+    expected.push("notes#1".into());
+    expected.sort();
+    assert_eq!(names(dir.path()), expected);
+    for n in names(clean.path()) {
+        assert_eq!(
+            std::fs::read(dir.path().join(&n)).unwrap(),
+            std::fs::read(clean.path().join(&n)).unwrap(),
+            "{n}"
+        );
+    }
+}
+
 #[test]
 fn destination_configuration_errors_name_the_setting() {
     // A role without a workspace id (the external id).
