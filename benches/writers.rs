@@ -86,7 +86,7 @@ fn sampling(c: &mut Criterion) {
     ])
     .expect("batch");
     let ctx = SessionContext::new();
-    nusomi_export::sample::register_udfs(&ctx);
+    nusomi_export::engine::register_functions(&ctx);
     ctx.register_batch("f", batch).expect("register");
     let mut group = c.benchmark_group("sampling_udfs");
     group.throughput(Throughput::Elements(n as u64));

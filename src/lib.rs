@@ -31,7 +31,9 @@
 pub mod cli;
 pub mod datagen;
 pub mod dest;
+pub mod engine;
 mod error;
+mod export;
 pub mod jobs;
 pub mod sample;
 pub mod server;
@@ -39,5 +41,6 @@ pub mod sink;
 pub mod spec;
 pub mod store;
 
+pub use engine::{register, session_config};
 pub use error::{Error, Result};
-pub use store::{register, session_config};
+pub use export::{new_export_id, Export, ExportOutcome};

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use datafusion::prelude::SessionContext;
-
 use super::output::{write_batches, OutputFormat};
 use super::seal::seal_and_report;
 use crate::datagen::{Generator, WORKFLOWS};
@@ -56,8 +54,8 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
         seal_and_report(&store, bundles, &SealOptions::default()).await;
     let sealed_in = started.elapsed() - generated;
     println!("{sealed} sealed, {skipped} already sealed, {refused} refused");
-    let ctx = SessionContext::new_with_config(crate::session_config());
-    crate::register(&ctx, &store)?;
+    let ctx = crate::engine::new_context();
+    crate::engine::register(&ctx, &store)?;
     println!("\n{SUMMARY_SQL}");
     let batches = ctx.sql(SUMMARY_SQL).await?.collect().await?;
     write_batches(&mut std::io::stdout().lock(), &batches, OutputFormat::Table)?;
@@ -119,9 +117,10 @@ async fn sample_export(
         "shard_size_bytes": 16 * 1024 * 1024,
         "tag": "demo@v1"
     });
-    let text = serde_json::to_string_pretty(&spec).unwrap_or_default();
-    std::fs::write(spec_path, text + "\n").map_err(|e| Error::io(spec_path, e))?;
+    let text = serde_json::to_string_pretty(&spec)?;
+    std::fs::write(spec_path, text.clone() + "\n").map_err(|e| Error::io(spec_path, e))?;
     let now = chrono::Utc::now();
     let spec = ExportSpec::parse(&spec, now)?;
-    super::export::run_job(store, &spec, &crate::dest::DestConfig::default(), now, true).await
+    let dest = crate::dest::DestConfig::default();
+    super::export::run_job(store, &spec, &text, &dest, now, true).await
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::Utc;
-use datafusion::prelude::SessionContext;
 
-use crate::dest::{DestConfig, ExportTarget};
-use crate::jobs::{new_export_id, run_export};
+use crate::dest::DestConfig;
+use crate::export::{new_export_id, Export};
+use crate::jobs::JobRecord;
 use crate::sink::Progress;
 use crate::spec::{compile_sql, format_instant, ExportSpec};
 use crate::store::SealedStore;
@@ -76,9 +76,10 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     if args.workspace_id.is_some() {
         cfg.workspace_id = args.workspace_id;
     }
-    let job = run_job(&store, &spec, &cfg, created_at, !args.json).await?;
+    let body = std::fs::read_to_string(&args.spec).map_err(|e| Error::io(&args.spec, e))?;
+    let job = run_job(&store, &spec, &body, &cfg, created_at, !args.json).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
         let reused = job["shards_reused"].as_u64().unwrap_or(0);
         println!(
@@ -100,24 +101,20 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `spec` with a progress bar on stderr (hidden when stderr is not a
-/// terminal or `show_progress` is false) and returns the job object.
+/// Runs `spec` (posted as `body`) with a progress bar on stderr (hidden
+/// when stderr is not a terminal or `show_progress` is false) and returns
+/// the job object, exactly as `GET /v1/exports/{id}` shows a finished job.
 pub async fn run_job(
     store: &std::sync::Arc<SealedStore>,
     spec: &ExportSpec,
+    body: &str,
     cfg: &DestConfig,
     created_at: chrono::DateTime<Utc>,
     show_progress: bool,
 ) -> Result<serde_json::Value> {
     use std::sync::atomic::Ordering;
-    let destination = spec.destination.as_ref().ok_or_else(|| {
-        Error::Spec(crate::spec::SpecErrors(vec![crate::spec::SpecError {
-            field: "destination".into(),
-            message: "missing required field (export create needs one, e.g. {\"kind\": \"local\", \"path\": \"out/\"})".into(),
-        }]))
-    })?;
-    let id = new_export_id(created_at);
-    let target = ExportTarget::open(destination, &id, cfg)?;
+    let mut job = JobRecord::queued(new_export_id(created_at), spec, body, created_at);
+    let target = Export::open_target(spec, &job.id, cfg)?;
     let progress = std::sync::Arc::new(Progress::default());
     let bar = if show_progress {
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
@@ -143,32 +140,16 @@ pub async fn run_job(
             }
         })
     };
-    let started_at = Utc::now();
-    let outcome = run_export(store, spec, &target, std::sync::Arc::clone(&progress)).await;
-    let progress_reused = progress.shards_reused.load(Ordering::Relaxed);
+    job.start();
+    let outcome = Export::new(store, spec)
+        .with_id(job.id.clone())
+        .with_target(target)
+        .with_progress(std::sync::Arc::clone(&progress))
+        .await;
     ticker.abort();
     bar.finish_and_clear();
-    let outcome = outcome?;
-    let m = &outcome.manifest;
-    Ok(serde_json::json!({
-        "id": id,
-        "status": "completed",
-        "format": m.format,
-        "tag": spec.tag,
-        "rows": m.rows,
-        "frames": m.frames,
-        "actions": m.actions,
-        "sessions": m.sessions,
-        "shards": m.shard_count,
-        "shards_reused": progress_reused,
-        "bytes": m.shards.iter().map(|s| s.bytes).sum::<u64>(),
-        "shard_size_bytes": m.shard_size_bytes,
-        "manifest_url": outcome.manifest_url,
-        "created_at": format_instant(created_at),
-        "started_at": format_instant(started_at),
-        "finished_at": format_instant(Utc::now()),
-        "as_of": format_instant(spec.as_of),
-    }))
+    job.completed(&outcome?);
+    Ok(job.to_api(None))
 }
 
 async fn plan(args: PlanArgs) -> Result<ExitCode> {
@@ -178,8 +159,8 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     println!("-- resolved: {}", spec.resolved_json());
     println!("{sql};");
     let store = SealedStore::open(&args.store).await?;
-    let ctx = SessionContext::new_with_config(crate::session_config());
-    crate::register(&ctx, &store)?;
+    let ctx = crate::engine::new_context();
+    crate::engine::register(&ctx, &store)?;
     // Planning checks the SQL against the store's tables even without --explain.
     let df = ctx.sql(&sql).await?;
     if args.explain {

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use datafusion::prelude::SessionContext;
-
 use super::output::{write_batches, OutputFormat};
 use crate::store::SealedStore;
 use crate::Result;
@@ -23,8 +21,8 @@ pub struct SqlArgs {
 
 pub(super) async fn run(args: SqlArgs) -> Result<ExitCode> {
     let store = SealedStore::open(&args.store).await?;
-    let ctx = SessionContext::new_with_config(crate::session_config());
-    crate::register(&ctx, &store)?;
+    let ctx = crate::engine::new_context();
+    crate::engine::register(&ctx, &store)?;
     let batches = ctx.sql(&args.query).await?.collect().await?;
     let mut out = std::io::stdout().lock();
     write_batches(&mut out, &batches, args.format)?;

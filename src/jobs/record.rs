@@ -2,10 +2,13 @@
 //! JSON form for `GET /v1/exports/{id}` (SPEC §6). Records hold the spec as
 //! posted and the creation time it resolves against — never credentials.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::export::ExportOutcome;
 use crate::sink::Progress;
+use crate::spec::{format_instant, ExportSpec};
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,10 @@ pub struct JobRecord {
     pub shard_size_bytes: u64,
     /// RFC 3339 creation time (relative times and `as_of` resolve against it).
     pub created_at: String,
+    /// The snapshot instant the rows are selected at (RFC 3339): the spec's
+    /// `as_of`, else `created_at`. Absent in records of older versions.
+    #[serde(default)]
+    pub as_of: Option<String>,
     /// When the current or last attempt started.
     pub started_at: Option<String>,
     /// When it finished.
@@ -95,6 +102,63 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A queued job `id` for `spec` (posted as `body`), created at `created_at`.
+    pub fn queued(id: String, spec: &ExportSpec, body: &str, created_at: DateTime<Utc>) -> Self {
+        JobRecord {
+            id,
+            status: JobStatus::Queued,
+            spec: body.to_string(),
+            workflows: spec.workflows.clone(),
+            tag: spec.tag.clone(),
+            format: spec.format.as_str().to_string(),
+            shard_size_bytes: spec.shard_size_bytes,
+            created_at: format_instant(created_at),
+            as_of: Some(format_instant(spec.as_of)),
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            rows: None,
+            frames: None,
+            actions: None,
+            sessions: None,
+            shards: None,
+            bytes: None,
+            shards_reused: None,
+            manifest_url: None,
+            error: None,
+        }
+    }
+
+    /// Marks a new attempt as started now.
+    pub fn start(&mut self) {
+        self.status = JobStatus::Running;
+        self.started_at = Some(format_instant(Utc::now()));
+        self.attempts += 1;
+    }
+
+    /// Records a finished export: its totals, its manifest and the time.
+    pub fn completed(&mut self, outcome: &ExportOutcome) {
+        let m = &outcome.manifest;
+        self.status = JobStatus::Completed;
+        self.rows = Some(m.rows);
+        self.frames = Some(m.frames);
+        self.actions = Some(m.actions);
+        self.sessions = Some(m.sessions);
+        self.shards = Some(m.shard_count);
+        self.bytes = Some(outcome.bytes());
+        self.shards_reused = Some(outcome.shards_reused);
+        self.manifest_url = Some(outcome.manifest_url.clone());
+        self.error = None;
+        self.finished_at = Some(format_instant(Utc::now()));
+    }
+
+    /// Records a failure (`"cancelled"` for a cancelled job).
+    pub fn failed(&mut self, error: impl Into<String>) {
+        self.status = JobStatus::Failed;
+        self.error = Some(error.into());
+        self.finished_at = Some(format_instant(Utc::now()));
+    }
+
     /// The API object; `progress` adds live counters while running.
     pub fn to_api(&self, progress: Option<&Progress>) -> Value {
         use std::sync::atomic::Ordering::Relaxed;
@@ -114,6 +178,7 @@ impl JobRecord {
             "shard_size_bytes": self.shard_size_bytes,
             "manifest_url": self.manifest_url,
             "created_at": self.created_at,
+            "as_of": self.as_of,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "attempts": self.attempts,

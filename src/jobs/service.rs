@@ -9,19 +9,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use object_store::ObjectStoreExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
 use super::db::{JobDb, JobFilter};
-use super::export::{new_export_id, run_export};
 use super::record::{JobRecord, JobStatus};
-use crate::dest::{DestConfig, ExportTarget, UrlSigner};
-use crate::sink::{objects_under, Progress};
-use crate::spec::{format_instant, ExportSpec, SpecError, SpecErrors};
+use crate::dest::{DestConfig, UrlSigner};
+use crate::export::{new_export_id, Export, ExportOutcome};
+use crate::sink::{purge_unpublished, ExportLayout, Progress};
+use crate::spec::{ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
 use crate::{Error, Result};
 
@@ -41,7 +40,7 @@ pub struct JobService {
     dest: DestConfig,
     workers: usize,
     exec: tokio::runtime::Handle,
-    live: Mutex<HashMap<String, Arc<Progress>>>,
+    live: Mutex<LiveMap>,
     wake: Notify,
 }
 
@@ -53,9 +52,8 @@ impl std::fmt::Debug for JobService {
     }
 }
 
-fn now() -> String {
-    format_instant(Utc::now())
-}
+/// Live progress of running jobs, by id.
+type LiveMap = HashMap<String, Arc<Progress>>;
 
 impl JobService {
     /// A service over `store` and `db`, running at most `workers` exports at
@@ -76,6 +74,13 @@ impl JobService {
             live: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         })
+    }
+
+    /// The live map. Lock policy: a panic while holding it (none is known)
+    /// must not take the service down, and the map stays consistent under
+    /// any single insert or remove, so a poisoned lock is used as is.
+    fn live(&self) -> MutexGuard<'_, LiveMap> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Destination settings (signing key, signed storage, …).
@@ -104,46 +109,18 @@ impl JobService {
         let created = Utc::now();
         let spec = ExportSpec::from_json(body, created).map_err(Rejected::Spec)?;
         let id = new_export_id(created);
-        let Some(destination) = &spec.destination else {
-            return Err(Rejected::Spec(SpecErrors(vec![SpecError {
-                field: "destination".into(),
-                message: "missing required field (e.g. {\"kind\": \"local\", \"path\": \"…\"})"
-                    .into(),
-            }])));
-        };
         // Settings the destination cannot work without are the caller's error.
-        if let Err(e) = ExportTarget::open(destination, &id, &self.dest) {
-            let (field, message) = match e {
-                Error::Config { field, message } => (field, message),
-                other => ("destination".into(), other.to_string()),
-            };
-            return Err(Rejected::Spec(SpecErrors(vec![SpecError {
-                field,
-                message,
-            }])));
+        if let Err(e) = Export::open_target(&spec, &id, &self.dest) {
+            return Err(Rejected::Spec(match e {
+                Error::Spec(errors) => errors,
+                Error::Config { field, message } => SpecErrors(vec![SpecError { field, message }]),
+                other => SpecErrors(vec![SpecError {
+                    field: "destination".into(),
+                    message: other.to_string(),
+                }]),
+            }));
         }
-        let record = JobRecord {
-            id,
-            status: JobStatus::Queued,
-            spec: body.to_string(),
-            workflows: spec.workflows.clone(),
-            tag: spec.tag.clone(),
-            format: spec.format.as_str().to_string(),
-            shard_size_bytes: spec.shard_size_bytes,
-            created_at: format_instant(created),
-            started_at: None,
-            finished_at: None,
-            attempts: 0,
-            rows: None,
-            frames: None,
-            actions: None,
-            sessions: None,
-            shards: None,
-            bytes: None,
-            shards_reused: None,
-            manifest_url: None,
-            error: None,
-        };
+        let record = JobRecord::queued(id, &spec, body, created);
         self.db.put(&record).map_err(Rejected::Internal)?;
         self.wake.notify_one();
         Ok(record)
@@ -154,7 +131,7 @@ impl JobService {
         let Some(r) = self.db.get(id)? else {
             return Ok(None);
         };
-        let p = self.live.lock().expect("live map").get(id).cloned();
+        let p = self.live().get(id).cloned();
         Ok(Some(self.fresh_links(&r, r.to_api(p.as_deref()))))
     }
 
@@ -167,7 +144,7 @@ impl JobService {
             if UrlSigner::is_own_link(url, base, &r.id) {
                 let expires = std::time::SystemTime::now() + self.dest.link_ttl;
                 api["manifest_url"] =
-                    Value::String(signer.link(base, &r.id, "manifest.json", expires));
+                    Value::String(signer.link(base, &r.id, ExportLayout::MANIFEST, expires));
             }
         }
         api
@@ -186,7 +163,7 @@ impl JobService {
         cursor: Option<&str>,
     ) -> Result<(Vec<Value>, Option<String>)> {
         let (recs, next) = self.db.list(filter, limit, cursor)?;
-        let live = self.live.lock().expect("live map");
+        let live = self.live();
         Ok((
             recs.iter()
                 .map(|r| self.fresh_links(r, r.to_api(live.get(&r.id).map(|p| p.as_ref()))))
@@ -199,14 +176,12 @@ impl JobService {
     /// id); a finished job is returned unchanged.
     pub fn cancel(&self, id: &str) -> Result<Option<JobRecord>> {
         // A running job stops at its next row; its worker records the result.
-        if let Some(p) = self.live.lock().expect("live map").get(id) {
+        if let Some(p) = self.live().get(id) {
             p.cancel.store(true, Ordering::SeqCst);
         }
         self.db.update(id, |r| {
             if r.status == JobStatus::Queued {
-                r.status = JobStatus::Failed;
-                r.error = Some("cancelled".into());
-                r.finished_at = Some(now());
+                r.failed("cancelled");
             }
         })
     }
@@ -247,15 +222,13 @@ impl JobService {
                 .insert(job.id.clone(), Arc::clone(&progress));
             let claimed = self.db.update(&job.id, |r| {
                 if r.status == JobStatus::Queued {
-                    r.status = JobStatus::Running;
-                    r.started_at = Some(now());
-                    r.attempts += 1;
+                    r.start();
                 }
             });
             match claimed {
                 Ok(Some(r)) if r.status == JobStatus::Running => {}
                 _ => {
-                    self.live.lock().expect("live map").remove(&job.id);
+                    self.live().remove(&job.id);
                     continue;
                 }
             }
@@ -280,55 +253,29 @@ impl JobService {
         }
     }
 
-    async fn run(&self, job: JobRecord, progress: Arc<Progress>) -> Result<JobRecord> {
+    async fn run(&self, job: JobRecord, progress: Arc<Progress>) -> Result<ExportOutcome> {
         let created: DateTime<Utc> = DateTime::parse_from_rfc3339(&job.created_at)
             .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", job.id)))?
             .with_timezone(&Utc);
         // Resolved against the creation time: a rerun selects the same rows.
         let spec = ExportSpec::from_json(&job.spec, created)?;
-        let destination = spec
-            .destination
-            .clone()
-            .ok_or_else(|| Error::Jobs(format!("job {}: the spec has no destination", job.id)))?;
-        let target = ExportTarget::open(&destination, &job.id, &self.dest)?;
-        match run_export(&self.store, &spec, &target, Arc::clone(&progress)).await {
-            Ok(out) => {
-                let m = out.manifest;
-                let mut done = job;
-                done.rows = Some(m.rows);
-                done.frames = Some(m.frames);
-                done.actions = Some(m.actions);
-                done.sessions = Some(m.sessions);
-                done.shards = Some(m.shard_count);
-                done.bytes = Some(m.shards.iter().map(|s| s.bytes).sum());
-                done.shards_reused = Some(progress.shards_reused.load(Ordering::Relaxed));
-                done.manifest_url = Some(out.manifest_url);
-                Ok(done)
-            }
+        let target = Export::open_target(&spec, &job.id, &self.dest)?;
+        let export = Export::new(&self.store, &spec)
+            .with_id(job.id.clone())
+            .with_target(target.clone())
+            .with_progress(progress);
+        match export.await {
             Err(Error::Cancelled) => {
                 purge_unpublished(&target).await;
                 Err(Error::Cancelled)
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
-    async fn finish(&self, id: &str, progress: &Progress, result: Result<JobRecord>) {
-        let finished = now();
+    async fn finish(&self, id: &str, progress: &Progress, result: Result<ExportOutcome>) {
         let update = match result {
-            Ok(done) => self.db.update(id, |r| {
-                r.status = JobStatus::Completed;
-                r.rows = done.rows;
-                r.frames = done.frames;
-                r.actions = done.actions;
-                r.sessions = done.sessions;
-                r.shards = done.shards;
-                r.bytes = done.bytes;
-                r.shards_reused = done.shards_reused;
-                r.manifest_url = done.manifest_url.clone();
-                r.error = None;
-                r.finished_at = Some(finished.clone());
-            }),
+            Ok(outcome) => self.db.update(id, |r| r.completed(&outcome)),
             Err(e) => {
                 let cancelled =
                     matches!(e, Error::Cancelled) || progress.cancel.load(Ordering::SeqCst);
@@ -338,35 +285,11 @@ impl JobService {
                     e.to_string()
                 };
                 tracing::warn!(%id, error = %message, "export failed");
-                self.db.update(id, |r| {
-                    r.status = JobStatus::Failed;
-                    r.error = Some(message.clone());
-                    r.finished_at = Some(finished.clone());
-                })
+                self.db.update(id, |r| r.failed(message.clone()))
             }
         };
         if let Err(e) = update {
             tracing::error!(%id, "cannot record the job's result: {e}");
-        }
-    }
-}
-
-/// Deletes what an unfinished export left under its prefix (shards of this
-/// and earlier attempts, the dataset card), unless a manifest is there.
-pub async fn purge_unpublished(target: &ExportTarget) {
-    let manifest = target.prefix.clone().join("manifest.json");
-    if target.store.head(&manifest).await.is_ok() {
-        return;
-    }
-    let Ok(names) = objects_under(&target.store, &target.prefix).await else {
-        return;
-    };
-    for name in names.keys() {
-        if name.starts_with("shard-") || name == "README.md" {
-            let _ = target
-                .store
-                .delete(&target.prefix.clone().join(name.as_str()))
-                .await;
         }
     }
 }

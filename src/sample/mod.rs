@@ -1,4 +1,4 @@
-//! SQL functions the export query uses, registered by `register()`:
+//! SQL functions the export query uses, registered by `crate::register()`:
 //! the frame sampling tests of SPEC §4 (one per mode, each with the
 //! `keep_action_frames` union built in) and two row helpers (`frame_key`,
 //! `event_actions`). All are vectorised over Arrow arrays and are per-row
@@ -9,7 +9,6 @@ mod row;
 mod sampling;
 
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::prelude::SessionContext;
 
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
@@ -23,11 +22,4 @@ pub fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(FrameKey::new()),
         ScalarUDF::new_from_impl(EventActions::new()),
     ]
-}
-
-/// Registers [`udfs`] with `ctx`.
-pub fn register_udfs(ctx: &SessionContext) {
-    for f in udfs() {
-        ctx.register_udf(f);
-    }
 }

@@ -88,7 +88,7 @@ pub(super) async fn download(
         None => None,
     };
     let path = target.prefix.clone().join(name.as_str());
-    if name == "manifest.json" {
+    if name == crate::sink::ExportLayout::MANIFEST {
         // Served with its shard links signed now, so a manifest fetched
         // through a fresh link never lists expired ones.
         return match target.store.get(&path).await {

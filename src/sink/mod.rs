@@ -1,25 +1,28 @@
-//! Shard sinks: the output row schema, one streaming writer per format
-//! (Parquet, Arrow IPC, JSONL, WebDataset), the sharder that rolls shards at
-//! `shard_size_bytes` while hashing them, and the manifest.
+//! Shard sinks: from an ordered stream of export rows to a finished export.
+//! [`ExportWriter`] (`publish.rs`) runs it: the sharder ([`ShardedWriter`])
+//! rolls shards at `shard_size_bytes`, each written by its format's
+//! [`ShardFile`] (`format/`) into a [`HashingWriter`] that hashes the bytes
+//! and streams them to an upload (`upload.rs`) or, on resume, compares them
+//! with what is already there (`existing.rs`); the manifest (`manifest.rs`)
+//! is written last. [`ExportLayout`] names every file; `row_schema.rs` and
+//! `row_json.rs` give the output columns and their JSON form.
 
-mod copy_format;
-mod formats;
+mod existing;
+mod format;
 mod hashing;
+mod layout;
 mod manifest;
 mod publish;
 mod row_json;
 mod row_schema;
 mod sharded;
+mod upload;
 
-pub use copy_format::{
-    copy_format_name, register_copy_formats, ShardFileFormat, ShardFormatFactory, WriteShards,
-};
-pub use formats::{
-    open_shard, row_value_bytes, shard_extension, ShardFile, PARQUET_ROW_GROUP_ROWS,
-};
+pub use format::{open_shard, row_value_bytes, ShardFile, PARQUET_ROW_GROUP_ROWS};
 pub use hashing::{HashingWriter, ShardDone};
+pub use layout::ExportLayout;
 pub use manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
-pub use publish::{objects_under, write_export, ExportMeta, ExportOutput, ShardLinks};
+pub use publish::{purge_unpublished, ExportMeta, ExportWriter};
 pub use row_json::row_object;
 pub use row_schema::{extension, image_fields, output_schema, schema_json, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -1,10 +1,11 @@
-//! [`write_export`]: the one path from an ordered row stream to a finished
-//! export, shared by `nusomi export create`, the job service, `COPY … STORED
-//! AS …` and `DataFrame::write_shards`:
+//! [`ExportWriter`]: the one path from an ordered row stream to a finished
+//! export, shared by [`crate::export::Export`] (the CLI and the job
+//! service), `COPY … STORED AS …` and `DataFrame::write_shards`:
 //!
 //! 1. refuse a prefix that already holds a manifest (a finished export);
-//! 2. list what an interrupted earlier attempt left there, so its shards are
-//!    verified instead of uploaded again (resume);
+//! 2. remove staging files of local uploads a crash cut off, and list what
+//!    an interrupted earlier attempt left, so its shards are verified
+//!    instead of uploaded again (resume);
 //! 3. stream rows into shards (multipart uploads for large shards);
 //! 4. delete stale shard keys past the new last shard, write the dataset card
 //!    (Parquet), and `manifest.json` last with a conditional put.
@@ -17,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, TryStreamExt};
@@ -25,10 +25,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
 
-use super::manifest::{dataset_card, shards_digest, Manifest};
+use super::layout::ExportLayout;
+use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
 use super::row_schema::{schema_json, to_output_batch};
-use super::sharded::{Progress, ShardedWriter};
-use crate::spec::OutputFormat;
+use super::sharded::{Progress, ShardTotals, ShardedWriter};
+use crate::dest::{ExportTarget, ShardLinks};
+use crate::spec::{check_shard_size, format_instant, OutputFormat};
 use crate::{Error, Result};
 
 /// What the manifest says about where the rows came from.
@@ -46,51 +48,224 @@ pub struct ExportMeta {
     pub title: String,
 }
 
-/// Makes time-limited download links for files of an export.
-#[async_trait]
-pub trait ShardLinks: Send + Sync + std::fmt::Debug {
-    /// A link to `name` (relative to the export's prefix) and its expiry.
-    async fn link(&self, name: &str) -> Result<(String, SystemTime)>;
+/// Writes one export: shards of one format under a target's prefix, then
+/// the manifest.
+#[derive(Debug)]
+pub struct ExportWriter<'a> {
+    target: &'a ExportTarget,
+    layout: ExportLayout,
+    shard_size_bytes: u64,
+    meta: ExportMeta,
+    progress: Arc<Progress>,
 }
 
-/// Where and how to write.
-#[derive(Debug, Clone)]
-pub struct ExportOutput {
-    /// Object store of the destination.
-    pub store: Arc<dyn ObjectStore>,
-    /// Prefix inside it.
-    pub prefix: Path,
-    /// Format of the shards.
-    pub format: OutputFormat,
-    /// Shard size cap.
-    pub shard_size_bytes: u64,
-    /// Multipart part size.
-    pub part_bytes: usize,
-    /// Download links to list in the manifest (`signed_url`).
-    pub links: Option<Arc<dyn ShardLinks>>,
-}
-
-impl ExportOutput {
-    /// An output with the default part size and no links.
+impl<'a> ExportWriter<'a> {
+    /// A writer of `format` shards of at most `shard_size_bytes` into
+    /// `target`; refuses a size below the minimum (`check_shard_size`).
     pub fn new(
-        store: Arc<dyn ObjectStore>,
-        prefix: Path,
+        target: &'a ExportTarget,
         format: OutputFormat,
         shard_size_bytes: u64,
-    ) -> Self {
-        ExportOutput {
-            store,
-            prefix,
-            format,
+    ) -> Result<Self> {
+        let size = i64::try_from(shard_size_bytes).unwrap_or(i64::MAX);
+        check_shard_size(size).map_err(|message| Error::Config {
+            field: "shard_size_bytes".into(),
+            message,
+        })?;
+        Ok(ExportWriter {
+            target,
+            layout: ExportLayout::new(target.prefix.clone(), format),
             shard_size_bytes,
-            part_bytes: crate::dest::DEFAULT_PART_BYTES,
-            links: None,
+            meta: ExportMeta::default(),
+            progress: Arc::new(Progress::default()),
+        })
+    }
+
+    /// Records where the rows came from in the manifest.
+    pub fn with_meta(mut self, meta: ExportMeta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// Reports into `progress` (and stops when it is cancelled).
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Streams `rows` (export query columns, in export order) into shards
+    /// and the manifest; resumes an interrupted earlier attempt.
+    pub async fn write(self, rows: SendableRecordBatchStream) -> Result<Manifest> {
+        let store = &self.target.store;
+        let manifest_key = self.layout.manifest();
+        match store.head(&manifest_key).await {
+            Ok(_) => {
+                return Err(Error::ExportExists {
+                    url: self.target.url_of(ExportLayout::MANIFEST),
+                    message:
+                        "the destination already holds a finished export; choose an empty prefix",
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::destination("head", &manifest_key)(e)),
+        }
+        let swept = sweep_interrupted_uploads(self.target)?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "removed staging files of uploads an earlier run left"
+            );
+        }
+        let existing = objects_under(store, self.layout.prefix()).await?;
+        let stale_candidates: Vec<String> = existing
+            .keys()
+            .filter(|n| self.layout.is_shard(n))
+            .cloned()
+            .collect();
+        let writer = ShardedWriter::with_layout(
+            Arc::clone(store),
+            self.layout.clone(),
+            self.shard_size_bytes,
+        )
+        .with_progress(Arc::clone(&self.progress))
+        .with_part_bytes(self.target.part_bytes)
+        .with_existing(existing);
+        let (shards, totals, created) = stream_rows(writer, rows).await?;
+        let manifest = self.manifest(shards, totals).await;
+        let published = match manifest {
+            Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
+            Err(e) => Err(e),
+        };
+        match published {
+            Ok(m) => Ok(m),
+            // Another export's manifest won the race: its shards are these
+            // keys too, so nothing may be deleted.
+            Err(e @ Error::ExportExists { .. }) => Err(e),
+            Err(e) => {
+                let _ = store.delete(&self.layout.card()).await;
+                for (name, _) in created.iter().filter(|(_, c)| *c) {
+                    let _ = store.delete(&self.layout.key(name)).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The manifest of the written shards, with download links when the
+    /// target makes them.
+    async fn manifest(&self, mut shards: Vec<ShardInfo>, totals: ShardTotals) -> Result<Manifest> {
+        let mut links_expire_at = None;
+        if let Some(links) = &self.target.links {
+            let mut earliest: Option<SystemTime> = None;
+            for s in &mut shards {
+                let (url, exp) = links.link(&s.path).await?;
+                s.url = Some(url);
+                earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
+            }
+            links_expire_at = earliest.map(|e| format_instant(chrono::DateTime::from(e)));
+        }
+        let meta = self.meta.clone();
+        Ok(Manifest {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            format: self.layout.format().as_str().to_string(),
+            rows: totals.rows,
+            frames: totals.rows,
+            actions: totals.actions,
+            sessions: totals.sessions,
+            shard_count: shards.len() as u64,
+            shard_size_bytes: self.shard_size_bytes,
+            digest: shards_digest(&shards),
+            shards,
+            as_of: meta.as_of,
+            spec: meta.spec,
+            resolved: meta.resolved,
+            sql: meta.sql,
+            schema: schema_json(),
+            links_expire_at,
+        })
+    }
+
+    /// Deletes stale shard keys, writes the dataset card (Parquet) and then
+    /// the manifest, which must not exist yet unless it is byte-identical (a
+    /// racing rerun of the same export).
+    async fn publish(&self, manifest: &Manifest, stale_candidates: &[String]) -> Result<()> {
+        let store = &self.target.store;
+        for name in stale_candidates {
+            if !manifest.shards.iter().any(|s| &s.path == name) {
+                let key = self.layout.key(name);
+                match store.delete(&key).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::destination("delete stale shard", &key)(e)),
+                }
+            }
+        }
+        if self.layout.format() == OutputFormat::Parquet {
+            let card = dataset_card(manifest, &self.meta.title);
+            let key = self.layout.card();
+            store
+                .put(&key, PutPayload::from(Bytes::from(card)))
+                .await
+                .map_err(Error::destination("put", &key))?;
+        }
+        let path = self.layout.manifest();
+        let bytes = manifest.to_bytes();
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&path, PutPayload::from(Bytes::from(bytes.clone())), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = store
+                    .get(&path)
+                    .await
+                    .map_err(Error::destination("get", &path))?
+                    .bytes()
+                    .await
+                    .map_err(Error::destination("get", &path))?;
+                if existing.as_ref() == bytes.as_slice() {
+                    Ok(())
+                } else {
+                    Err(Error::ExportExists {
+                        url: self.target.url_of(ExportLayout::MANIFEST),
+                        message: "another export wrote a different manifest here meanwhile",
+                    })
+                }
+            }
+            Err(e) => Err(Error::destination("put manifest", &path)(e)),
         }
     }
 }
 
+/// Shards written, the totals, and per shard name whether this attempt
+/// created its key (false: an earlier attempt's shard, verified).
+type Written = (Vec<ShardInfo>, ShardTotals, Vec<(String, bool)>);
+
+async fn stream_rows(
+    mut writer: ShardedWriter,
+    mut rows: SendableRecordBatchStream,
+) -> Result<Written> {
+    let streamed: Result<()> = async {
+        while let Some(batch) = rows.next().await {
+            writer.write_batch(&to_output_batch(&batch?)?).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = streamed {
+        writer.abort().await;
+        return Err(e);
+    }
+    let (shards, totals, created) = writer.finish_with_created().await?;
+    let created = shards.iter().map(|s| s.path.clone()).zip(created).collect();
+    Ok((shards, totals, created))
+}
+
 /// Objects directly under `prefix` (not in sub-folders): name → size.
-pub async fn objects_under(
+pub(crate) async fn objects_under(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
 ) -> Result<HashMap<String, u64>> {
@@ -107,168 +282,53 @@ pub async fn objects_under(
         .collect())
 }
 
-/// Streams `rows` (export query columns, in export order) into shards and a
-/// manifest under `out.prefix`; resumes an interrupted earlier attempt.
-pub async fn write_export(
-    mut rows: SendableRecordBatchStream,
-    out: &ExportOutput,
-    meta: ExportMeta,
-    progress: Arc<Progress>,
-) -> Result<Manifest> {
-    let manifest_path = out.prefix.clone().join("manifest.json");
-    match out.store.head(&manifest_path).await {
-        Ok(_) => {
-            return Err(Error::Location {
-                location: manifest_path.to_string(),
-                message: "the destination already holds a finished export; choose an empty prefix"
-                    .into(),
-            })
-        }
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(Error::destination("head", &manifest_path)(e)),
-    }
-    let existing = objects_under(&out.store, &out.prefix).await?;
-    let ext = super::formats::shard_extension(out.format);
-    let stale_candidates: Vec<String> = existing
-        .keys()
-        .filter(|n| n.starts_with("shard-") && n.ends_with(&format!(".{ext}")))
-        .cloned()
-        .collect();
-    let mut writer = ShardedWriter::new(
-        Arc::clone(&out.store),
-        out.prefix.clone(),
-        out.format,
-        out.shard_size_bytes,
-    )
-    .with_progress(progress)
-    .with_part_bytes(out.part_bytes)
-    .with_existing(existing);
-    let streamed: Result<()> = async {
-        while let Some(batch) = rows.next().await {
-            writer.write_batch(&to_output_batch(&batch?)?).await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = streamed {
-        writer.abort().await;
-        return Err(e);
-    }
-    let (mut shards, totals, created) = writer.finish_with_created().await?;
-    let mut manifest_links = None;
-    let linked: Result<()> = async {
-        if let Some(links) = &out.links {
-            let mut earliest: Option<SystemTime> = None;
-            for s in &mut shards {
-                let (url, exp) = links.link(&s.path).await?;
-                s.url = Some(url);
-                earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
-            }
-            manifest_links = earliest
-                .map(|e| crate::spec::format_instant(chrono::DateTime::<chrono::Utc>::from(e)));
-        }
-        Ok(())
-    }
-    .await;
-    let manifest = Manifest {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        format: out.format.as_str().to_string(),
-        rows: totals.rows,
-        frames: totals.rows,
-        actions: totals.actions,
-        sessions: totals.sessions,
-        shard_count: shards.len() as u64,
-        shard_size_bytes: out.shard_size_bytes,
-        digest: shards_digest(&shards),
-        shards,
-        as_of: meta.as_of,
-        spec: meta.spec,
-        resolved: meta.resolved,
-        sql: meta.sql,
-        schema: schema_json(),
-        links_expire_at: manifest_links,
+/// Deletes what uploads cut off by a crash left in a local folder and
+/// returns how many files. object_store writes a local object to
+/// `name#<digits>` and renames it when complete; such staging files are
+/// hidden from listings, so a resumed export would never see them. Only
+/// an export's own names are touched ([`ExportLayout::is_export_file`]). A
+/// no-op for object stores.
+fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
+    let Some(dir) = &target.local_dir else {
+        return Ok(0);
     };
-    let published = match linked {
-        Ok(()) => publish(out, &manifest, &meta.title, &stale_candidates).await,
-        Err(e) => Err(e),
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
     };
-    if let Err(e) = published {
-        if matches!(e, Error::Location { .. }) {
-            // Another export's manifest won the race: its shards are these
-            // keys too, so nothing may be deleted.
-            return Err(e);
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((base, suffix)) = name.rsplit_once('#') else {
+            continue;
+        };
+        let staging = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit());
+        if staging && ExportLayout::is_export_file(base) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            removed += 1;
         }
-        let _ = out
-            .store
-            .delete(&out.prefix.clone().join("README.md"))
-            .await;
-        for (s, _) in manifest.shards.iter().zip(&created).filter(|(_, c)| **c) {
-            let _ = out
-                .store
-                .delete(&out.prefix.clone().join(s.path.as_str()))
-                .await;
-        }
-        return Err(e);
     }
-    Ok(manifest)
+    Ok(removed)
 }
 
-/// Deletes stale shard keys, writes the dataset card (Parquet) and then the
-/// manifest, which must not exist yet unless it is byte-identical (a racing
-/// rerun of the same export).
-async fn publish(
-    out: &ExportOutput,
-    manifest: &Manifest,
-    title: &str,
-    stale_candidates: &[String],
-) -> Result<()> {
-    for name in stale_candidates {
-        if !manifest.shards.iter().any(|s| &s.path == name) {
-            let key = out.prefix.clone().join(name.as_str());
-            match out.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::destination("delete stale shard", &key)(e)),
-            }
-        }
+/// Deletes what an unfinished export left under its prefix (shards of this
+/// and earlier attempts, the dataset card), unless a manifest is there.
+pub async fn purge_unpublished(target: &ExportTarget) {
+    let layout_manifest = target.prefix.clone().join(ExportLayout::MANIFEST);
+    if target.store.head(&layout_manifest).await.is_ok() {
+        return;
     }
-    if out.format == OutputFormat::Parquet {
-        let card = dataset_card(manifest, title);
-        let key = out.prefix.clone().join("README.md");
-        out.store
-            .put(&key, PutPayload::from(Bytes::from(card)))
-            .await
-            .map_err(Error::destination("put", &key))?;
-    }
-    let path = out.prefix.clone().join("manifest.json");
-    let bytes = manifest.to_bytes();
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
+    let Ok(names) = objects_under(&target.store, &target.prefix).await else {
+        return;
     };
-    match out
-        .store
-        .put_opts(&path, PutPayload::from(Bytes::from(bytes.clone())), opts)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            let existing = out
+    for name in names.keys() {
+        if ExportLayout::is_export_file(name) && name != ExportLayout::MANIFEST {
+            let _ = target
                 .store
-                .get(&path)
-                .await
-                .map_err(Error::destination("get", &path))?
-                .bytes()
-                .await
-                .map_err(Error::destination("get", &path))?;
-            if existing.as_ref() == bytes.as_slice() {
-                Ok(())
-            } else {
-                Err(Error::Location {
-                    location: path.to_string(),
-                    message: "another export wrote a different manifest here meanwhile".into(),
-                })
-            }
+                .delete(&target.prefix.clone().join(name.as_str()))
+                .await;
         }
-        Err(e) => Err(Error::destination("put manifest", &path)(e)),
     }
 }

@@ -60,11 +60,6 @@ fn value(col: &dyn Array, i: usize) -> Result<Value> {
             }
             Value::Object(obj)
         }
-        other => {
-            return Err(Error::Corrupt {
-                path: "<export rows>".into(),
-                message: format!("no JSON form for column type {other}"),
-            })
-        }
+        other => return Err(Error::Rows(format!("no JSON form for column type {other}"))),
     })
 }

@@ -115,10 +115,7 @@ pub fn to_output_batch(batch: &RecordBatch) -> Result<RecordBatch> {
         batch
             .column_by_name(name)
             .cloned()
-            .ok_or_else(|| Error::Corrupt {
-                path: "<export rows>".into(),
-                message: format!("the export query result lacks column `{name}`"),
-            })
+            .ok_or_else(|| Error::Rows(format!("the export query result lacks column `{name}`")))
     };
     for f in schema.fields() {
         let c = col(f.name())?;

@@ -16,8 +16,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::formats::{open_shard, shard_extension, ShardFile};
+use super::format::{open_shard, ShardFile};
 use super::hashing::HashingWriter;
+use super::layout::ExportLayout;
 use super::manifest::ShardInfo;
 use crate::spec::OutputFormat;
 use crate::Result;
@@ -60,8 +61,7 @@ struct OpenShard {
 /// Writes shards of one format under one prefix.
 pub struct ShardedWriter {
     store: Arc<dyn ObjectStore>,
-    prefix: Path,
-    format: OutputFormat,
+    layout: ExportLayout,
     limit: u64,
     open: Option<OpenShard>,
     shards: Vec<ShardInfo>,
@@ -79,7 +79,7 @@ pub struct ShardedWriter {
 impl std::fmt::Debug for ShardedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardedWriter")
-            .field("prefix", &self.prefix)
+            .field("prefix", self.layout.prefix())
             .field("shards", &self.shards.len())
             .finish()
     }
@@ -93,10 +93,18 @@ impl ShardedWriter {
         format: OutputFormat,
         shard_size_bytes: u64,
     ) -> Self {
+        Self::with_layout(store, ExportLayout::new(prefix, format), shard_size_bytes)
+    }
+
+    /// A writer of shards named by `layout`.
+    pub(crate) fn with_layout(
+        store: Arc<dyn ObjectStore>,
+        layout: ExportLayout,
+        shard_size_bytes: u64,
+    ) -> Self {
         ShardedWriter {
             store,
-            prefix,
-            format,
+            layout,
             limit: shard_size_bytes,
             open: None,
             shards: Vec::new(),
@@ -127,21 +135,6 @@ impl ShardedWriter {
     pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
         self.progress = progress;
         self
-    }
-
-    /// The store shards go to.
-    pub fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::clone(&self.store)
-    }
-
-    /// The prefix shards go under.
-    pub fn prefix(&self) -> &Path {
-        &self.prefix
-    }
-
-    /// Shards finished so far.
-    pub fn shards(&self) -> &[ShardInfo] {
-        &self.shards
     }
 
     /// Writes every row of `batch` (output schema), in order.
@@ -190,12 +183,8 @@ impl ShardedWriter {
     }
 
     async fn open_shard(&mut self) -> Result<OpenShard> {
-        let name = format!(
-            "shard-{:06}.{}",
-            self.shards.len(),
-            shard_extension(self.format)
-        );
-        let path = self.prefix.clone().join(name.as_str());
+        let name = self.layout.shard_name(self.shards.len());
+        let path = self.layout.key(&name);
         let existed = self.existing.contains_key(&name);
         let out = if existed {
             HashingWriter::resume(Arc::clone(&self.store), path.clone(), self.part_bytes).await?
@@ -203,7 +192,7 @@ impl ShardedWriter {
             HashingWriter::upload(Arc::clone(&self.store), path.clone(), self.part_bytes)
         };
         Ok(OpenShard {
-            file: open_shard(self.format, out)?,
+            file: open_shard(self.layout.format(), out)?,
             path,
             name,
             rows: 0,
@@ -270,10 +259,7 @@ impl ShardedWriter {
         }
         for (s, created) in self.shards.iter().zip(&self.created) {
             if *created {
-                let _ = self
-                    .store
-                    .delete(&self.prefix.clone().join(s.path.as_str()))
-                    .await;
+                let _ = self.store.delete(&self.layout.key(&s.path)).await;
             }
         }
     }

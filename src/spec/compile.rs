@@ -19,31 +19,9 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::export_spec::{ExportSpec, SamplingMode};
+use super::model::{ExportSpec, SamplingMode};
 use super::time::format_instant;
 use crate::{Error, Result};
-
-/// The columns of an export row (SPEC §5), in order.
-pub const EXPORT_COLUMNS: [&str; 18] = [
-    "key",
-    "session_id",
-    "workflow",
-    "outcome",
-    "actor_kind",
-    "actor_id",
-    "started_at",
-    "tags",
-    "paths",
-    "frame_idx",
-    "t_ms",
-    "image",
-    "image_format",
-    "width",
-    "height",
-    "is_keyframe",
-    "events",
-    "actions",
-];
 
 const SELECT: &str =
     "SELECT frame_key(f.session_id, f.frame_idx) AS key, f.session_id, s.workflow, \
@@ -208,15 +186,11 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
         "{SELECT} WHERE {} ORDER BY f.session_id, f.frame_idx",
         w.conditions.join(" AND ")
     );
-    let mut statements =
-        Parser::parse_sql(&GenericDialect {}, &template).map_err(|e| Error::Corrupt {
-            path: "<compiled export query>".into(),
-            message: format!("the query skeleton does not parse: {e}"),
-        })?;
-    let mut statement = statements.pop().ok_or_else(|| Error::Corrupt {
-        path: "<compiled export query>".into(),
-        message: "the query skeleton is empty".into(),
-    })?;
+    let mut statements = Parser::parse_sql(&GenericDialect {}, &template)
+        .map_err(|e| Error::Internal(format!("the export query skeleton does not parse: {e}")))?;
+    let mut statement = statements
+        .pop()
+        .ok_or_else(|| Error::Internal("the export query skeleton is empty".into()))?;
     let values = w.values;
     let _ = visit_expressions_mut(&mut statement, |expr| {
         if let Expr::Value(v) = expr {

@@ -4,44 +4,14 @@
 //! or a [`BundleError`] naming the file, the 1-based line and the field. It
 //! never writes anything; sealing lives in `seal.rs`.
 
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use chrono::DateTime;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::frame_image::{FrameImage, ImageFormat};
-
-/// A bundle that cannot be sealed, with the place that is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleError {
-    /// The bundle folder.
-    pub bundle: PathBuf,
-    /// The file inside the bundle (`session.json`, `frames.jsonl`, …).
-    pub file: String,
-    /// 1-based line number for `.jsonl` files.
-    pub line: Option<usize>,
-    /// Field path inside the JSON value (`actor.kind`), if one is to blame.
-    pub field: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for BundleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.bundle.join(&self.file).display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": field `{field}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for BundleError {}
+use super::frame_image::FrameImage;
+pub use crate::error::BundleError;
 
 /// Who carried out a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -688,20 +658,10 @@ fn check_relative(file: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The format of an image file, from its bytes.
-pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(ImageFormat::Png)
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some(ImageFormat::Jpeg)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ImageFormat;
 
     #[test]
     fn ids_are_checked() {

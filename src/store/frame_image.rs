@@ -5,8 +5,6 @@
 
 use image::imageops::FilterType;
 
-use super::bundle::sniff_format;
-
 /// Frames whose dHash differs from the previous frame's in more than this many
 /// of its 64 bits count as a material screen change, hence a keyframe
 /// (SPEC §4 `keyframes_only`), unless the bundle sets `keyframe` itself.
@@ -109,6 +107,17 @@ pub fn is_keyframe(hint: Option<bool>, distance_to_previous: Option<u32>) -> boo
         (Some(flag), _) => flag,
         (None, None) => true,
         (None, Some(d)) => d > KEYFRAME_HASH_DISTANCE,
+    }
+}
+
+/// The format of an image file, from its bytes.
+pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(ImageFormat::Png)
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(ImageFormat::Jpeg)
+    } else {
+        None
     }
 }
 

@@ -17,9 +17,9 @@ use chrono::{TimeZone, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use nusomi_export::dest::{DestConfig, ExportTarget};
-use nusomi_export::jobs::run_export;
 use nusomi_export::sink::Progress;
 use nusomi_export::spec::{Destination, ExportSpec};
+use nusomi_export::Export;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -236,14 +236,10 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
         let spec = spec(format, SHARD);
         // The undisturbed export, and how many operations it takes.
         let clean = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), usize::MAX));
-        let out = run_export(
-            &store,
-            &spec,
-            &target(clean.clone(), "out", PART),
-            Arc::new(Progress::default()),
-        )
-        .await
-        .unwrap();
+        let out = Export::new(&store, &spec)
+            .with_target(target(clean.clone(), "out", PART))
+            .await
+            .unwrap();
         assert!(
             out.manifest.shard_count >= 3,
             "{format}: want several shards"
@@ -269,16 +265,12 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
         for n in 1..=total_ops {
             let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
             let faulty = Arc::new(FaultyStore::new(Arc::clone(&inner), n));
-            let err = run_export(
-                &store,
-                &spec,
-                &target(faulty.clone(), "out", PART),
-                Arc::new(Progress::default()),
-            )
-            .await
-            .expect_err(&format!(
-                "{format}: a failure at operation #{n} must fail the export"
-            ));
+            let err = Export::new(&store, &spec)
+                .with_target(target(faulty.clone(), "out", PART))
+                .await
+                .expect_err(&format!(
+                    "{format}: a failure at operation #{n} must fail the export"
+                ));
             let msg = err.to_string();
             assert!(
                 msg.contains(&format!("injected failure at operation #{n}")) && msg.contains("out"),
@@ -293,14 +285,10 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
             );
             // A clean rerun on the same store is byte-identical.
             let rerun = Arc::new(FaultyStore::new(Arc::clone(&inner), usize::MAX));
-            run_export(
-                &store,
-                &spec,
-                &target(rerun, "out", PART),
-                Arc::new(Progress::default()),
-            )
-            .await
-            .unwrap();
+            Export::new(&store, &spec)
+                .with_target(target(rerun, "out", PART))
+                .await
+                .unwrap();
             assert_eq!(objects(&inner, "out").await, expected, "{format} #{n}");
         }
     }
@@ -311,14 +299,10 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     let spec = spec("jsonl", SHARD);
     let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let full = run_export(
-        &store,
-        &spec,
-        &target(Arc::clone(&baseline), "out", PART),
-        Arc::new(Progress::default()),
-    )
-    .await
-    .unwrap();
+    let full = Export::new(&store, &spec)
+        .with_target(target(Arc::clone(&baseline), "out", PART))
+        .await
+        .unwrap();
     let shards = full.manifest.shard_count as usize;
     assert!(shards >= 4, "want several shards, got {shards}");
     let expected = objects(&baseline, "out").await;
@@ -333,7 +317,7 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     let gated = Arc::new(gated);
     let t = target(gated.clone(), "out", PART);
     tokio::select! {
-        r = run_export(&store, &spec, &t, Arc::new(Progress::default())) => {
+        r = Export::new(&store, &spec).with_target(t.clone()) => {
             panic!("the export should have been parked, got {:?}", r.map(|o| o.manifest.rows));
         }
         _ = notify.notified() => {}
@@ -353,14 +337,11 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     // The rerun verifies the first k shards and uploads only the rest.
     let rerun = Arc::new(FaultyStore::new(Arc::clone(&inner), usize::MAX));
     let progress = Arc::new(Progress::default());
-    run_export(
-        &store,
-        &spec,
-        &target(rerun.clone(), "out", PART),
-        Arc::clone(&progress),
-    )
-    .await
-    .unwrap();
+    Export::new(&store, &spec)
+        .with_target(target(rerun.clone(), "out", PART))
+        .with_progress(Arc::clone(&progress))
+        .await
+        .unwrap();
     let written = rerun.written();
     for i in 0..k {
         let name = format!("out/shard-{i:06}.jsonl");
@@ -386,14 +367,10 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     let spec = spec("webdataset", SHARD);
     let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    run_export(
-        &store,
-        &spec,
-        &target(Arc::clone(&baseline), "out", PART),
-        Arc::new(Progress::default()),
-    )
-    .await
-    .unwrap();
+    Export::new(&store, &spec)
+        .with_target(target(Arc::clone(&baseline), "out", PART))
+        .await
+        .unwrap();
     let expected = objects(&baseline, "out").await;
 
     // In memory and in a local folder (whose reads take another path).
@@ -425,14 +402,11 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
                 .unwrap();
         }
         let progress = Arc::new(Progress::default());
-        run_export(
-            &store,
-            &spec,
-            &target(Arc::clone(&inner), "out", PART),
-            Arc::clone(&progress),
-        )
-        .await
-        .unwrap();
+        Export::new(&store, &spec)
+            .with_target(target(Arc::clone(&inner), "out", PART))
+            .with_progress(Arc::clone(&progress))
+            .await
+            .unwrap();
         assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 1, "{inner}");
         assert_eq!(objects(&inner, "out").await, expected, "{inner}");
     }
@@ -444,7 +418,8 @@ async fn staging_files_of_a_killed_local_upload_are_swept_on_resume() {
     let spec = spec("jsonl", SHARD);
     let clean = tempfile::TempDir::new().unwrap();
     let t = ExportTarget::local(clean.path().to_str().unwrap()).unwrap();
-    run_export(&store, &spec, &t, Arc::new(Progress::default()))
+    Export::new(&store, &spec)
+        .with_target(t.clone())
         .await
         .unwrap();
     // A folder as kill -9 leaves it: one finished shard, one shard and the
@@ -461,7 +436,9 @@ async fn staging_files_of_a_killed_local_upload_are_swept_on_resume() {
     std::fs::write(dir.path().join("notes#1"), b"not ours").unwrap();
     let t = ExportTarget::local(dir.path().to_str().unwrap()).unwrap();
     let progress = Arc::new(Progress::default());
-    run_export(&store, &spec, &t, Arc::clone(&progress))
+    Export::new(&store, &spec)
+        .with_target(t.clone())
+        .with_progress(Arc::clone(&progress))
         .await
         .unwrap();
     assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 1);
@@ -536,7 +513,8 @@ async fn signed_url_exports_in_a_folder_list_hmac_links_the_service_checks() {
     let mut v = spec("parquet", SHARD);
     v.destination = Some(Destination::SignedUrl);
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_TEST", &cfg).unwrap();
-    let out = run_export(&store, &v, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &v)
+        .with_target(t.clone())
         .await
         .unwrap();
     assert!(out

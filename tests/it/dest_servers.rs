@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use nusomi_export::dest::ShardLinks;
 use nusomi_export::dest::{AssumedRole, DestConfig, ExportTarget};
-use nusomi_export::jobs::run_export;
-use nusomi_export::sink::{Manifest, Progress, ShardLinks};
+use nusomi_export::sink::Manifest;
 use nusomi_export::spec::{Destination, ExportSpec};
 use nusomi_export::store::{SealOptions, SealedStore};
+use nusomi_export::Export;
 use object_store::CredentialProvider;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -117,7 +118,8 @@ async fn s3_multipart_export_with_presigned_links_checked_by_seaweedfs() {
     };
     let spec = spec("parquet", json!({"kind": "signed_url"}));
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_S3LINKS", &cfg).unwrap();
-    let out = run_export(&store, &spec, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &spec)
+        .with_target(t.clone())
         .await
         .unwrap();
     assert!(out.manifest.shard_count >= 2);
@@ -144,7 +146,8 @@ async fn s3_multipart_export_with_presigned_links_checked_by_seaweedfs() {
         ..cfg.clone()
     };
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_S3EXPIRED", &short).unwrap();
-    let out = run_export(&store, &spec, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &spec)
+        .with_target(t.clone())
         .await
         .unwrap();
     let url = out.manifest.shards[0].url.clone().unwrap();
@@ -401,7 +404,8 @@ async fn transient_503s_are_retried_and_the_export_is_unchanged() {
         ..Default::default()
     };
     let t = ExportTarget::open(flaky.destination.as_ref().unwrap(), "exp_FLAKY", &cfg).unwrap();
-    let out = run_export(&store, &flaky, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &flaky)
+        .with_target(t.clone())
         .await
         .unwrap();
     let served_503 = refused.load(std::sync::atomic::Ordering::SeqCst);
@@ -414,7 +418,8 @@ async fn transient_503s_are_retried_and_the_export_is_unchanged() {
     let tmp = tempfile::TempDir::new().unwrap();
     let calm = spec("parquet", json!({"kind": "local", "path": tmp.path()}));
     let t2 = ExportTarget::open(calm.destination.as_ref().unwrap(), "exp_CALM", &cfg).unwrap();
-    let out2 = run_export(&store, &calm, &t2, Arc::new(Progress::default()))
+    let out2 = Export::new(&store, &calm)
+        .with_target(t2.clone())
         .await
         .unwrap();
     assert_eq!(out.manifest.shards, out2.manifest.shards);
@@ -519,7 +524,8 @@ async fn s3_export_through_an_assumed_role_on_moto() {
                    "endpoint": moto, "role_arn": "arn:aws:iam::123456789012:role/exporter"});
     let spec = spec("jsonl", d);
     let t = ExportTarget::open(spec.destination.as_ref().unwrap(), "exp_MOTO", &cfg).unwrap();
-    let out = run_export(&store, &spec, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &spec)
+        .with_target(t.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -543,7 +549,8 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
         ..Default::default()
     };
     let t = ExportTarget::open(spec_az.destination.as_ref().unwrap(), "exp_AZ", &cfg).unwrap();
-    let out = run_export(&store, &spec_az, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &spec_az)
+        .with_target(t.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -553,7 +560,7 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
     assert!(out.manifest.shard_count >= 2);
     shards_match(&t, &out.manifest).await;
     // A rerun into the same prefix is refused (the manifest is there).
-    let again = run_export(&store, &spec_az, &t, Arc::new(Progress::default())).await;
+    let again = Export::new(&store, &spec_az).with_target(t.clone()).await;
     assert!(again
         .unwrap_err()
         .to_string()
@@ -571,7 +578,8 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
     };
     let spec_signed = spec("jsonl", json!({"kind": "signed_url"}));
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_AZSAS", &cfg).unwrap();
-    let out = run_export(&store, &spec_signed, &t, Arc::new(Progress::default()))
+    let out = Export::new(&store, &spec_signed)
+        .with_target(t.clone())
         .await
         .unwrap();
     links_download_and_match(&out.manifest).await;

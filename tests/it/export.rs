@@ -7,9 +7,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use nusomi_export::dest::ExportTarget;
-use nusomi_export::jobs::{run_export, run_export_in};
-use nusomi_export::sink::{shards_digest, Manifest, Progress};
+use nusomi_export::sink::{shards_digest, Manifest};
 use nusomi_export::spec::ExportSpec;
+use nusomi_export::Export;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -110,14 +110,10 @@ async fn every_format_writes_shards_and_a_matching_manifest() {
         .value(0) as u64;
     for format in FORMATS {
         let (mem, target) = memory_target();
-        let out = run_export(
-            &store,
-            &spec(format, json!({})),
-            &target,
-            Arc::new(Progress::default()),
-        )
-        .await
-        .unwrap();
+        let out = Export::new(&store, &spec(format, json!({})))
+            .with_target(target.clone())
+            .await
+            .unwrap();
         let m = &out.manifest;
         assert_eq!(
             (m.rows, m.sessions, m.actions),
@@ -160,14 +156,10 @@ async fn shards_roll_before_passing_the_size_cap() {
     for format in FORMATS {
         let limit = 96 * 1024;
         let (mem, target) = memory_target();
-        let out = run_export(
-            &store,
-            &spec(format, json!({"shard_size_bytes": limit})),
-            &target,
-            Arc::new(Progress::default()),
-        )
-        .await
-        .unwrap();
+        let out = Export::new(&store, &spec(format, json!({"shard_size_bytes": limit})))
+            .with_target(target.clone())
+            .await
+            .unwrap();
         let m = &out.manifest;
         assert!(m.shards.len() > 2, "{format}: {} shards", m.shards.len());
         for (i, s) in m.shards.iter().enumerate() {
@@ -214,7 +206,9 @@ async fn reruns_and_partition_counts_give_identical_bytes() {
             let ctx = SessionContext::new_with_config(
                 SessionConfig::new().with_target_partitions(partitions),
             );
-            run_export_in(ctx, &store, &spec, &target, Arc::new(Progress::default()))
+            Export::new(&store, &spec)
+                .with_context(ctx)
+                .with_target(target.clone())
                 .await
                 .unwrap();
             let mut files = Vec::new();
@@ -235,7 +229,8 @@ async fn an_empty_selection_gives_zero_shards_and_a_valid_manifest() {
     for format in FORMATS {
         let (mem, target) = memory_target();
         let s = spec(format, json!({"filter": {"tag": "no-such-tag"}}));
-        let out = run_export(&store, &s, &target, Arc::new(Progress::default()))
+        let out = Export::new(&store, &s)
+            .with_target(target.clone())
             .await
             .unwrap();
         assert_eq!(
@@ -256,14 +251,10 @@ async fn a_row_larger_than_the_cap_gets_a_shard_of_its_own() {
     let (_tmp, store) = sealed_memory_store(41, 2).await;
     for format in FORMATS {
         let (mem, target) = memory_target();
-        let out = run_export(
-            &store,
-            &spec(format, json!({"shard_size_bytes": 4096})),
-            &target,
-            Arc::new(Progress::default()),
-        )
-        .await
-        .unwrap();
+        let out = Export::new(&store, &spec(format, json!({"shard_size_bytes": 4096})))
+            .with_target(target.clone())
+            .await
+            .unwrap();
         assert!(out.manifest.rows > 2);
         assert!(
             out.manifest
@@ -290,7 +281,7 @@ async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
                 Path::from("out"),
                 "memory:///out/",
             );
-            match run_export(&store, &spec, &target, Arc::new(Progress::default())).await {
+            match Export::new(&store, &spec).with_target(target.clone()).await {
                 Ok(out) => {
                     assert!(
                         n > out.manifest.shard_count as usize,
@@ -317,13 +308,14 @@ async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
 
 #[tokio::test]
 async fn dataframe_write_shards_and_copy_match_export_create() {
-    use nusomi_export::sink::WriteShards;
+    use nusomi_export::engine::WriteShards;
     use nusomi_export::spec::compile_sql;
     let (_tmp, store) = sealed_memory_store(41, 3).await;
     for format in FORMATS {
         let s = spec(format, json!({"shard_size_bytes": 150_000}));
         let (mem_a, target) = memory_target();
-        let a = run_export(&store, &s, &target, Arc::new(Progress::default()))
+        let a = Export::new(&store, &s)
+            .with_target(target.clone())
             .await
             .unwrap()
             .manifest;
@@ -351,7 +343,7 @@ async fn dataframe_write_shards_and_copy_match_export_create() {
             &url::Url::parse("memory://copy").unwrap(),
             Arc::new(InMemory::new()),
         );
-        let name = nusomi_export::sink::copy_format_name(s.format);
+        let name = s.format.sql_name();
         let q = format!("COPY ({}) TO 'memory://copy/out/' STORED AS {name} OPTIONS ('shard_size_bytes' '150000')", compile_sql(&s).unwrap());
         let n = ctx.sql(&q).await.unwrap().collect().await.unwrap();
         let copied = n[0]

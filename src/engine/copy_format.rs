@@ -1,12 +1,13 @@
 //! `COPY (SELECT …) TO 'url/' STORED AS <format> OPTIONS ('shard_size_bytes' '…')`
-//! for the four shard formats, and the `write_shards` DataFrame extension.
+//! for the four shard formats.
 //!
-//! The formats are registered as `nusomi_parquet`, `nusomi_arrow`,
-//! `nusomi_jsonl` and `webdataset` (DataFusion's own `parquet`, `arrow` and
-//! `json` keep their meaning). DataFusion's file sinks decide file boundaries
-//! by rows and deal batches round-robin; here the sink demands its input
-//! ordered by `session_id`, `frame_idx` in one stream and hands it to
-//! [`write_export`], which decides shard boundaries by bytes and writes the
+//! The formats are registered under [`OutputFormat::sql_name`]:
+//! `nusomi_parquet`, `nusomi_arrow`, `nusomi_jsonl` and `webdataset`
+//! (DataFusion's own `parquet`, `arrow` and `json` keep their meaning).
+//! DataFusion's file sinks decide file boundaries by rows and deal batches
+//! round-robin; here the sink demands its input ordered by `session_id`,
+//! `frame_idx` in one stream and hands it to the export's own
+//! [`ExportWriter`], which decides shard boundaries by bytes and writes the
 //! manifest last.
 
 use std::collections::HashMap;
@@ -28,27 +29,16 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::expressions::col;
 use datafusion::physical_expr::{LexRequirement, PhysicalSortRequirement};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::SessionContext;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use super::manifest::Manifest;
-use super::publish::{write_export, ExportMeta, ExportOutput};
-use super::sharded::Progress;
-use crate::spec::{OutputFormat, DEFAULT_SHARD_SIZE_BYTES, MIN_SHARD_SIZE_BYTES};
-
-/// The SQL name a format is registered under.
-pub fn copy_format_name(format: OutputFormat) -> &'static str {
-    match format {
-        OutputFormat::Parquet => "nusomi_parquet",
-        OutputFormat::Arrow => "nusomi_arrow",
-        OutputFormat::Jsonl => "nusomi_jsonl",
-        OutputFormat::Webdataset => "webdataset",
-    }
-}
+use crate::dest::ExportTarget;
+use crate::sink::{ExportMeta, ExportWriter};
+use crate::spec::{check_shard_size, OutputFormat, DEFAULT_SHARD_SIZE_BYTES, MIN_SHARD_SIZE_BYTES};
 
 /// Registers the four formats with `ctx` for `COPY … STORED AS …`.
-pub fn register_copy_formats(ctx: &SessionContext) -> DfResult<()> {
+pub(crate) fn register_copy_formats(ctx: &SessionContext) -> DfResult<()> {
     let state = ctx.state_ref();
     let mut state = state.write();
     for format in OutputFormat::ALL {
@@ -65,7 +55,7 @@ pub struct ShardFormatFactory {
 
 impl GetExt for ShardFormatFactory {
     fn get_ext(&self) -> String {
-        copy_format_name(self.format).to_string()
+        self.format.sql_name().to_string()
     }
 }
 
@@ -80,12 +70,13 @@ impl FileFormatFactory for ShardFormatFactory {
             let name = key.strip_prefix("format.").unwrap_or(key);
             match name {
                 "shard_size_bytes" => {
-                    shard_size_bytes = match value.parse::<u64>() {
-                        Ok(n) if n >= MIN_SHARD_SIZE_BYTES => n,
+                    let checked = value.parse::<i64>().ok().map(check_shard_size);
+                    shard_size_bytes = match checked {
+                        Some(Ok(n)) => n,
                         _ => {
                             return plan_err!(
                                 "{}: option shard_size_bytes must be a whole number >= {MIN_SHARD_SIZE_BYTES}, got {value:?}",
-                                copy_format_name(self.format)
+                                self.format.sql_name()
                             )
                         }
                     }
@@ -93,7 +84,7 @@ impl FileFormatFactory for ShardFormatFactory {
                 other => {
                     return plan_err!(
                         "{}: unknown option {other:?} (known: shard_size_bytes)",
-                        copy_format_name(self.format)
+                        self.format.sql_name()
                     )
                 }
             }
@@ -122,7 +113,7 @@ pub struct ShardFileFormat {
 #[async_trait]
 impl FileFormat for ShardFileFormat {
     fn get_ext(&self) -> String {
-        copy_format_name(self.format).to_string()
+        self.format.sql_name().to_string()
     }
 
     fn get_ext_with_compression(&self, _c: &FileCompressionType) -> DfResult<String> {
@@ -236,7 +227,7 @@ impl DisplayAs for ShardSink {
         write!(
             f,
             "ShardSink({}, shard_size_bytes={})",
-            copy_format_name(self.format),
+            self.format.sql_name(),
             self.shard_size_bytes
         )
     }
@@ -262,66 +253,16 @@ impl DataSink for ShardSink {
             .first()
             .map(|u| u.prefix().clone())
             .unwrap_or_else(|| Path::from(""));
-        let out = ExportOutput::new(store, prefix, self.format, self.shard_size_bytes);
+        let url = self.config.original_url.clone();
+        let target = ExportTarget::new(store, prefix, url.clone());
         let meta = ExportMeta {
-            title: format!("COPY to {}", self.config.original_url),
+            title: format!("COPY to {url}"),
             ..Default::default()
         };
-        let manifest = write_export(data, &out, meta, Arc::new(Progress::default())).await?;
+        let manifest = ExportWriter::new(&target, self.format, self.shard_size_bytes)?
+            .with_meta(meta)
+            .write(data)
+            .await?;
         Ok(manifest.rows)
-    }
-}
-
-/// Writes any DataFrame with the export columns as shards plus a manifest.
-///
-/// ```no_run
-/// # async fn f(df: datafusion::prelude::DataFrame, store: std::sync::Arc<dyn object_store::ObjectStore>) -> nusomi_export::Result<()> {
-/// use nusomi_export::sink::WriteShards;
-/// use nusomi_export::spec::OutputFormat;
-/// let manifest = df.write_shards(OutputFormat::Webdataset, store, "exports/v1".into(), 256 << 20).await?;
-/// println!("{} rows in {} shards", manifest.rows, manifest.shard_count);
-/// # Ok(()) }
-/// ```
-#[async_trait]
-pub trait WriteShards {
-    /// Sorts by (`session_id`, `frame_idx`) and writes `format` shards of at
-    /// most `shard_size_bytes` and `manifest.json` under `prefix` in `store`.
-    async fn write_shards(
-        self,
-        format: OutputFormat,
-        store: Arc<dyn ObjectStore>,
-        prefix: Path,
-        shard_size_bytes: u64,
-    ) -> crate::Result<Manifest>;
-}
-
-#[async_trait]
-impl WriteShards for DataFrame {
-    async fn write_shards(
-        self,
-        format: OutputFormat,
-        store: Arc<dyn ObjectStore>,
-        prefix: Path,
-        shard_size_bytes: u64,
-    ) -> crate::Result<Manifest> {
-        use datafusion::prelude::col as lcol;
-        let sql = None;
-        let df = self.sort(vec![
-            lcol("session_id").sort(true, false),
-            lcol("frame_idx").sort(true, false),
-        ])?;
-        let rows = df.execute_stream().await?;
-        let out = ExportOutput::new(
-            store,
-            prefix,
-            format,
-            shard_size_bytes.max(MIN_SHARD_SIZE_BYTES),
-        );
-        let meta = ExportMeta {
-            title: "DataFrame export".into(),
-            sql,
-            ..Default::default()
-        };
-        write_export(rows, &out, meta, Arc::new(Progress::default())).await
     }
 }

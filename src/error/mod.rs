@@ -1,12 +1,19 @@
 //! The crate's one error type, [`Error`], and its conversion into
 //! [`DataFusionError`] at the engine boundary. Messages name what is wrong:
-//! the file, the line, the field path and the value.
+//! the file, the line, the field path and the value. The two input errors
+//! that list places ([`BundleError`] for recording bundles, [`SpecErrors`]
+//! for export specs) live here too, so this module imports nothing of the
+//! crate and every layer can use it.
+
+mod bundle;
+mod spec;
 
 use std::path::PathBuf;
 
 use datafusion::error::DataFusionError;
 
-use crate::store::BundleError;
+pub use bundle::BundleError;
+pub use spec::{SpecError, SpecErrors};
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -21,7 +28,7 @@ pub enum Error {
 
     /// An export spec was refused; every problem is listed.
     #[error(transparent)]
-    Spec(#[from] crate::spec::SpecErrors),
+    Spec(#[from] SpecErrors),
 
     /// A session id is already sealed in the store with a different digest.
     #[error(
@@ -102,6 +109,29 @@ pub enum Error {
     /// The query engine failed.
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),
+
+    /// The destination prefix already holds a finished export (a
+    /// `manifest.json` this export did not write); nothing was changed there.
+    #[error("{url}: {message}")]
+    ExportExists {
+        /// URL or key of the manifest found.
+        url: String,
+        /// Which case: an earlier export, or one that finished meanwhile.
+        message: &'static str,
+    },
+
+    /// The rows handed to a shard writer (a `COPY` query, a DataFrame) do
+    /// not have the export columns (SPEC §5) or their types.
+    #[error("rows to export: {0}")]
+    Rows(String),
+
+    /// JSON could not be encoded or decoded.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// An internal invariant was broken: a bug, never bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// The export was cancelled.
     #[error("cancelled")]

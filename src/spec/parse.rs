@@ -1,184 +1,16 @@
-//! [`ExportSpec`]: the JSON body of SPEC §4, parsed and validated into typed
-//! values, with relative times resolved against the export's `as_of`. Every
-//! problem is collected with its field path before the spec is refused.
+//! Parsing and validating an export spec: JSON in, [`ExportSpec`] out, or
+//! every problem with its field path ([`SpecErrors`]) — never only the first.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::error::{SpecError, SpecErrors};
+use super::model::{
+    check_shard_size, Destination, ExportSpec, FrameSampling, OutputFormat, SamplingMode,
+    SessionFilter, DEFAULT_SHARD_SIZE_BYTES,
+};
 use super::time::{format_instant, TimeExpr};
+use crate::error::{SpecError, SpecErrors};
 use crate::store::{is_valid_session_id, json_type_name, ActorKind, Outcome};
-
-/// Default shard size: 256 MiB.
-pub const DEFAULT_SHARD_SIZE_BYTES: u64 = 268_435_456;
-/// Smallest accepted shard size.
-pub const MIN_SHARD_SIZE_BYTES: u64 = 4096;
-
-/// Output format of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputFormat {
-    /// Parquet shards (Hugging Face–compatible image column).
-    Parquet,
-    /// WebDataset tar shards.
-    Webdataset,
-    /// JSON Lines shards (images as data URLs).
-    Jsonl,
-    /// Arrow IPC file shards.
-    Arrow,
-}
-
-impl OutputFormat {
-    /// Every format.
-    pub const ALL: [OutputFormat; 4] = [
-        OutputFormat::Parquet,
-        OutputFormat::Webdataset,
-        OutputFormat::Jsonl,
-        OutputFormat::Arrow,
-    ];
-
-    /// The spec's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputFormat::Parquet => "parquet",
-            OutputFormat::Webdataset => "webdataset",
-            OutputFormat::Jsonl => "jsonl",
-            OutputFormat::Arrow => "arrow",
-        }
-    }
-}
-
-/// Frame sampling mode (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SamplingMode {
-    /// Frames with at least one event.
-    EventOnly,
-    /// The first frame of each `interval_ms` window of `t_ms`.
-    EveryNMs,
-    /// Keyframes.
-    KeyframesOnly,
-    /// Every frame.
-    All,
-}
-
-impl SamplingMode {
-    /// Every mode.
-    pub const ALL: [SamplingMode; 4] = [
-        SamplingMode::EventOnly,
-        SamplingMode::EveryNMs,
-        SamplingMode::KeyframesOnly,
-        SamplingMode::All,
-    ];
-
-    /// The spec's name for it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SamplingMode::EventOnly => "event_only",
-            SamplingMode::EveryNMs => "every_n_ms",
-            SamplingMode::KeyframesOnly => "keyframes_only",
-            SamplingMode::All => "all",
-        }
-    }
-}
-
-/// `frame_sampling`, with defaults filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameSampling {
-    /// The mode (default `event_only`).
-    pub mode: SamplingMode,
-    /// Window length for `every_n_ms` (> 0); `None` for other modes.
-    pub interval_ms: Option<i64>,
-    /// Also keep every action frame (default `true`).
-    pub keep_action_frames: bool,
-}
-
-/// Where an export goes (SPEC §4 destinations).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
-    /// A local folder.
-    Local {
-        /// Folder path.
-        path: String,
-    },
-    /// Amazon S3 or an S3-compatible store.
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Key prefix.
-        prefix: String,
-        /// Region.
-        region: Option<String>,
-        /// Role assumed with the workspace id as external id.
-        role_arn: Option<String>,
-        /// Endpoint of an S3-compatible store.
-        endpoint: Option<String>,
-    },
-    /// Google Cloud Storage.
-    Gcs {
-        /// Bucket.
-        bucket: String,
-        /// Object prefix.
-        prefix: String,
-        /// Service account key file or e-mail.
-        service_account: Option<String>,
-    },
-    /// Azure Blob Storage.
-    AzureBlob {
-        /// Storage account.
-        account: String,
-        /// Container.
-        container: String,
-        /// Blob prefix.
-        prefix: String,
-    },
-    /// Kept by the service; the manifest lists time-limited URLs.
-    SignedUrl,
-}
-
-/// Session filters of a spec, times resolved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionFilter {
-    /// Any of these outcomes (empty = any).
-    pub outcomes: Vec<Outcome>,
-    /// `started_at` ≥ this.
-    pub since: Option<DateTime<Utc>>,
-    /// `started_at` < this.
-    pub until: Option<DateTime<Utc>>,
-    /// Any of these actor kinds (empty = any).
-    pub actor_kinds: Vec<ActorKind>,
-    /// `duration_ms` ≥ this.
-    pub min_duration_ms: Option<i64>,
-    /// `duration_ms` ≤ this.
-    pub max_duration_ms: Option<i64>,
-    /// Sessions carrying any of these tags (empty = any).
-    pub tags: Vec<String>,
-    /// Sessions whose paths contain any of these ids (empty = any).
-    pub paths: Vec<String>,
-    /// Sessions left out.
-    pub exclude_session_ids: Vec<String>,
-}
-
-/// A validated export spec.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportSpec {
-    /// The spec as given.
-    pub raw: Value,
-    /// Workflows to export (at least one).
-    pub workflows: Vec<String>,
-    /// Session filters.
-    pub filter: SessionFilter,
-    /// Output format.
-    pub format: OutputFormat,
-    /// Frame sampling.
-    pub sampling: FrameSampling,
-    /// Destination, if given.
-    pub destination: Option<Destination>,
-    /// The export's label (`tag`).
-    pub tag: Option<String>,
-    /// Snapshot instant: only sessions sealed at or before it are exported.
-    pub as_of: DateTime<Utc>,
-    /// Shard size cap in bytes.
-    pub shard_size_bytes: u64,
-}
 
 impl ExportSpec {
     /// Parses a spec from JSON text; `now` is the creation time used as
@@ -213,70 +45,6 @@ impl ExportSpec {
             Some(spec) if p.errors.is_empty() => Ok(spec),
             _ => Err(SpecErrors(p.errors)),
         }
-    }
-
-    /// The spec with defaults filled in and times absolute, as the manifest's
-    /// `resolved` records it.
-    pub fn resolved_json(&self) -> Value {
-        let f = &self.filter;
-        let strs = |v: &[&str]| v.iter().map(|s| json!(s)).collect::<Vec<_>>();
-        let outcomes: Vec<&str> = f.outcomes.iter().map(|o| o.as_str()).collect();
-        let kinds: Vec<&str> = f.actor_kinds.iter().map(|k| k.as_str()).collect();
-        json!({
-            "workflow": self.workflows,
-            "filter": {
-                "outcome": strs(&outcomes),
-                "since": f.since.map(format_instant),
-                "until": f.until.map(format_instant),
-                "actor.kind": strs(&kinds),
-                "min_duration_ms": f.min_duration_ms,
-                "max_duration_ms": f.max_duration_ms,
-                "tag": f.tags,
-                "path": f.paths,
-                "exclude_session_ids": f.exclude_session_ids,
-            },
-            "format": self.format.as_str(),
-            "frame_sampling": {
-                "mode": self.sampling.mode.as_str(),
-                "interval_ms": self.sampling.interval_ms,
-                "keep_action_frames": self.sampling.keep_action_frames,
-            },
-            "destination": self.destination.as_ref().map(destination_json),
-            "tag": self.tag,
-            "as_of": format_instant(self.as_of),
-            "shard_size_bytes": self.shard_size_bytes,
-        })
-    }
-}
-
-fn destination_json(d: &Destination) -> Value {
-    match d {
-        Destination::Local { path } => json!({"kind": "local", "path": path}),
-        Destination::S3 {
-            bucket,
-            prefix,
-            region,
-            role_arn,
-            endpoint,
-        } => json!({
-            "kind": "s3", "bucket": bucket, "prefix": prefix, "region": region,
-            "role_arn": role_arn, "endpoint": endpoint,
-        }),
-        Destination::Gcs {
-            bucket,
-            prefix,
-            service_account,
-        } => json!({
-            "kind": "gcs", "bucket": bucket, "prefix": prefix, "service_account": service_account,
-        }),
-        Destination::AzureBlob {
-            account,
-            container,
-            prefix,
-        } => json!({
-            "kind": "azure_blob", "account": account, "container": container, "prefix": prefix,
-        }),
-        Destination::SignedUrl => json!({"kind": "signed_url"}),
     }
 }
 
@@ -490,9 +258,11 @@ impl Parser {
         };
         let shard_size_bytes = match obj.get("shard_size_bytes") {
             None | Some(Value::Null) => Some(DEFAULT_SHARD_SIZE_BYTES),
-            Some(v) => self
-                .int(v, "shard_size_bytes", MIN_SHARD_SIZE_BYTES as i64)
-                .map(|n| n as u64),
+            Some(v) => self.int(v, "shard_size_bytes", i64::MIN).and_then(|n| {
+                check_shard_size(n)
+                    .map_err(|m| self.err("shard_size_bytes", m))
+                    .ok()
+            }),
         };
         Some(ExportSpec {
             raw: v.clone(),
@@ -806,6 +576,7 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-06-10T12:00:00Z")

@@ -1,0 +1,139 @@
+//! [`DestConfig`]: the settings every export of a process opens its
+//! destination with, from defaults and `NUSOMI_*` environment variables.
+
+use std::time::Duration;
+
+use object_store::{ClientOptions, RetryConfig};
+
+use super::signing::UrlSigner;
+use crate::spec::Destination;
+use crate::{Error, Result};
+
+/// Settings for opening destinations, shared by every export of a process.
+#[derive(Debug, Clone)]
+pub struct DestConfig {
+    /// Workspace id, sent as STS `ExternalId` when assuming a role.
+    pub workspace_id: Option<String>,
+    /// STS endpoint (default: the destination's `endpoint`, else AWS).
+    pub sts_endpoint: Option<String>,
+    /// Assumed-role sessions are renewed when less than this is left.
+    pub credential_refresh: Duration,
+    /// Retry policy for transient object-store errors.
+    pub retry: RetryConfig,
+    /// HTTP client options for cloud stores (timeouts, proxies, pooling).
+    pub client: ClientOptions,
+    /// Where `signed_url` exports are kept (each under `<export id>/`).
+    pub signed_storage: Destination,
+    /// Base URL of `nusomi serve`, for HMAC-signed links.
+    pub public_url: String,
+    /// Lifetime of download links (capped by the credentials' lifetime).
+    pub link_ttl: Duration,
+    /// Key for HMAC-signed links (needed when `signed_storage` cannot presign).
+    pub signing_key: Option<UrlSigner>,
+    /// Multipart part size for shard uploads (object stores need ≥ 5 MiB
+    /// except for the last part).
+    pub part_bytes: usize,
+}
+
+/// Longest presigned link S3 and GCS accept: 7 days.
+pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Default multipart part size: 10 MiB.
+pub const DEFAULT_PART_BYTES: usize = 10 << 20;
+
+impl Default for DestConfig {
+    fn default() -> Self {
+        DestConfig {
+            workspace_id: None,
+            sts_endpoint: None,
+            credential_refresh: Duration::from_secs(300),
+            retry: RetryConfig::default(),
+            client: ClientOptions::default(),
+            signed_storage: Destination::Local {
+                path: "nusomi-signed".into(),
+            },
+            public_url: "http://127.0.0.1:8080".into(),
+            link_ttl: Duration::from_secs(24 * 3600),
+            signing_key: None,
+            part_bytes: DEFAULT_PART_BYTES,
+        }
+    }
+}
+
+impl DestConfig {
+    /// Reads `NUSOMI_WORKSPACE_ID`, `NUSOMI_STS_ENDPOINT`,
+    /// `NUSOMI_CREDENTIAL_REFRESH_SECS`, `NUSOMI_SIGNED_STORAGE` (a folder or
+    /// a destination object as JSON), `NUSOMI_PUBLIC_URL`,
+    /// `NUSOMI_LINK_TTL_SECS`, `NUSOMI_SIGNING_KEY`, `NUSOMI_MAX_RETRIES` and
+    /// `NUSOMI_PART_BYTES` over the defaults.
+    pub fn from_env() -> Result<Self> {
+        let mut c = DestConfig::default();
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let secs = |k: &str| -> Result<Option<Duration>> {
+            var(k)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map(Duration::from_secs)
+                        .map_err(|_| Error::Config {
+                            field: k.into(),
+                            message: format!("{v:?} is not a number of seconds"),
+                        })
+                })
+                .transpose()
+        };
+        c.workspace_id = var("NUSOMI_WORKSPACE_ID");
+        c.sts_endpoint = var("NUSOMI_STS_ENDPOINT");
+        if let Some(d) = secs("NUSOMI_CREDENTIAL_REFRESH_SECS")? {
+            c.credential_refresh = d;
+        }
+        if let Some(s) = var("NUSOMI_SIGNED_STORAGE") {
+            c.signed_storage = parse_storage(&s)?;
+        }
+        if let Some(u) = var("NUSOMI_PUBLIC_URL") {
+            c.public_url = u;
+        }
+        if let Some(d) = secs("NUSOMI_LINK_TTL_SECS")? {
+            c.link_ttl = d;
+        }
+        if let Some(k) = var("NUSOMI_SIGNING_KEY") {
+            c.signing_key = Some(UrlSigner::new(k.into_bytes()));
+        }
+        if let Some(n) = var("NUSOMI_MAX_RETRIES") {
+            c.retry.max_retries = n.parse().map_err(|_| Error::Config {
+                field: "NUSOMI_MAX_RETRIES".into(),
+                message: format!("{n:?} is not a number"),
+            })?;
+        }
+        if let Some(p) = var("NUSOMI_PART_BYTES") {
+            c.part_bytes = p.parse().map_err(|_| Error::Config {
+                field: "NUSOMI_PART_BYTES".into(),
+                message: format!("{p:?} is not a number of bytes"),
+            })?;
+        }
+        Ok(c)
+    }
+}
+
+/// `signed_url` storage as configured: a folder, or a destination object.
+pub fn parse_storage(s: &str) -> Result<Destination> {
+    if !s.trim_start().starts_with('{') {
+        return Ok(Destination::Local { path: s.into() });
+    }
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| Error::Config {
+        field: "NUSOMI_SIGNED_STORAGE".into(),
+        message: format!("not JSON: {e}"),
+    })?;
+    let spec = serde_json::json!({"workflow": "x", "format": "jsonl", "destination": v});
+    let parsed =
+        crate::spec::ExportSpec::parse(&spec, chrono::Utc::now()).map_err(|e| Error::Config {
+            field: "NUSOMI_SIGNED_STORAGE".into(),
+            message: e.to_string(),
+        })?;
+    match parsed.destination {
+        Some(Destination::SignedUrl) | None => Err(Error::Config {
+            field: "NUSOMI_SIGNED_STORAGE".into(),
+            message: "must be local, s3, gcs or azure_blob".into(),
+        }),
+        Some(d) => Ok(d),
+    }
+}

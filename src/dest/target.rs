@@ -1,0 +1,203 @@
+//! [`ExportTarget`]: an export's output location — an `object_store`, the
+//! prefix inside it, the URL users see, and (for `signed_url`) how download
+//! links are made — opened from a spec destination under a [`DestConfig`].
+
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::ObjectStore;
+
+use super::config::{DestConfig, DEFAULT_PART_BYTES};
+use super::links::{Links, ShardLinks};
+use super::s3::AssumedRole;
+use super::{azure, gcs, s3};
+use crate::spec::Destination;
+use crate::{Error, Result};
+
+/// An export's output location.
+#[derive(Debug, Clone)]
+pub struct ExportTarget {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix inside it.
+    pub prefix: Path,
+    /// URL of the prefix, ending in `/` (`file:///…/`, `s3://bucket/prefix/`,
+    /// `gs://…/`, `az://account/container/prefix/`).
+    pub url: String,
+    /// Download links for `signed_url` exports.
+    pub links: Option<Links>,
+    /// Multipart part size for shard uploads.
+    pub part_bytes: usize,
+    /// The folder, when the target is one on local disk.
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+fn prefix_path(field: &str, prefix: &str) -> Result<Path> {
+    Path::parse(prefix.trim_matches('/')).map_err(|e| Error::Config {
+        field: field.into(),
+        message: format!("{prefix:?} is not a valid object prefix: {e}"),
+    })
+}
+
+fn with_slash(p: &Path) -> String {
+    if p.as_ref().is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
+
+impl ExportTarget {
+    /// A target over an existing store.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, url: impl Into<String>) -> Self {
+        ExportTarget {
+            store,
+            prefix,
+            url: url.into(),
+            links: None,
+            part_bytes: DEFAULT_PART_BYTES,
+            local_dir: None,
+        }
+    }
+
+    /// Sets the multipart part size.
+    pub fn with_part_bytes(mut self, part_bytes: usize) -> Self {
+        self.part_bytes = part_bytes;
+        self
+    }
+
+    /// A local folder (created if missing).
+    pub fn local(path: &str) -> Result<Self> {
+        let dir = std::path::Path::new(path);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        let prefix = Path::from_absolute_path(&abs).map_err(|e| Error::Location {
+            location: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut t = ExportTarget::new(
+            Arc::new(LocalFileSystem::new()),
+            prefix,
+            format!("file://{}/", abs.display()),
+        );
+        t.local_dir = Some(abs);
+        Ok(t)
+    }
+
+    /// The target of destination `d` for export `export_id` under `cfg`.
+    /// Nothing is contacted yet: unreachable stores and refused credentials
+    /// surface on the first operation, as an error naming it.
+    pub fn open(d: &Destination, export_id: &str, cfg: &DestConfig) -> Result<Self> {
+        if !matches!(d, Destination::SignedUrl) {
+            let (t, _) = Self::open_store(d, cfg)?;
+            return Ok(t.with_part_bytes(cfg.part_bytes));
+        }
+        if export_id.is_empty() {
+            return Err(Error::Config {
+                field: "destination.kind".into(),
+                message: "signed_url needs an export id (use export create or the service)".into(),
+            });
+        }
+        let (mut t, presigner) = Self::open_store(&cfg.signed_storage, cfg)?;
+        t.prefix = t.prefix.clone().join(export_id);
+        t.url = format!("{}{export_id}/", t.url);
+        t.local_dir = t.local_dir.map(|d| d.join(export_id));
+        t.part_bytes = cfg.part_bytes;
+        t.links = Some(match presigner {
+            Some((signer, role)) => Links::Presign {
+                signer,
+                role,
+                ttl: cfg.link_ttl,
+                prefix: t.prefix.clone(),
+            },
+            None => Links::Hmac {
+                signer: cfg.signing_key.clone().ok_or_else(|| Error::Config {
+                    field: "NUSOMI_SIGNING_KEY".into(),
+                    message: "signed_url exports kept in a folder need the key `nusomi serve` \
+                              checks links with"
+                        .into(),
+                })?,
+                public_url: cfg.public_url.clone(),
+                export_id: export_id.to_string(),
+                ttl: cfg.link_ttl,
+            },
+        });
+        Ok(t)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_store(
+        d: &Destination,
+        cfg: &DestConfig,
+    ) -> Result<(Self, Option<(Arc<dyn Signer>, Option<Arc<AssumedRole>>)>)> {
+        Ok(match d {
+            Destination::Local { path } => (Self::local(path)?, None),
+            Destination::S3 {
+                bucket,
+                prefix,
+                region,
+                role_arn,
+                endpoint,
+            } => {
+                let c = s3::client(
+                    bucket,
+                    region.as_deref(),
+                    endpoint.as_deref(),
+                    role_arn.as_deref(),
+                    cfg,
+                )?;
+                let prefix = prefix_path("destination.prefix", prefix)?;
+                let url = format!("s3://{bucket}/{}", with_slash(&prefix));
+                let signer: Arc<dyn Signer> = c.store.clone();
+                (
+                    ExportTarget::new(c.store, prefix, url),
+                    Some((signer, c.role)),
+                )
+            }
+            Destination::Gcs {
+                bucket,
+                prefix,
+                service_account,
+            } => {
+                let store = gcs::client(bucket, service_account.as_deref(), cfg)?;
+                let prefix = prefix_path("destination.prefix", prefix)?;
+                let url = format!("gs://{bucket}/{}", with_slash(&prefix));
+                let signer: Arc<dyn Signer> = store.clone();
+                (ExportTarget::new(store, prefix, url), Some((signer, None)))
+            }
+            Destination::AzureBlob {
+                account,
+                container,
+                prefix,
+            } => {
+                let store = azure::client(account, container, cfg)?;
+                let prefix = prefix_path("destination.prefix", prefix)?;
+                let url = format!("az://{account}/{container}/{}", with_slash(&prefix));
+                let signer: Arc<dyn Signer> = store.clone();
+                (ExportTarget::new(store, prefix, url), Some((signer, None)))
+            }
+            Destination::SignedUrl => {
+                return Err(Error::Config {
+                    field: "NUSOMI_SIGNED_STORAGE".into(),
+                    message: "signed_url storage cannot itself be signed_url".into(),
+                })
+            }
+        })
+    }
+
+    /// URL of an object under the prefix.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("{}{name}", self.url)
+    }
+
+    /// Where users fetch the file `name` of the export: a download link for
+    /// `signed_url` exports, else [`ExportTarget::url_of`].
+    pub async fn public_url(&self, name: &str) -> Result<String> {
+        match &self.links {
+            Some(l) => Ok(l.link(name).await?.0),
+            None => Ok(self.url_of(name)),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The one place DataFusion is wired: [`register`] adds a store's tables, the
+//! export query's SQL functions and the shard formats to a
+//! `SessionContext`; [`session_config`] suits it to frame data;
+//! `copy_format.rs` is `COPY … STORED AS <shard format>` and
+//! `write_shards.rs` the DataFrame extension [`WriteShards`]. Both end in the
+//! export's own sink ([`crate::sink::ExportWriter`]). Lower layers (`store`,
+//! `spec`, `sample`, `sink`, `dest`) never import this module.
+
+mod copy_format;
+mod write_shards;
+
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+pub use copy_format::{ShardFileFormat, ShardFormatFactory};
+pub use write_shards::WriteShards;
+
+use crate::store::{FramesTable, SealedStore, SessionsTable};
+
+/// Rows per batch for queries that carry frame images: DataFusion's default
+/// (8192) would coalesce ~0.5 GB of screenshots into one batch after a
+/// filter or join; 64 keeps an export's memory at a few MB per partition.
+pub const IMAGE_BATCH_SIZE: usize = 64;
+
+/// A `SessionConfig` suited to frame data: [`IMAGE_BATCH_SIZE`] rows per
+/// batch and `information_schema` on. `register()` works with any config;
+/// this one keeps memory bounded when queries move images.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_batch_size(IMAGE_BATCH_SIZE)
+        .with_information_schema(true)
+}
+
+/// A `SessionContext` with [`session_config`].
+pub fn new_context() -> SessionContext {
+    SessionContext::new_with_config(session_config())
+}
+
+/// Adds the `sessions` and `frames` tables of `store` to `ctx`, registers
+/// the store's object store so DataFusion can read its files, and registers
+/// the export query's SQL functions ([`crate::sample`]) and the shard formats
+/// for `COPY … STORED AS nusomi_parquet | nusomi_arrow | nusomi_jsonl |
+/// webdataset`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> nusomi_export::Result<()> {
+/// use datafusion::prelude::SessionContext;
+/// use nusomi_export::store::SealedStore;
+///
+/// let store = SealedStore::open("memory://").await?;
+/// let ctx = SessionContext::new();
+/// nusomi_export::register(&ctx, &store)?;
+/// let n = ctx.sql("SELECT count(*) FROM frames").await?.count().await?;
+/// assert_eq!(n, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::Result<()> {
+    let loc = store.location();
+    ctx.register_object_store(loc.url.as_ref(), Arc::clone(&loc.store));
+    ctx.register_table("sessions", Arc::new(SessionsTable::new(Arc::clone(store))))?;
+    ctx.register_table("frames", Arc::new(FramesTable::new(Arc::clone(store))))?;
+    register_functions(ctx);
+    copy_format::register_copy_formats(ctx)?;
+    Ok(())
+}
+
+/// Registers the export query's SQL functions ([`crate::sample::udfs`]) alone.
+pub fn register_functions(ctx: &SessionContext) {
+    for f in crate::sample::udfs() {
+        ctx.register_udf(f);
+    }
+}

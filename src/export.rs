@@ -1,0 +1,199 @@
+//! [`Export`]: the one export lifecycle, in the delta-rs operation style.
+//! Build it with the store and a validated spec, say where it goes and who
+//! watches, and await it:
+//!
+//! ```no_run
+//! # async fn f(store: std::sync::Arc<nusomi_export::store::SealedStore>,
+//! #            spec: nusomi_export::spec::ExportSpec) -> nusomi_export::Result<()> {
+//! use nusomi_export::Export;
+//! let outcome = Export::new(&store, &spec).await?;
+//! println!("{} rows, manifest at {}", outcome.manifest.rows, outcome.manifest_url);
+//! # Ok(()) }
+//! ```
+//!
+//! Awaiting compiles the spec to SQL, registers the store into the
+//! session (a fresh one with [`crate::session_config`] unless
+//! [`Export::with_context`] gives one), opens the spec's destination (unless
+//! [`Export::with_target`] gives one) and streams the ordered rows through
+//! the sink's [`ExportWriter`]: shards, then the manifest last, nothing left
+//! behind on failure. The CLI, the job service and embedders all run this;
+//! `COPY` and `write_shards` share its writer.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use rand::Rng;
+
+use crate::dest::{DestConfig, ExportTarget};
+use crate::error::{SpecError, SpecErrors};
+use crate::sink::{ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
+use crate::spec::{compile_sql, format_instant, ExportSpec};
+use crate::store::SealedStore;
+use crate::{Error, Result};
+
+/// What a finished export produced.
+#[derive(Debug, Clone)]
+pub struct ExportOutcome {
+    /// The export id (`exp_<ULID>`).
+    pub id: String,
+    /// The manifest as written.
+    pub manifest: Manifest,
+    /// Where users fetch `manifest.json` (a download link for `signed_url`).
+    pub manifest_url: String,
+    /// Shards an interrupted earlier attempt had written, verified and kept.
+    pub shards_reused: u64,
+}
+
+impl ExportOutcome {
+    /// Bytes of all shards.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.shards.iter().map(|s| s.bytes).sum()
+    }
+}
+
+/// An export of one spec from one store, run by awaiting it.
+pub struct Export {
+    store: Arc<SealedStore>,
+    spec: ExportSpec,
+    id: Option<String>,
+    target: Option<ExportTarget>,
+    dest: DestConfig,
+    progress: Arc<Progress>,
+    ctx: Option<SessionContext>,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export")
+            .field("id", &self.id)
+            .field("format", &self.spec.format)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Export {
+    /// An export of `spec` from `store`, into the spec's destination opened
+    /// with the default [`DestConfig`], under a new id.
+    pub fn new(store: &Arc<SealedStore>, spec: &ExportSpec) -> Self {
+        Export {
+            store: Arc::clone(store),
+            spec: spec.clone(),
+            id: None,
+            target: None,
+            dest: DestConfig::default(),
+            progress: Arc::new(Progress::default()),
+            ctx: None,
+        }
+    }
+
+    /// Uses `id` as the export id (a job's id) instead of a new one.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Writes into `target` instead of the spec's destination.
+    pub fn with_target(mut self, target: ExportTarget) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// Opens the spec's destination under `dest` (workspace id, STS
+    /// endpoint, `signed_url` storage, retries, part size).
+    pub fn with_dest_config(mut self, dest: DestConfig) -> Self {
+        self.dest = dest;
+        self
+    }
+
+    /// Reports into `progress` while it runs; setting its `cancel` flag
+    /// stops the export at the next row ([`Error::Cancelled`]).
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Runs the query in `ctx` (any configuration: partitions, memory
+    /// limits; keep `batch_size` small, as [`crate::session_config`] does,
+    /// or batches of thousands of images build up); the store's tables and
+    /// functions are registered into it. The shards do not depend on it.
+    pub fn with_context(mut self, ctx: SessionContext) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    /// Opens the destination of `spec` for export `id`: the one place a
+    /// missing destination is refused (as a spec error on `destination`).
+    /// The service calls it when a job is posted, so bad settings answer
+    /// 400 before anything is queued.
+    pub fn open_target(spec: &ExportSpec, id: &str, dest: &DestConfig) -> Result<ExportTarget> {
+        let destination = spec.destination.as_ref().ok_or_else(|| {
+            Error::Spec(SpecErrors(vec![SpecError {
+                field: "destination".into(),
+                message: "missing required field (e.g. {\"kind\": \"local\", \"path\": \"out/\"})"
+                    .into(),
+            }]))
+        })?;
+        ExportTarget::open(destination, id, dest)
+    }
+
+    async fn run(self) -> Result<ExportOutcome> {
+        let id = self.id.unwrap_or_else(|| new_export_id(Utc::now()));
+        let target = match self.target {
+            Some(t) => t,
+            None => Self::open_target(&self.spec, &id, &self.dest)?,
+        };
+        let spec = &self.spec;
+        let sql = compile_sql(spec)?;
+        let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
+        crate::engine::register(&ctx, &self.store)?;
+        let rows = ctx.sql(&sql).await?.execute_stream().await?;
+        let meta = ExportMeta {
+            spec: spec.raw.clone(),
+            resolved: spec.resolved_json(),
+            as_of: Some(format_instant(spec.as_of)),
+            sql: Some(sql),
+            title: spec
+                .tag
+                .clone()
+                .unwrap_or_else(|| format!("{} export", spec.workflows.join(", "))),
+        };
+        let manifest = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
+            .with_meta(meta)
+            .with_progress(Arc::clone(&self.progress))
+            .write(rows)
+            .await?;
+        Ok(ExportOutcome {
+            id,
+            manifest_url: target.public_url(ExportLayout::MANIFEST).await?,
+            manifest,
+            shards_reused: self.progress.shards_reused.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl IntoFuture for Export {
+    type Output = Result<ExportOutcome>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// `exp_` + a ULID (48-bit millisecond time, 80 random bits, Crockford base32).
+pub fn new_export_id(now: DateTime<Utc>) -> String {
+    const A: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let ms = now.timestamp_millis().max(0) as u128;
+    let rand: u128 = rand::rng().random::<u128>() & ((1u128 << 80) - 1);
+    let v = (ms << 80) | rand;
+    let mut s = String::from("exp_");
+    for i in (0..26).rev() {
+        s.push(A[((v >> (i * 5)) & 31) as usize] as char);
+    }
+    s
+}

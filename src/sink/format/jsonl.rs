@@ -1,0 +1,28 @@
+//! JSON Lines rows: every column as a JSON value, the image as a data URL.
+
+use arrow::array::RecordBatch;
+use base64::Engine;
+use serde_json::Value;
+
+use super::rows::image_of;
+use crate::sink::row_json::row_object;
+use crate::Result;
+
+/// `{…, "image": "data:image/png;base64,…"}\n`
+pub(super) fn line(row: &RecordBatch) -> Result<Vec<u8>> {
+    let (bytes, format) = image_of(row)?;
+    let mut obj = row_object(row, 0, &["image"])?;
+    let mime = if format == "jpeg" {
+        "image/jpeg"
+    } else {
+        "image/png"
+    };
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    obj.insert(
+        "image".into(),
+        Value::String(format!("data:{mime};base64,{b64}")),
+    );
+    let mut line = serde_json::to_vec(&obj)?;
+    line.push(b'\n');
+    Ok(line)
+}

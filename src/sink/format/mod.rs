@@ -1,0 +1,83 @@
+//! One shard file per format: [`ShardFile`] is what the sharder writes rows
+//! into. Each takes output rows one at a time and can say, before taking a
+//! row, an upper bound of the shard's size once that row and the format's
+//! trailer are written — exact for JSONL and WebDataset (`rows.rs` encodes
+//! each row first), a conservative estimate for Parquet and Arrow IPC — so
+//! the sharder can close a shard before it would pass `shard_size_bytes`.
+
+mod arrow_ipc;
+mod jsonl;
+mod parquet;
+mod rows;
+mod webdataset;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use async_trait::async_trait;
+
+use super::hashing::{HashingWriter, ShardDone};
+use crate::spec::OutputFormat;
+use crate::Result;
+
+pub use self::parquet::PARQUET_ROW_GROUP_ROWS;
+
+/// A shard being written.
+#[async_trait]
+pub trait ShardFile: Send {
+    /// Upper bound of the finished shard's size if `row` (a one-row batch in
+    /// the output schema) were added now.
+    fn size_with(&mut self, row: &RecordBatch) -> Result<u64>;
+    /// Adds `row`.
+    async fn add(&mut self, row: &RecordBatch) -> Result<()>;
+    /// Writes the trailer and completes the upload.
+    async fn finish(self: Box<Self>) -> Result<ShardDone>;
+    /// Abandons the shard; true when something reached the store and the
+    /// key must be cleaned up.
+    async fn abort(self: Box<Self>) -> bool;
+}
+
+/// Opens a shard of `format` on `out`.
+pub fn open_shard(format: OutputFormat, out: HashingWriter) -> Result<Box<dyn ShardFile>> {
+    Ok(match format {
+        OutputFormat::Jsonl => Box::new(rows::RowShard::new(out, rows::RowEncoding::Jsonl)),
+        OutputFormat::Webdataset => Box::new(rows::RowShard::new(out, rows::RowEncoding::Tar)),
+        OutputFormat::Parquet => Box::new(parquet::ParquetShard::new(out)?),
+        OutputFormat::Arrow => Box::new(arrow_ipc::ArrowShard::new(out)?),
+    })
+}
+
+/// Bytes a row's values take (strings and binaries by length, fixed-width
+/// values by width), a basis for size bounds of the columnar formats.
+pub fn row_value_bytes(row: &RecordBatch) -> u64 {
+    row.columns()
+        .iter()
+        .map(|c| array_value_bytes(c.as_ref()))
+        .sum()
+}
+
+fn array_value_bytes(a: &dyn Array) -> u64 {
+    let n = a.len() as u64;
+    match a.data_type() {
+        DataType::Utf8 => (0..a.len())
+            .map(|i| a.as_string::<i32>().value(i).len() as u64 + 4)
+            .sum(),
+        DataType::Binary => (0..a.len())
+            .map(|i| a.as_binary::<i32>().value(i).len() as u64 + 4)
+            .sum(),
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            (0..l.len())
+                .map(|i| array_value_bytes(l.value(i).as_ref()) + 4)
+                .sum()
+        }
+        DataType::Struct(_) => {
+            a.as_struct()
+                .columns()
+                .iter()
+                .map(|c| array_value_bytes(c.as_ref()))
+                .sum::<u64>()
+                + n
+        }
+        other => other.primitive_width().map_or(8, |w| w as u64) * n + n,
+    }
+}

@@ -1,0 +1,95 @@
+//! Row-at-a-time shard files (JSONL and WebDataset): each row is encoded
+//! to bytes before it is added, so a shard's size is known exactly.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::super::hashing::{HashingWriter, ShardDone};
+use super::{jsonl, webdataset, ShardFile};
+use crate::{Error, Result};
+
+#[derive(Clone, Copy)]
+pub(super) enum RowEncoding {
+    Jsonl,
+    Tar,
+}
+
+/// Row-at-a-time formats: each row is encoded to bytes first, so sizes are exact.
+pub(super) struct RowShard {
+    out: HashingWriter,
+    encoding: RowEncoding,
+    /// The last encoded row, kept between `size_with` and `add`.
+    pending: Option<Vec<u8>>,
+}
+
+impl RowShard {
+    pub(super) fn new(out: HashingWriter, encoding: RowEncoding) -> Self {
+        RowShard {
+            out,
+            encoding,
+            pending: None,
+        }
+    }
+
+    fn trailer(&self) -> u64 {
+        match self.encoding {
+            RowEncoding::Jsonl => 0,
+            RowEncoding::Tar => webdataset::TRAILER,
+        }
+    }
+
+    fn encode(&self, row: &RecordBatch) -> Result<Vec<u8>> {
+        match self.encoding {
+            RowEncoding::Jsonl => jsonl::line(row),
+            RowEncoding::Tar => webdataset::sample(row),
+        }
+    }
+}
+
+#[async_trait]
+impl ShardFile for RowShard {
+    fn size_with(&mut self, row: &RecordBatch) -> Result<u64> {
+        let bytes = self.encode(row)?;
+        let size = self.out.bytes() + bytes.len() as u64 + self.trailer();
+        self.pending = Some(bytes);
+        Ok(size)
+    }
+
+    async fn add(&mut self, row: &RecordBatch) -> Result<()> {
+        let bytes = match self.pending.take() {
+            Some(b) => b,
+            None => self.encode(row)?,
+        };
+        self.out.put(Bytes::from(bytes)).await
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<ShardDone> {
+        if let RowEncoding::Tar = self.encoding {
+            self.out.write(&[0u8; webdataset::TRAILER as usize]).await?;
+        }
+        self.out.finish().await
+    }
+
+    async fn abort(self: Box<Self>) -> bool {
+        self.out.abort().await
+    }
+}
+
+/// The image bytes and format of a one-row batch.
+pub(super) fn image_of(row: &RecordBatch) -> Result<(&[u8], String)> {
+    let missing = |what: &str| Error::Internal(format!("an export row lacks {what}"));
+    let image = row
+        .column_by_name("image")
+        .ok_or_else(|| missing("image"))?
+        .as_struct();
+    let bytes = image.column(0).as_binary::<i32>();
+    let format = row
+        .column_by_name("image_format")
+        .ok_or_else(|| missing("image_format"))?;
+    let format = format.as_string::<i32>();
+    if bytes.is_null(0) || format.is_null(0) {
+        return Err(missing("image bytes"));
+    }
+    Ok((bytes.value(0), format.value(0).to_string()))
+}

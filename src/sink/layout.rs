@@ -1,0 +1,89 @@
+//! [`ExportLayout`]: every name in an export folder, as `store/layout.rs`
+//! is for the store. An export under a prefix holds `shard-000000.<ext>`,
+//! `shard-000001.<ext>`, … (the extension is the format's), the dataset
+//! card `README.md` and, written last, `manifest.json`. Nothing else in the
+//! crate spells these names.
+
+use object_store::path::Path;
+
+use crate::spec::OutputFormat;
+
+/// The names of one export's files under its prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportLayout {
+    prefix: Path,
+    format: OutputFormat,
+}
+
+impl ExportLayout {
+    /// The manifest, written last: its presence means "finished".
+    pub const MANIFEST: &'static str = "manifest.json";
+    /// The dataset card.
+    pub const CARD: &'static str = "README.md";
+    /// What every shard name starts with.
+    const SHARD_STEM: &'static str = "shard-";
+
+    /// The layout of a `format` export under `prefix`.
+    pub fn new(prefix: Path, format: OutputFormat) -> Self {
+        ExportLayout { prefix, format }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// The format.
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Name of shard number `index` (`shard-000003.parquet`).
+    pub fn shard_name(&self, index: usize) -> String {
+        format!("{}{index:06}.{}", Self::SHARD_STEM, self.format.extension())
+    }
+
+    /// Whether `name` is a shard name of this export's format.
+    pub fn is_shard(&self, name: &str) -> bool {
+        name.strip_prefix(Self::SHARD_STEM)
+            .and_then(|rest| rest.strip_suffix(self.format.extension()))
+            .is_some_and(|stem| stem.ends_with('.'))
+    }
+
+    /// Whether `name` is a file an export of any format writes.
+    pub fn is_export_file(name: &str) -> bool {
+        name.starts_with(Self::SHARD_STEM) || name == Self::MANIFEST || name == Self::CARD
+    }
+
+    /// The object key of `name` under the prefix.
+    pub fn key(&self, name: &str) -> Path {
+        self.prefix.clone().join(name)
+    }
+
+    /// The manifest's key.
+    pub fn manifest(&self) -> Path {
+        self.key(Self::MANIFEST)
+    }
+
+    /// The dataset card's key.
+    pub fn card(&self) -> Path {
+        self.key(Self::CARD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_format() {
+        let l = ExportLayout::new(Path::from("a/b"), OutputFormat::Webdataset);
+        assert_eq!(l.shard_name(3), "shard-000003.tar");
+        assert!(l.is_shard("shard-000003.tar"));
+        assert!(!l.is_shard("shard-000003.parquet"));
+        assert!(!l.is_shard("shard-000003tar"));
+        assert_eq!(l.manifest().as_ref(), "a/b/manifest.json");
+        assert!(ExportLayout::is_export_file("README.md"));
+        assert!(!ExportLayout::is_export_file("notes.txt"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The typed export spec of SPEC §4 ([`ExportSpec`] and the values it is
+//! made of: formats, sampling, destinations, filters) and its serialised
+//! `resolved` form for the manifest. Parsing and validation live in
+//! `parse.rs`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::time::format_instant;
+use crate::store::{ActorKind, Outcome};
+
+/// Default shard size: 256 MiB.
+pub const DEFAULT_SHARD_SIZE_BYTES: u64 = 268_435_456;
+/// Smallest accepted shard size.
+pub const MIN_SHARD_SIZE_BYTES: u64 = 4096;
+
+/// The one rule for a shard size cap, applied by the spec parser, `COPY …
+/// OPTIONS ('shard_size_bytes' …)` and `DataFrame::write_shards` alike: at
+/// least [`MIN_SHARD_SIZE_BYTES`]. The error says what is wrong with `n`.
+pub fn check_shard_size(n: i64) -> Result<u64, String> {
+    match u64::try_from(n) {
+        Ok(n) if n >= MIN_SHARD_SIZE_BYTES => Ok(n),
+        _ => Err(format!("{n} is below the minimum {MIN_SHARD_SIZE_BYTES}")),
+    }
+}
+
+/// Output format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// Parquet shards (Hugging Face–compatible image column).
+    Parquet,
+    /// WebDataset tar shards.
+    Webdataset,
+    /// JSON Lines shards (images as data URLs).
+    Jsonl,
+    /// Arrow IPC file shards.
+    Arrow,
+}
+
+impl OutputFormat {
+    /// Every format.
+    pub const ALL: [OutputFormat; 4] = [
+        OutputFormat::Parquet,
+        OutputFormat::Webdataset,
+        OutputFormat::Jsonl,
+        OutputFormat::Arrow,
+    ];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        self.names().0
+    }
+
+    /// File extension of its shards (`shard-000000.<ext>`).
+    pub fn extension(self) -> &'static str {
+        self.names().1
+    }
+
+    /// The name `COPY … STORED AS` knows it by (DataFusion's own `parquet`,
+    /// `arrow` and `json` keep their meaning).
+    pub fn sql_name(self) -> &'static str {
+        self.names().2
+    }
+
+    /// The one table of a format's names: spec, extension, SQL.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            OutputFormat::Parquet => ("parquet", "parquet", "nusomi_parquet"),
+            OutputFormat::Webdataset => ("webdataset", "tar", "webdataset"),
+            OutputFormat::Jsonl => ("jsonl", "jsonl", "nusomi_jsonl"),
+            OutputFormat::Arrow => ("arrow", "arrow", "nusomi_arrow"),
+        }
+    }
+}
+
+/// Frame sampling mode (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SamplingMode {
+    /// Frames with at least one event.
+    EventOnly,
+    /// The first frame of each `interval_ms` window of `t_ms`.
+    EveryNMs,
+    /// Keyframes.
+    KeyframesOnly,
+    /// Every frame.
+    All,
+}
+
+impl SamplingMode {
+    /// Every mode.
+    pub const ALL: [SamplingMode; 4] = [
+        SamplingMode::EventOnly,
+        SamplingMode::EveryNMs,
+        SamplingMode::KeyframesOnly,
+        SamplingMode::All,
+    ];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplingMode::EventOnly => "event_only",
+            SamplingMode::EveryNMs => "every_n_ms",
+            SamplingMode::KeyframesOnly => "keyframes_only",
+            SamplingMode::All => "all",
+        }
+    }
+}
+
+/// `frame_sampling`, with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSampling {
+    /// The mode (default `event_only`).
+    pub mode: SamplingMode,
+    /// Window length for `every_n_ms` (> 0); `None` for other modes.
+    pub interval_ms: Option<i64>,
+    /// Also keep every action frame (default `true`).
+    pub keep_action_frames: bool,
+}
+
+/// Where an export goes (SPEC §4 destinations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local folder.
+    Local {
+        /// Folder path.
+        path: String,
+    },
+    /// Amazon S3 or an S3-compatible store.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Region.
+        region: Option<String>,
+        /// Role assumed with the workspace id as external id.
+        role_arn: Option<String>,
+        /// Endpoint of an S3-compatible store.
+        endpoint: Option<String>,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        /// Bucket.
+        bucket: String,
+        /// Object prefix.
+        prefix: String,
+        /// Service account key file or e-mail.
+        service_account: Option<String>,
+    },
+    /// Azure Blob Storage.
+    AzureBlob {
+        /// Storage account.
+        account: String,
+        /// Container.
+        container: String,
+        /// Blob prefix.
+        prefix: String,
+    },
+    /// Kept by the service; the manifest lists time-limited URLs.
+    SignedUrl,
+}
+
+/// Session filters of a spec, times resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Any of these outcomes (empty = any).
+    pub outcomes: Vec<Outcome>,
+    /// `started_at` ≥ this.
+    pub since: Option<DateTime<Utc>>,
+    /// `started_at` < this.
+    pub until: Option<DateTime<Utc>>,
+    /// Any of these actor kinds (empty = any).
+    pub actor_kinds: Vec<ActorKind>,
+    /// `duration_ms` ≥ this.
+    pub min_duration_ms: Option<i64>,
+    /// `duration_ms` ≤ this.
+    pub max_duration_ms: Option<i64>,
+    /// Sessions carrying any of these tags (empty = any).
+    pub tags: Vec<String>,
+    /// Sessions whose paths contain any of these ids (empty = any).
+    pub paths: Vec<String>,
+    /// Sessions left out.
+    pub exclude_session_ids: Vec<String>,
+}
+
+/// A validated export spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSpec {
+    /// The spec as given.
+    pub raw: Value,
+    /// Workflows to export (at least one).
+    pub workflows: Vec<String>,
+    /// Session filters.
+    pub filter: SessionFilter,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Frame sampling.
+    pub sampling: FrameSampling,
+    /// Destination, if given.
+    pub destination: Option<Destination>,
+    /// The export's label (`tag`).
+    pub tag: Option<String>,
+    /// Snapshot instant: only sessions sealed at or before it are exported.
+    pub as_of: DateTime<Utc>,
+    /// Shard size cap in bytes.
+    pub shard_size_bytes: u64,
+}
+
+impl ExportSpec {
+    /// The spec with defaults filled in and times absolute, as the manifest's
+    /// `resolved` records it.
+    pub fn resolved_json(&self) -> Value {
+        let f = &self.filter;
+        let strs = |v: &[&str]| v.iter().map(|s| json!(s)).collect::<Vec<_>>();
+        let outcomes: Vec<&str> = f.outcomes.iter().map(|o| o.as_str()).collect();
+        let kinds: Vec<&str> = f.actor_kinds.iter().map(|k| k.as_str()).collect();
+        json!({
+            "workflow": self.workflows,
+            "filter": {
+                "outcome": strs(&outcomes),
+                "since": f.since.map(format_instant),
+                "until": f.until.map(format_instant),
+                "actor.kind": strs(&kinds),
+                "min_duration_ms": f.min_duration_ms,
+                "max_duration_ms": f.max_duration_ms,
+                "tag": f.tags,
+                "path": f.paths,
+                "exclude_session_ids": f.exclude_session_ids,
+            },
+            "format": self.format.as_str(),
+            "frame_sampling": {
+                "mode": self.sampling.mode.as_str(),
+                "interval_ms": self.sampling.interval_ms,
+                "keep_action_frames": self.sampling.keep_action_frames,
+            },
+            "destination": self.destination.as_ref().map(destination_json),
+            "tag": self.tag,
+            "as_of": format_instant(self.as_of),
+            "shard_size_bytes": self.shard_size_bytes,
+        })
+    }
+}
+
+fn destination_json(d: &Destination) -> Value {
+    match d {
+        Destination::Local { path } => json!({"kind": "local", "path": path}),
+        Destination::S3 {
+            bucket,
+            prefix,
+            region,
+            role_arn,
+            endpoint,
+        } => json!({
+            "kind": "s3", "bucket": bucket, "prefix": prefix, "region": region,
+            "role_arn": role_arn, "endpoint": endpoint,
+        }),
+        Destination::Gcs {
+            bucket,
+            prefix,
+            service_account,
+        } => json!({
+            "kind": "gcs", "bucket": bucket, "prefix": prefix, "service_account": service_account,
+        }),
+        Destination::AzureBlob {
+            account,
+            container,
+            prefix,
+        } => json!({
+            "kind": "azure_blob", "account": account, "container": container, "prefix": prefix,
+        }),
+        Destination::SignedUrl => json!({"kind": "signed_url"}),
+    }
+}
