@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Awaiting compiles the spec to SQL, registers the store into the
-//! session (a fresh one with [`crate::session_config`] unless
+//! session (a fresh one with [`crate::engine::session_config`] unless
 //! [`Export::with_context`] gives one), opens the spec's destination (unless
 //! [`Export::with_target`] gives one) and streams the ordered rows through
 //! the sink's [`ExportWriter`]: shards, then the manifest last, nothing left
@@ -29,11 +29,11 @@ use datafusion::prelude::SessionContext;
 use rand::Rng;
 
 use crate::dest::{DestConfig, ExportTarget};
+use crate::error::{Error, Result};
 use crate::error::{SpecError, SpecErrors};
 use crate::sink::{ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
 use crate::spec::{compile_sql, format_instant, ExportSpec};
 use crate::store::SealedStore;
-use crate::{Error, Result};
 
 /// What a finished export produced.
 #[derive(Debug, Clone)]
@@ -118,7 +118,7 @@ impl Export {
     }
 
     /// Runs the query in `ctx` (any configuration: partitions, memory
-    /// limits; keep `batch_size` small, as [`crate::session_config`] does,
+    /// limits; keep `batch_size` small, as [`crate::engine::session_config`] does,
     /// or batches of thousands of images build up); the store's tables and
     /// functions are registered into it. The shards do not depend on it.
     pub fn with_context(mut self, ctx: SessionContext) -> Self {

@@ -9,6 +9,13 @@
 //!   `frames` tables.
 //! * [`spec`] validates export specs and compiles them to SQL; [`sample`]
 //!   holds the SQL functions that query uses (frame sampling, row keys).
+//! * [`sink`] writes ordered export rows as shards of one format plus a
+//!   manifest; [`dest`] opens where they go (local, S3, Azure, GCS, signed
+//!   links); [`Export`] is the one export lifecycle over both, and
+//!   [`engine`] the one place DataFusion is wired ([`register`], `COPY`
+//!   formats, `DataFrame::write_shards`).
+//! * [`jobs`] and [`server`] are the durable job service behind
+//!   `nusomi serve`; [`cli`] is the `nusomi` command.
 //! * [`datagen`] renders realistic recording bundles for the demo, the tests and
 //!   the benches.
 //!
@@ -27,6 +34,9 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![warn(missing_docs, unreachable_pub)]
+#![warn(clippy::clone_on_ref_ptr)]
 
 pub mod cli;
 pub mod datagen;

@@ -10,13 +10,13 @@ use std::time::Instant;
 use super::output::{write_batches, OutputFormat};
 use super::seal::seal_and_report;
 use crate::datagen::{Generator, WORKFLOWS};
+use crate::error::{Error, Result};
 use crate::spec::ExportSpec;
 use crate::store::{SealOptions, SealedStore};
-use crate::{Error, Result};
 
 /// Arguments of `nusomi demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(super) struct DemoArgs {
     /// Folder for the demo's bundles and store.
     #[arg(long, default_value = "nusomi-demo")]
     dir: PathBuf,
@@ -29,7 +29,7 @@ pub struct DemoArgs {
 }
 
 /// The summary query the demo prints.
-pub const SUMMARY_SQL: &str = "SELECT workflow, outcome, count(*) AS sessions, \
+pub(super) const SUMMARY_SQL: &str = "SELECT workflow, outcome, count(*) AS sessions, \
     sum(frame_count) AS frames, sum(action_count) AS actions, \
     min(started_at) AS first_started, max(started_at) AS last_started \
     FROM sessions GROUP BY workflow, outcome ORDER BY workflow, outcome";

@@ -8,16 +8,16 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use crate::dest::DestConfig;
+use crate::error::{Error, Result};
 use crate::export::{new_export_id, Export};
 use crate::jobs::JobRecord;
 use crate::sink::Progress;
 use crate::spec::{compile_sql, format_instant, ExportSpec};
 use crate::store::SealedStore;
-use crate::{Error, Result};
 
 /// `nusomi export …`.
 #[derive(Debug, clap::Subcommand)]
-pub enum ExportCommand {
+pub(super) enum ExportCommand {
     /// Print the SQL an export spec compiles to.
     Plan(PlanArgs),
     /// Run an export: shards and manifest.json into the spec's destination.
@@ -26,7 +26,7 @@ pub enum ExportCommand {
 
 /// Arguments of `nusomi export create`.
 #[derive(Debug, clap::Args)]
-pub struct CreateArgs {
+pub(super) struct CreateArgs {
     /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
     #[arg(long, env = "NUSOMI_STORE")]
     store: String,
@@ -43,7 +43,7 @@ pub struct CreateArgs {
 
 /// Arguments of `nusomi export plan`.
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {
+pub(super) struct PlanArgs {
     /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
     #[arg(long, env = "NUSOMI_STORE")]
     store: String,
@@ -56,7 +56,7 @@ pub struct PlanArgs {
 
 /// Reads and validates a spec file; relative times resolve against
 /// `created_at` unless the spec gives `as_of`.
-pub fn read_spec(path: &PathBuf, created_at: chrono::DateTime<Utc>) -> Result<ExportSpec> {
+pub(super) fn read_spec(path: &PathBuf, created_at: chrono::DateTime<Utc>) -> Result<ExportSpec> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(ExportSpec::from_json(&text, created_at)?)
 }
@@ -104,7 +104,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
 /// Runs `spec` (posted as `body`) with a progress bar on stderr (hidden
 /// when stderr is not a terminal or `show_progress` is false) and returns
 /// the job object, exactly as `GET /v1/exports/{id}` shows a finished job.
-pub async fn run_job(
+pub(super) async fn run_job(
     store: &std::sync::Arc<SealedStore>,
     spec: &ExportSpec,
     body: &str,

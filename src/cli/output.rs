@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use base64::Engine;
 use serde_json::Value;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How `nusomi sql` prints rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,7 +24,7 @@ pub enum OutputFormat {
 }
 
 /// Writes `batches` to `out` in `format`.
-pub fn write_batches(
+pub(super) fn write_batches(
     out: &mut impl Write,
     batches: &[RecordBatch],
     format: OutputFormat,
@@ -83,7 +83,7 @@ fn csv_line(cells: impl Iterator<Item = String>) -> String {
 }
 
 /// Rows as JSON objects, binary cells base64-encoded.
-pub fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
+pub(super) fn json_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut buf = Vec::new();
     {

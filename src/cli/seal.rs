@@ -6,12 +6,12 @@ use std::process::ExitCode;
 
 use futures::StreamExt;
 
+use crate::error::Result;
 use crate::store::{SealOptions, SealOutcome, SealedStore};
-use crate::Result;
 
 /// Arguments of `nusomi seal`.
 #[derive(Debug, clap::Args)]
-pub struct SealArgs {
+pub(super) struct SealArgs {
     /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
     #[arg(long, env = "NUSOMI_STORE")]
     store: String,

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::dest::{DestConfig, UrlSigner};
+use crate::error::{Error, Result};
 use crate::jobs::{JobDb, JobService};
 use crate::server::{router, AppState, Tokens, DEFAULT_MAX_BODY_BYTES};
 use crate::spec::Destination;
 use crate::store::SealedStore;
-use crate::{Error, Result};
 
 /// Arguments of `nusomi serve`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ NUSOMI_LINK_TTL_SECS (download link lifetime, default 86400), NUSOMI_STS_ENDPOIN
 NUSOMI_CREDENTIAL_REFRESH_SECS, NUSOMI_PART_BYTES, NUSOMI_LOG (log filter, e.g. info), and the \
 object stores' own AWS_*, AZURE_*, GOOGLE_* variables for destination credentials."
 )]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Store root: a path, file://, s3://, az:// or gs:// URL.
     #[arg(long, env = "NUSOMI_STORE")]
     store: Option<String>,

@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 
 use super::output::{write_batches, OutputFormat};
+use crate::error::Result;
 use crate::store::SealedStore;
-use crate::Result;
 
 /// Arguments of `nusomi sql`.
 #[derive(Debug, clap::Args)]
-pub struct SqlArgs {
+pub(super) struct SqlArgs {
     /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
     #[arg(long, env = "NUSOMI_STORE")]
     store: String,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One frame of a draft: its line in `frames.jsonl` and its image bytes.
 #[derive(Debug, Clone)]

@@ -169,7 +169,7 @@ fn parse(s: &str) -> DateTime<Utc> {
 pub async fn seal_fixtures(
     store: &crate::store::SealedStore,
     dir: &std::path::Path,
-) -> crate::Result<()> {
+) -> crate::error::Result<()> {
     for (draft, sealed_at) in fixture_bundles() {
         let path = dir.join(draft.session_id());
         draft.write(&path)?;

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::draft::{BundleDraft, DraftFrame};
 use super::screen::{Screen, Theme};
-use crate::Result;
+use crate::error::Result;
 
 /// A workflow the generator can act out.
 #[derive(Debug, Clone, Copy)]

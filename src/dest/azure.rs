@@ -10,7 +10,7 @@ use std::sync::Arc;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 
 use super::DestConfig;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The client for `container` in `account`.
 pub(crate) fn client(

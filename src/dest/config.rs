@@ -6,8 +6,8 @@ use std::time::Duration;
 use object_store::{ClientOptions, RetryConfig};
 
 use super::signing::UrlSigner;
+use crate::error::{Error, Result};
 use crate::spec::Destination;
-use crate::{Error, Result};
 
 /// Settings for opening destinations, shared by every export of a process.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 
 use super::DestConfig;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The client for `bucket`.
 pub(crate) fn client(

@@ -12,7 +12,7 @@ use object_store::signer::Signer;
 use super::config::MAX_PRESIGN_TTL;
 use super::s3::AssumedRole;
 use super::signing::{capped_ttl, UrlSigner};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Makes time-limited download links for files of an export.
 #[async_trait]

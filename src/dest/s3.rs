@@ -18,7 +18,7 @@ use object_store::CredentialProvider;
 use tokio::sync::{Mutex, OnceCell};
 
 use super::DestConfig;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// An S3 destination's client and, with a role, its credentials.
 #[derive(Debug)]

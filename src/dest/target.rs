@@ -13,8 +13,8 @@ use super::config::{DestConfig, DEFAULT_PART_BYTES};
 use super::links::{Links, ShardLinks};
 use super::s3::AssumedRole;
 use super::{azure, gcs, s3};
+use crate::error::{Error, Result};
 use crate::spec::Destination;
-use crate::{Error, Result};
 
 /// An export's output location.
 #[derive(Debug, Clone)]
@@ -150,7 +150,7 @@ impl ExportTarget {
                 )?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("s3://{bucket}/{}", with_slash(&prefix));
-                let signer: Arc<dyn Signer> = c.store.clone();
+                let signer = Arc::clone(&c.store) as Arc<dyn Signer>;
                 (
                     ExportTarget::new(c.store, prefix, url),
                     Some((signer, c.role)),
@@ -164,7 +164,7 @@ impl ExportTarget {
                 let store = gcs::client(bucket, service_account.as_deref(), cfg)?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("gs://{bucket}/{}", with_slash(&prefix));
-                let signer: Arc<dyn Signer> = store.clone();
+                let signer = Arc::clone(&store) as Arc<dyn Signer>;
                 (ExportTarget::new(store, prefix, url), Some((signer, None)))
             }
             Destination::AzureBlob {
@@ -175,7 +175,7 @@ impl ExportTarget {
                 let store = azure::client(account, container, cfg)?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("az://{account}/{container}/{}", with_slash(&prefix));
-                let signer: Arc<dyn Signer> = store.clone();
+                let signer = Arc::clone(&store) as Arc<dyn Signer>;
                 (ExportTarget::new(store, prefix, url), Some((signer, None)))
             }
             Destination::SignedUrl => {

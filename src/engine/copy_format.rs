@@ -49,7 +49,7 @@ pub(crate) fn register_copy_formats(ctx: &SessionContext) -> DfResult<()> {
 
 /// Factory of a shard format for `STORED AS`.
 #[derive(Debug, Clone, Copy)]
-pub struct ShardFormatFactory {
+pub(super) struct ShardFormatFactory {
     format: OutputFormat,
 }
 
@@ -105,7 +105,7 @@ impl FileFormatFactory for ShardFormatFactory {
 
 /// A shard format with its options.
 #[derive(Debug)]
-pub struct ShardFileFormat {
+pub(super) struct ShardFileFormat {
     format: OutputFormat,
     shard_size_bytes: u64,
 }

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use copy_format::{ShardFileFormat, ShardFormatFactory};
 pub use write_shards::WriteShards;
 
 use crate::store::{FramesTable, SealedStore, SessionsTable};
@@ -57,7 +56,7 @@ pub fn new_context() -> SessionContext {
 /// # Ok(())
 /// # }
 /// ```
-pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::Result<()> {
+pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::error::Result<()> {
     let loc = store.location();
     ctx.register_object_store(loc.url.as_ref(), Arc::clone(&loc.store));
     ctx.register_table("sessions", Arc::new(SessionsTable::new(Arc::clone(store))))?;

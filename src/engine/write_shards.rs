@@ -34,7 +34,7 @@ pub trait WriteShards {
         store: Arc<dyn ObjectStore>,
         prefix: Path,
         shard_size_bytes: u64,
-    ) -> crate::Result<Manifest>;
+    ) -> crate::error::Result<Manifest>;
 }
 
 #[async_trait]
@@ -45,7 +45,7 @@ impl WriteShards for DataFrame {
         store: Arc<dyn ObjectStore>,
         prefix: Path,
         shard_size_bytes: u64,
-    ) -> crate::Result<Manifest> {
+    ) -> crate::error::Result<Manifest> {
         let df = self.sort(vec![
             col("session_id").sort(true, false),
             col("frame_idx").sort(true, false),

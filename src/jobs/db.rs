@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::record::{JobRecord, JobStatus};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 

@@ -18,11 +18,11 @@ use tokio::sync::{Notify, Semaphore};
 use super::db::{JobDb, JobFilter};
 use super::record::{JobRecord, JobStatus};
 use crate::dest::{DestConfig, UrlSigner};
+use crate::error::{Error, Result};
 use crate::export::{new_export_id, Export, ExportOutcome};
 use crate::sink::{purge_unpublished, ExportLayout, Progress};
 use crate::spec::{ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
-use crate::{Error, Result};
 
 /// Why a submitted spec was refused (HTTP 400).
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! SQL functions the export query uses, registered by `crate::register()`:
+//! SQL functions the export query uses, registered by `crate::engine::register()`:
 //! the frame sampling tests of SPEC §4 (one per mode, each with the
 //! `keep_action_frames` union built in) and two row helpers (`frame_key`,
 //! `event_actions`). All are vectorised over Arrow arrays and are per-row

@@ -203,10 +203,10 @@ mod tests {
         let got = call(
             SampleEveryNMs::new(),
             vec![
-                t.clone(),
-                prev.clone(),
-                n.clone(),
-                action.clone(),
+                Arc::clone(&t),
+                Arc::clone(&prev),
+                Arc::clone(&n),
+                Arc::clone(&action),
                 flags(&[false; 6]),
             ],
         );
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(
             call(
                 SampleEventOnly::new(),
-                vec![ev.clone(), act.clone(), flags(&[false; 3])]
+                vec![Arc::clone(&ev), Arc::clone(&act), flags(&[false; 3])]
             ),
             vec![true, false, false]
         );

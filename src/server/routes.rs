@@ -2,6 +2,8 @@
 //! document and the health check. Errors are `{"error": message}` (plus
 //! `errors: [{field, message}]` for a refused spec).
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,9 +16,9 @@ use super::AppState;
 use crate::jobs::{JobFilter, JobStatus, Rejected};
 
 /// Largest page of `GET /v1/exports`.
-pub const MAX_PAGE: usize = 500;
+pub(super) const MAX_PAGE: usize = 500;
 /// Default page size.
-pub const DEFAULT_PAGE: usize = 50;
+pub(super) const DEFAULT_PAGE: usize = 50;
 
 pub(super) fn error_body(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
@@ -105,7 +107,7 @@ pub(super) async fn create_export(
     let Ok(text) = std::str::from_utf8(&body) else {
         return error_body(StatusCode::BAD_REQUEST, "the body is not UTF-8");
     };
-    let jobs = state.jobs.clone();
+    let jobs = Arc::clone(&state.jobs);
     let text = text.to_string();
     // The database commit is blocking I/O (fsync).
     let submitted = tokio::task::spawn_blocking(move || jobs.submit(&text)).await;
@@ -131,7 +133,7 @@ pub(super) async fn create_export(
 }
 
 pub(super) async fn get_export(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let jobs = state.jobs.clone();
+    let jobs = Arc::clone(&state.jobs);
     match tokio::task::spawn_blocking(move || jobs.get(&id).map(|j| (id, j))).await {
         Ok(Ok((_, Some(job)))) => Json(job).into_response(),
         Ok(Ok((id, None))) => error_body(StatusCode::NOT_FOUND, format!("no export {id:?}")),
@@ -183,7 +185,7 @@ pub(super) async fn list_exports(
         status,
         tag: q.tag.filter(|s| !s.is_empty()),
     };
-    let jobs = state.jobs.clone();
+    let jobs = Arc::clone(&state.jobs);
     let cursor = q.cursor.filter(|s| !s.is_empty());
     match tokio::task::spawn_blocking(move || jobs.list(&filter, limit, cursor.as_deref())).await {
         Ok(Ok((data, next))) => Json(json!({"data": data, "next_cursor": next})).into_response(),
@@ -196,13 +198,13 @@ pub(super) async fn cancel_export(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    let jobs = state.jobs.clone();
+    let jobs = Arc::clone(&state.jobs);
     let looked = tokio::task::spawn_blocking(move || {
         let before = jobs.record(&id)?;
         match before {
             Some(r) if r.status.is_final() => Ok((id, Some((r, false)))),
             Some(_) => Ok((id.clone(), jobs.cancel(&id)?.map(|r| (r, true)))),
-            None => Ok::<_, crate::Error>((id, None)),
+            None => Ok::<_, crate::error::Error>((id, None)),
         }
     })
     .await;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The old object at a shard key, being compared front to back.
 pub(crate) struct ExistingObject {

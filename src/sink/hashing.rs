@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::existing::ExistingObject;
 use super::upload::ShardUpload;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a finished shard is.
 #[derive(Debug, Clone, PartialEq, Eq)]

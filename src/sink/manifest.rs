@@ -85,7 +85,7 @@ impl Manifest {
 
 /// Hugging Face dataset card for a Parquet export: YAML `configs` pointing
 /// `datasets.load_dataset` at the shards.
-pub fn dataset_card(manifest: &Manifest, title: &str) -> String {
+pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
     format!(
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"shard-*.parquet\"\n---\n\n\
          # {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \

@@ -1,7 +1,7 @@
 //! Shard sinks: from an ordered stream of export rows to a finished export.
 //! [`ExportWriter`] (`publish.rs`) runs it: the sharder ([`ShardedWriter`])
 //! rolls shards at `shard_size_bytes`, each written by its format's
-//! [`ShardFile`] (`format/`) into a [`HashingWriter`] that hashes the bytes
+//! `ShardFile` (`format/`) into a [`HashingWriter`] that hashes the bytes
 //! and streams them to an upload (`upload.rs`) or, on resume, compares them
 //! with what is already there (`existing.rs`); the manifest (`manifest.rs`)
 //! is written last. [`ExportLayout`] names every file; `row_schema.rs` and
@@ -18,11 +18,10 @@ mod row_schema;
 mod sharded;
 mod upload;
 
-pub use format::{open_shard, row_value_bytes, ShardFile, PARQUET_ROW_GROUP_ROWS};
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
-pub use manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
-pub use publish::{purge_unpublished, ExportMeta, ExportWriter};
-pub use row_json::row_object;
-pub use row_schema::{extension, image_fields, output_schema, schema_json, to_output_batch};
+pub use manifest::{shards_digest, Manifest, ShardInfo};
+pub(crate) use publish::purge_unpublished;
+pub use publish::{ExportMeta, ExportWriter};
+pub use row_schema::{output_schema, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

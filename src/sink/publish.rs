@@ -30,8 +30,8 @@ use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
 use super::row_schema::{schema_json, to_output_batch};
 use super::sharded::{Progress, ShardTotals, ShardedWriter};
 use crate::dest::{ExportTarget, ShardLinks};
+use crate::error::{Error, Result};
 use crate::spec::{check_shard_size, format_instant, OutputFormat};
-use crate::{Error, Result};
 
 /// What the manifest says about where the rows came from.
 #[derive(Debug, Clone, Default)]
@@ -315,7 +315,7 @@ fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
 
 /// Deletes what an unfinished export left under its prefix (shards of this
 /// and earlier attempts, the dataset card), unless a manifest is there.
-pub async fn purge_unpublished(target: &ExportTarget) {
+pub(crate) async fn purge_unpublished(target: &ExportTarget) {
     let layout_manifest = target.prefix.clone().join(ExportLayout::MANIFEST);
     if target.store.head(&layout_manifest).await.is_ok() {
         return;

@@ -7,12 +7,16 @@ use arrow::array::{Array, AsArray, RecordBatch, StructArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
 use serde_json::{Map, Value};
 
+use crate::error::{Error, Result};
 use crate::spec::format_instant;
-use crate::{Error, Result};
 
 /// Columns of `batch` (output schema) at `row` as a JSON object, leaving out
 /// `skip`.
-pub fn row_object(batch: &RecordBatch, row: usize, skip: &[&str]) -> Result<Map<String, Value>> {
+pub(super) fn row_object(
+    batch: &RecordBatch,
+    row: usize,
+    skip: &[&str],
+) -> Result<Map<String, Value>> {
     let mut obj = Map::new();
     for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
         if skip.contains(&f.name().as_str()) {

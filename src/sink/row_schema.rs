@@ -12,11 +12,11 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StructArr
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde_json::{json, Value};
 
+use crate::error::{Error, Result};
 use crate::store::{event_list_type, sessions_schema};
-use crate::{Error, Result};
 
 /// Fields of the image struct.
-pub fn image_fields() -> Fields {
+pub(super) fn image_fields() -> Fields {
     Fields::from(vec![
         Field::new("bytes", DataType::Binary, true),
         Field::new("path", DataType::Utf8, true),
@@ -150,7 +150,7 @@ fn image_struct(image: &ArrayRef, key: &ArrayRef, format: &ArrayRef) -> Result<A
 }
 
 /// File extension for an `image_format` value.
-pub fn extension(image_format: &str) -> &'static str {
+pub(super) fn extension(image_format: &str) -> &'static str {
     if image_format == "jpeg" {
         "jpg"
     } else {
@@ -159,7 +159,7 @@ pub fn extension(image_format: &str) -> &'static str {
 }
 
 /// The output schema as the manifest records it: `[{name, type, nullable}]`.
-pub fn schema_json() -> Value {
+pub(super) fn schema_json() -> Value {
     Value::Array(
         output_schema()
             .fields()

@@ -20,8 +20,8 @@ use super::format::{open_shard, ShardFile};
 use super::hashing::HashingWriter;
 use super::layout::ExportLayout;
 use super::manifest::ShardInfo;
+use crate::error::Result;
 use crate::spec::OutputFormat;
-use crate::Result;
 
 /// Live counters of an export, readable while it runs.
 #[derive(Debug, Default)]
@@ -35,7 +35,7 @@ pub struct Progress {
     /// Shards found already written by an earlier attempt and kept.
     pub shards_reused: AtomicU64,
     /// Set to stop the export at its next row (it then fails with
-    /// [`crate::Error::Cancelled`] and cleans up like any failure).
+    /// [`crate::error::Error::Cancelled`] and cleans up like any failure).
     pub cancel: std::sync::atomic::AtomicBool,
 }
 
@@ -147,7 +147,7 @@ impl ShardedWriter {
 
     async fn write_row(&mut self, row: &RecordBatch) -> Result<()> {
         if self.progress.cancel.load(Ordering::Relaxed) {
-            return Err(crate::Error::Cancelled);
+            return Err(crate::error::Error::Cancelled);
         }
         if let Some(open) = self.open.as_mut() {
             if open.rows > 0 && open.file.size_with(row)? > self.limit {

@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayloadMut};
 use tokio::task::JoinSet;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Parts uploading at once per shard.
 const PARTS_IN_FLIGHT: usize = 2;

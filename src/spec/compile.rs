@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use super::model::{ExportSpec, SamplingMode};
 use super::time::format_instant;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 const SELECT: &str =
     "SELECT frame_key(f.session_id, f.frame_idx) AS key, f.session_id, s.workflow, \

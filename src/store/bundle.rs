@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::frame_image::FrameImage;
-pub use crate::error::BundleError;
+pub(super) use crate::error::BundleError;
 
 /// Who carried out a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

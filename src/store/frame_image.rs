@@ -102,7 +102,7 @@ pub fn hash_distance(a: u64, b: u64) -> u32 {
 /// The keyframe rule: the bundle's own flag when present; otherwise the first
 /// frame, or a hash distance to the previous frame over
 /// [`KEYFRAME_HASH_DISTANCE`].
-pub fn is_keyframe(hint: Option<bool>, distance_to_previous: Option<u32>) -> bool {
+pub(super) fn is_keyframe(hint: Option<bool>, distance_to_previous: Option<u32>) -> bool {
     match (hint, distance_to_previous) {
         (Some(flag), _) => flag,
         (None, None) => true,
@@ -111,7 +111,7 @@ pub fn is_keyframe(hint: Option<bool>, distance_to_previous: Option<u32>) -> boo
 }
 
 /// The format of an image file, from its bytes.
-pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
+pub(super) fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         Some(ImageFormat::Png)
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {

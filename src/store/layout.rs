@@ -15,12 +15,12 @@ use chrono::{DateTime, Utc};
 use object_store::path::Path;
 
 /// Folder of the `sessions` table.
-pub const SESSIONS_DIR: &str = "sessions";
+pub(super) const SESSIONS_DIR: &str = "sessions";
 /// Folder of the `frames` table.
-pub const FRAMES_DIR: &str = "frames";
+pub(super) const FRAMES_DIR: &str = "frames";
 
 /// `yyyy-mm` of a microsecond UTC timestamp.
-pub fn month_of(us: i64) -> String {
+pub(super) fn month_of(us: i64) -> String {
     DateTime::<Utc>::from_timestamp_micros(us)
         .map(|t| t.format("%Y-%m").to_string())
         .unwrap_or_else(|| "0000-00".to_string())
@@ -28,7 +28,7 @@ pub fn month_of(us: i64) -> String {
 
 /// Object paths of one session inside a store rooted at `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionPaths {
+pub(crate) struct SessionPaths {
     /// The one-row sessions file; its existence is the commit.
     pub session: Path,
     /// The frames file.
@@ -37,7 +37,7 @@ pub struct SessionPaths {
 
 impl SessionPaths {
     /// Paths for a session.
-    pub fn new(
+    pub(crate) fn new(
         root: &Path,
         workflow: &str,
         started_at_us: i64,
@@ -70,7 +70,7 @@ impl SessionPaths {
 }
 
 /// `root/a/b/c`.
-pub fn child(root: &Path, parts: &[&str]) -> Path {
+pub(super) fn child(root: &Path, parts: &[&str]) -> Path {
     parts.iter().fold(root.clone(), |p, part| p.join(*part))
 }
 

@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A resolved store root.
 #[derive(Debug, Clone)]

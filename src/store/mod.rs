@@ -17,16 +17,11 @@ mod writer_props;
 pub use crate::error::BundleError;
 pub(crate) use bundle::json_type_name;
 pub use bundle::{is_valid_session_id, ActorKind, Bundle, Event, Frame, Outcome, SessionMeta};
-pub use frame_image::{
-    dhash, hash_distance, sniff_format, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE,
-};
-pub use layout::{SessionPaths, FRAMES_DIR, SESSIONS_DIR};
+pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
 pub use location::StoreLocation;
-pub use schema::{
-    event_fields, event_list_type, frames_schema, sessions_schema, FRAMES_SESSION_COLUMNS,
-};
+pub(crate) use schema::event_list_type;
+pub use schema::{frames_schema, sessions_schema};
 pub use seal::{SealOptions, SealOutcome, SealSummary};
 pub use sealed_store::{SealedStore, SessionRecord, Snapshot};
 pub use table::{FramesTable, SessionsTable};
 pub(crate) use writer_props::image_parquet_props;
-pub use writer_props::CREATED_BY;

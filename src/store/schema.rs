@@ -7,20 +7,20 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Time zone of every timestamp column.
-pub const UTC: &str = "UTC";
+pub(super) const UTC: &str = "UTC";
 
 /// `Timestamp(µs, UTC)`.
-pub fn timestamp_type() -> DataType {
+pub(super) fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
 }
 
 /// `List<Utf8>` as used by `tags` and `paths`.
-pub fn string_list_type() -> DataType {
+pub(super) fn string_list_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 /// The fields of one event: `{t_ms, type, action, data}`, `data` as JSON text.
-pub fn event_fields() -> Fields {
+pub(super) fn event_fields() -> Fields {
     Fields::from(vec![
         Field::new("t_ms", DataType::Int64, false),
         Field::new("type", DataType::Utf8, false),
@@ -30,7 +30,7 @@ pub fn event_fields() -> Fields {
 }
 
 /// `List<Struct{t_ms, type, action, data}>`.
-pub fn event_list_type() -> DataType {
+pub(crate) fn event_list_type() -> DataType {
     DataType::List(Arc::new(Field::new(
         "item",
         DataType::Struct(event_fields()),
@@ -107,10 +107,10 @@ static FRAMES_FILE: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// right before the footer: a scan without `image` fetches the footer and
 /// those columns and never image bytes, even when the object store coalesces
 /// nearby ranges. Readers match columns by name.
-pub fn frames_file_schema() -> SchemaRef {
+pub(super) fn frames_file_schema() -> SchemaRef {
     Arc::clone(&FRAMES_FILE)
 }
 
 /// Column names of `frames` that hold one value per session, so a filter on
 /// them alone decides whole frame files.
-pub const FRAMES_SESSION_COLUMNS: [&str; 3] = ["session_id", "workflow", "started_at"];
+pub(super) const FRAMES_SESSION_COLUMNS: [&str; 3] = ["session_id", "workflow", "started_at"];

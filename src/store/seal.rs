@@ -33,7 +33,7 @@ use super::sealed_store::{
     SealedStore, Snapshot, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH,
 };
 use super::writer_props::{frames_writer_props, CREATED_BY};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A frames row group is closed once it holds this many encoded bytes (or
 /// `writer_props::ROW_GROUP_FRAMES` frames).

@@ -22,15 +22,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::schema::sessions_schema;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Footer key naming a session's frames file, relative to the store root.
-pub const META_FRAMES_PATH: &str = "nusomi.frames_path";
+pub(super) const META_FRAMES_PATH: &str = "nusomi.frames_path";
 /// Footer key giving a session's frames file size in bytes.
-pub const META_FRAMES_BYTES: &str = "nusomi.frames_bytes";
+pub(super) const META_FRAMES_BYTES: &str = "nusomi.frames_bytes";
 /// Footer key giving the size of the frames file's own footer, so a scan
 /// fetches exactly the footer (no image bytes) in its first request.
-pub const META_FRAMES_FOOTER: &str = "nusomi.frames_footer_bytes";
+pub(super) const META_FRAMES_FOOTER: &str = "nusomi.frames_footer_bytes";
 
 /// One committed session, as its sessions file describes it.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use parquet::schema::types::ColumnPath;
 pub(crate) const ROW_GROUP_FRAMES: usize = 256;
 
 /// `created_by` written into every Parquet footer (fixed so bytes are stable).
-pub const CREATED_BY: &str = "nusomi-export";
+pub(super) const CREATED_BY: &str = "nusomi-export";
 
 /// Parquet writer settings shared by the store's frames files and Parquet
 /// export shards: fixed `created_by` (stable bytes), Snappy for the small

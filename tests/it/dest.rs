@@ -6,204 +6,22 @@
 //! errors name the setting and never echo secrets.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::Range;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use chrono::{TimeZone, Utc};
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use nusomi_export::dest::{DestConfig, ExportTarget};
 use nusomi_export::sink::Progress;
-use nusomi_export::spec::{Destination, ExportSpec};
+use nusomi_export::spec::Destination;
 use nusomi_export::Export;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::sync::Notify;
 
-use crate::support::sealed_memory_store;
-
-/// Wraps a store: counts every operation (reads, lists, puts, multipart
-/// starts, parts, completions, deletes), fails the `fail_at`-th, tracks open
-/// multipart uploads, logs writes by key, and can park uploads of shards at
-/// or after a given name (an export "killed" there).
-#[derive(Debug)]
-struct FaultyStore {
-    inner: Arc<dyn ObjectStore>,
-    fail_at: usize,
-    ops: Arc<AtomicUsize>,
-    open_uploads: Arc<AtomicIsize>,
-    writes: Mutex<Vec<String>>,
-    park_from: Option<(String, Arc<Notify>)>,
-}
-
-impl FaultyStore {
-    fn new(inner: Arc<dyn ObjectStore>, fail_at: usize) -> Self {
-        FaultyStore {
-            inner,
-            fail_at,
-            ops: Arc::new(AtomicUsize::new(0)),
-            open_uploads: Arc::new(AtomicIsize::new(0)),
-            writes: Mutex::new(Vec::new()),
-            park_from: None,
-        }
-    }
-
-    fn tick(ops: &AtomicUsize, fail_at: usize, what: &str, key: &str) -> object_store::Result<()> {
-        let n = ops.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == fail_at {
-            return Err(object_store::Error::Generic {
-                store: "FaultyStore",
-                source: format!("injected failure at operation #{n} ({what} {key})").into(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn maybe_park(&self, p: &Path) {
-        if let Some((from, notify)) = &self.park_from {
-            let name = p.filename().unwrap_or_default();
-            if name.starts_with("shard-") && name >= from.as_str() {
-                notify.notify_one();
-                futures::future::pending::<()>().await;
-            }
-        }
-    }
-
-    fn written(&self) -> Vec<String> {
-        self.writes.lock().unwrap().clone()
-    }
-}
-
-impl fmt::Display for FaultyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FaultyStore")
-    }
-}
-
-#[derive(Debug)]
-struct FaultyUpload {
-    inner: Box<dyn MultipartUpload>,
-    key: String,
-    fail_at: usize,
-    ops: Arc<AtomicUsize>,
-    open: Arc<AtomicIsize>,
-}
-
-#[async_trait]
-impl MultipartUpload for FaultyUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        if let Err(e) = FaultyStore::tick(&self.ops, self.fail_at, "put_part", &self.key) {
-            return Box::pin(futures::future::ready(Err(e)));
-        }
-        self.inner.put_part(data)
-    }
-    async fn complete(&mut self) -> object_store::Result<PutResult> {
-        FaultyStore::tick(&self.ops, self.fail_at, "complete", &self.key)?;
-        let r = self.inner.complete().await?;
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        Ok(r)
-    }
-    async fn abort(&mut self) -> object_store::Result<()> {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-        self.inner.abort().await
-    }
-}
-
-#[async_trait]
-impl ObjectStore for FaultyStore {
-    async fn put_opts(
-        &self,
-        p: &Path,
-        payload: PutPayload,
-        o: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        Self::tick(&self.ops, self.fail_at, "put", p.as_ref())?;
-        self.maybe_park(p).await;
-        self.writes.lock().unwrap().push(p.to_string());
-        self.inner.put_opts(p, payload, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        p: &Path,
-        o: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Self::tick(&self.ops, self.fail_at, "put_multipart", p.as_ref())?;
-        self.maybe_park(p).await;
-        self.writes.lock().unwrap().push(p.to_string());
-        let inner = self.inner.put_multipart_opts(p, o).await?;
-        self.open_uploads.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(FaultyUpload {
-            inner,
-            key: p.to_string(),
-            fail_at: self.fail_at,
-            ops: Arc::clone(&self.ops),
-            open: Arc::clone(&self.open_uploads),
-        }))
-    }
-    async fn get_opts(&self, p: &Path, o: GetOptions) -> object_store::Result<GetResult> {
-        Self::tick(&self.ops, self.fail_at, "get", p.as_ref())?;
-        self.inner.get_opts(p, o).await
-    }
-    async fn get_ranges(
-        &self,
-        p: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        Self::tick(&self.ops, self.fail_at, "get_ranges", p.as_ref())?;
-        self.inner.get_ranges(p, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        let (ops, fail_at) = (Arc::clone(&self.ops), self.fail_at);
-        let checked = locations
-            .map(move |p| {
-                let p = p?;
-                FaultyStore::tick(&ops, fail_at, "delete", p.as_ref())?;
-                Ok(p)
-            })
-            .boxed();
-        self.inner.delete_stream(checked)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        if let Err(e) = Self::tick(&self.ops, self.fail_at, "list", &key) {
-            return futures::stream::once(futures::future::ready(Err(e))).boxed();
-        }
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        Self::tick(&self.ops, self.fail_at, "list", &key)?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> object_store::Result<()> {
-        Self::tick(&self.ops, self.fail_at, "copy", to.as_ref())?;
-        self.inner.copy_opts(from, to, o).await
-    }
-}
-
-fn spec(format: &str, shard_size: u64) -> ExportSpec {
-    let v = json!({
-        "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
-        "format": format,
-        "as_of": "2030-01-01T00:00:00Z",
-        "frame_sampling": {"mode": "all"},
-        "shard_size_bytes": shard_size,
-    });
-    ExportSpec::parse(&v, Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()).unwrap()
-}
+use crate::support::{sealed_memory_store, spec, Counted, InstrumentedStore};
 
 /// Every object under `prefix` with its bytes.
 async fn objects(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String, Vec<u8>> {
@@ -233,9 +51,9 @@ const SHARD: u64 = 96 * 1024;
 async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     for format in ["parquet", "webdataset"] {
-        let spec = spec(format, SHARD);
+        let spec = spec(format, json!({"shard_size_bytes": SHARD}));
         // The undisturbed export, and how many operations it takes.
-        let clean = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), usize::MAX));
+        let clean = Arc::new(InstrumentedStore::default());
         let out = Export::new(&store, &spec)
             .with_target(target(clean.clone(), "out", PART))
             .await
@@ -264,7 +82,8 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
 
         for n in 1..=total_ops {
             let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-            let faulty = Arc::new(FaultyStore::new(Arc::clone(&inner), n));
+            let faulty =
+                Arc::new(InstrumentedStore::new(Arc::clone(&inner)).failing_at(n, Counted::Every));
             let err = Export::new(&store, &spec)
                 .with_target(target(faulty.clone(), "out", PART))
                 .await
@@ -284,7 +103,7 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
                 "{format} #{n}: an open multipart upload was left"
             );
             // A clean rerun on the same store is byte-identical.
-            let rerun = Arc::new(FaultyStore::new(Arc::clone(&inner), usize::MAX));
+            let rerun = Arc::new(InstrumentedStore::new(Arc::clone(&inner)));
             Export::new(&store, &spec)
                 .with_target(target(rerun, "out", PART))
                 .await
@@ -297,7 +116,7 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
 #[tokio::test]
 async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
-    let spec = spec("jsonl", SHARD);
+    let spec = spec("jsonl", json!({"shard_size_bytes": SHARD}));
     let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let full = Export::new(&store, &spec)
         .with_target(target(Arc::clone(&baseline), "out", PART))
@@ -312,9 +131,10 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     let k = 2;
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let notify = Arc::new(Notify::new());
-    let mut gated = FaultyStore::new(Arc::clone(&inner), usize::MAX);
-    gated.park_from = Some((format!("shard-{k:06}"), Arc::clone(&notify)));
-    let gated = Arc::new(gated);
+    let gated = Arc::new(
+        InstrumentedStore::new(Arc::clone(&inner))
+            .parking_from(format!("shard-{k:06}"), Arc::clone(&notify)),
+    );
     let t = target(gated.clone(), "out", PART);
     tokio::select! {
         r = Export::new(&store, &spec).with_target(t.clone()) => {
@@ -335,7 +155,7 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     );
 
     // The rerun verifies the first k shards and uploads only the rest.
-    let rerun = Arc::new(FaultyStore::new(Arc::clone(&inner), usize::MAX));
+    let rerun = Arc::new(InstrumentedStore::new(Arc::clone(&inner)));
     let progress = Arc::new(Progress::default());
     Export::new(&store, &spec)
         .with_target(target(rerun.clone(), "out", PART))
@@ -365,7 +185,7 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
 #[tokio::test]
 async fn stale_and_foreign_shards_are_replaced_or_removed() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
-    let spec = spec("webdataset", SHARD);
+    let spec = spec("webdataset", json!({"shard_size_bytes": SHARD}));
     let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     Export::new(&store, &spec)
         .with_target(target(Arc::clone(&baseline), "out", PART))
@@ -415,7 +235,7 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
 #[tokio::test]
 async fn staging_files_of_a_killed_local_upload_are_swept_on_resume() {
     let (_tmp, store) = sealed_memory_store(43, 2).await;
-    let spec = spec("jsonl", SHARD);
+    let spec = spec("jsonl", json!({"shard_size_bytes": SHARD}));
     let clean = tempfile::TempDir::new().unwrap();
     let t = ExportTarget::local(clean.path().to_str().unwrap()).unwrap();
     Export::new(&store, &spec)
@@ -510,7 +330,7 @@ async fn signed_url_exports_in_a_folder_list_hmac_links_the_service_checks() {
         link_ttl: std::time::Duration::from_secs(600),
         ..Default::default()
     };
-    let mut v = spec("parquet", SHARD);
+    let mut v = spec("parquet", json!({"shard_size_bytes": SHARD}));
     v.destination = Some(Destination::SignedUrl);
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_TEST", &cfg).unwrap();
     let out = Export::new(&store, &v)

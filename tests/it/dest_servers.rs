@@ -10,11 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
 use nusomi_export::dest::ShardLinks;
 use nusomi_export::dest::{AssumedRole, DestConfig, ExportTarget};
 use nusomi_export::sink::Manifest;
-use nusomi_export::spec::{Destination, ExportSpec};
+use nusomi_export::spec::Destination;
 use nusomi_export::store::{SealOptions, SealedStore};
 use nusomi_export::Export;
 use object_store::CredentialProvider;
@@ -22,7 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{sealed_memory_store, with_param, write_session};
+use crate::support::{sealed_memory_store, spec, with_param, write_session};
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run scripts/test.sh"))
@@ -36,18 +35,6 @@ fn nonce() -> String {
             .unwrap()
             .as_nanos()
     )
-}
-
-fn spec(format: &str, destination: serde_json::Value) -> ExportSpec {
-    let v = json!({
-        "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
-        "format": format,
-        "as_of": "2030-01-01T00:00:00Z",
-        "frame_sampling": {"mode": "all"},
-        "shard_size_bytes": 160 * 1024,
-        "destination": destination,
-    });
-    ExportSpec::parse(&v, Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()).unwrap()
 }
 
 async fn http_get(url: &str) -> (u16, Vec<u8>) {
@@ -116,7 +103,10 @@ async fn s3_multipart_export_with_presigned_links_checked_by_seaweedfs() {
         part_bytes: 64 * 1024,
         ..Default::default()
     };
-    let spec = spec("parquet", json!({"kind": "signed_url"}));
+    let spec = spec(
+        "parquet",
+        json!({"shard_size_bytes": 160 * 1024, "destination": json!({"kind": "signed_url"})}),
+    );
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_S3LINKS", &cfg).unwrap();
     let out = Export::new(&store, &spec)
         .with_target(t.clone())
@@ -396,7 +386,10 @@ async fn transient_503s_are_retried_and_the_export_is_unchanged() {
     let prefix = format!("flaky-{}", nonce());
     let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1",
                    "endpoint": proxy});
-    let flaky = spec("parquet", d);
+    let flaky = spec(
+        "parquet",
+        json!({"shard_size_bytes": 160 * 1024, "destination": d}),
+    );
     let cfg = DestConfig {
         part_bytes: 64 * 1024,
         // A new connection per request, so every other request meets a 503.
@@ -416,7 +409,10 @@ async fn transient_503s_are_retried_and_the_export_is_unchanged() {
     shards_match(&t, &out.manifest).await;
     // The same shards as an export that met no errors.
     let tmp = tempfile::TempDir::new().unwrap();
-    let calm = spec("parquet", json!({"kind": "local", "path": tmp.path()}));
+    let calm = spec(
+        "parquet",
+        json!({"shard_size_bytes": 160 * 1024, "destination": json!({"kind": "local", "path": tmp.path()})}),
+    );
     let t2 = ExportTarget::open(calm.destination.as_ref().unwrap(), "exp_CALM", &cfg).unwrap();
     let out2 = Export::new(&store, &calm)
         .with_target(t2.clone())
@@ -522,7 +518,10 @@ async fn s3_export_through_an_assumed_role_on_moto() {
     };
     let d = json!({"kind": "s3", "bucket": bucket, "prefix": "exports/a", "region": "us-east-1",
                    "endpoint": moto, "role_arn": "arn:aws:iam::123456789012:role/exporter"});
-    let spec = spec("jsonl", d);
+    let spec = spec(
+        "jsonl",
+        json!({"shard_size_bytes": 160 * 1024, "destination": d}),
+    );
     let t = ExportTarget::open(spec.destination.as_ref().unwrap(), "exp_MOTO", &cfg).unwrap();
     let out = Export::new(&store, &spec)
         .with_target(t.clone())
@@ -543,7 +542,10 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
     let prefix = format!("exp-{}", nonce());
     let d = json!({"kind": "azure_blob", "account": "devstoreaccount1", "container": "nusomi-test",
                    "prefix": prefix});
-    let spec_az = spec("webdataset", d);
+    let spec_az = spec(
+        "webdataset",
+        json!({"shard_size_bytes": 160 * 1024, "destination": d}),
+    );
     let cfg = DestConfig {
         part_bytes: 64 * 1024,
         ..Default::default()
@@ -576,7 +578,10 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
         link_ttl: Duration::from_secs(600),
         ..Default::default()
     };
-    let spec_signed = spec("jsonl", json!({"kind": "signed_url"}));
+    let spec_signed = spec(
+        "jsonl",
+        json!({"shard_size_bytes": 160 * 1024, "destination": json!({"kind": "signed_url"})}),
+    );
     let t = ExportTarget::open(&Destination::SignedUrl, "exp_AZSAS", &cfg).unwrap();
     let out = Export::new(&store, &spec_signed)
         .with_target(t.clone())

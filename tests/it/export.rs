@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use nusomi_export::dest::ExportTarget;
 use nusomi_export::sink::{shards_digest, Manifest};
-use nusomi_export::spec::ExportSpec;
 use nusomi_export::Export;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -16,22 +14,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::support::{all_objects, sealed_memory_store, FailingStore};
+use crate::support::{all_objects, sealed_memory_store, spec, Counted, InstrumentedStore};
 
 const FORMATS: [&str; 4] = ["parquet", "arrow", "jsonl", "webdataset"];
-
-fn spec(format: &str, extra: serde_json::Value) -> ExportSpec {
-    let mut v = json!({
-        "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
-        "format": format,
-        "as_of": "2030-01-01T00:00:00Z",
-        "frame_sampling": {"mode": "all"},
-    });
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    ExportSpec::parse(&v, Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()).unwrap()
-}
 
 fn memory_target() -> (Arc<InMemory>, ExportTarget) {
     let mem = Arc::new(InMemory::new());
@@ -274,7 +259,7 @@ async fn a_failing_destination_leaves_no_manifest_and_no_shards() {
         let spec = spec(format, json!({"shard_size_bytes": 64 * 1024}));
         let mut n = 1;
         loop {
-            let failing = Arc::new(FailingStore::new(n));
+            let failing = Arc::new(InstrumentedStore::default().failing_at(n, Counted::Writes));
             let inner = Arc::clone(&failing.inner) as Arc<dyn ObjectStore>;
             let target = ExportTarget::new(
                 failing as Arc<dyn ObjectStore>,

@@ -12,7 +12,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{
-    all_objects, small_generator, store_over, write_session, CountingStore, FailingStore,
+    all_objects, small_generator, store_over, write_session, Counted, InstrumentedStore,
 };
 
 fn opts() -> SealOptions {
@@ -252,7 +252,7 @@ async fn same_id_with_different_content_is_refused() {
 #[tokio::test]
 async fn identical_bundle_again_writes_nothing() {
     let tmp = TempDir::new().unwrap();
-    let counting = Arc::new(CountingStore::default());
+    let counting = Arc::new(InstrumentedStore::default());
     let store = store_over(Arc::clone(&counting) as Arc<dyn ObjectStore>);
     let (draft, dir) = write_session(tmp.path(), 4, 2);
     let first = store.seal(&dir, &opts()).await.unwrap();
@@ -266,7 +266,7 @@ async fn identical_bundle_again_writes_nothing() {
     let again = fresh.seal(&copy, &opts()).await.unwrap();
     assert!(matches!(again, SealOutcome::AlreadySealed(_)), "{again:?}");
     assert_eq!(again.summary().seal, first.summary().seal);
-    assert_eq!(counting.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(counting.written(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -276,7 +276,7 @@ async fn a_failure_at_any_write_leaves_nothing_visible() {
     let id = draft.session_id().to_string();
     let mut n = 1;
     loop {
-        let failing = Arc::new(FailingStore::new(n));
+        let failing = Arc::new(InstrumentedStore::default().failing_at(n, Counted::Writes));
         let inner = Arc::clone(&failing.inner) as Arc<dyn ObjectStore>;
         let store = store_over(failing as Arc<dyn ObjectStore>);
         match store.seal(&dir, &opts()).await {

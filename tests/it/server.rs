@@ -6,301 +6,20 @@
 //! by a restart, and a bounded load test. The `s3` lifecycle runs against
 //! SeaweedFS (ignored unless `scripts/test.sh` runs it).
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nusomi_export::store::{SealOptions, SealedStore};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{with_param, write_session};
-
-const TOKEN: &str = "test-token-0123456789";
-
-const ALL_WORKFLOWS: [&str; 5] = [
-    "process_invoice",
-    "triage_ticket",
-    "update_crm_record",
-    "book_travel",
-    "reconcile_payments",
-];
-
-/// A running `nusomi serve`.
-struct Server {
-    child: Child,
-    base: String,
-    data_dir: PathBuf,
-    store: String,
-    client: reqwest::Client,
-}
-
-/// A response body as JSON (reqwest's `json` feature would rebuild the
-/// object-store stack for tests; see DATAFUSION.md).
-async fn json_of(r: reqwest::Response) -> Value {
-    let b = r.bytes().await.unwrap();
-    serde_json::from_slice(&b).unwrap_or(Value::Null)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    async fn start(store: &str, data_dir: &Path) -> Server {
-        Self::start_on(store, data_dir, free_port(), &[], None).await
-    }
-
-    async fn start_on(
-        store: &str,
-        data_dir: &Path,
-        port: u16,
-        env: &[(&str, &str)],
-        log: Option<&Path>,
-    ) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
-        cmd.args(["serve", "--store", store, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--token", TOKEN, "--workers", "2"])
-            .stdout(Stdio::null())
-            .stderr(match log {
-                Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
-                None => Stdio::null(),
-            });
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let s = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            data_dir: data_dir.to_path_buf(),
-            store: store.to_string(),
-            client: reqwest::Client::new(),
-        };
-        let t0 = Instant::now();
-        loop {
-            if let Ok(r) = s.client.get(format!("{}/healthz", s.base)).send().await {
-                if r.status() == 200 {
-                    break;
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        s
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no cleanup, no graceful shutdown.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn restart(&mut self) {
-        let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
-        let fresh = Server::start_on(&self.store, &self.data_dir, port, &[], None).await;
-        // The old child is dead already; dropping it is harmless.
-        drop(std::mem::replace(self, fresh));
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    async fn post(&self, spec: &Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}/v1/exports", self.base))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(spec.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, json_of(r).await)
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, json_of(r).await)
-    }
-
-    async fn delete(&self, path: &str) -> u16 {
-        self.client
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    async fn wait_final(&self, id: &str, limit: Duration) -> Value {
-        let t0 = Instant::now();
-        loop {
-            let (s, job) = self.get(&format!("/v1/exports/{id}")).await;
-            assert_eq!(s, 200, "{job}");
-            if job["status"] == "completed" || job["status"] == "failed" {
-                return job;
-            }
-            assert!(t0.elapsed() < limit, "{id} did not finish: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A sealed store folder of `n` small sessions.
-async fn store_dir(seed: u64, n: usize) -> (TempDir, String) {
-    let tmp = TempDir::new().unwrap();
-    let root = tmp.path().join("store");
-    let store = SealedStore::open(root.to_str().unwrap()).await.unwrap();
-    for i in 0..n {
-        let (_, dir) = write_session(tmp.path(), seed, i);
-        store.seal(&dir, &SealOptions::default()).await.unwrap();
-    }
-    let root = root.display().to_string();
-    (tmp, root)
-}
-
-fn spec(format: &str, destination: Value, extra: Value) -> Value {
-    let mut v = json!({
-        "workflow": ALL_WORKFLOWS,
-        "format": format,
-        "as_of": "2030-01-01T00:00:00Z",
-        "frame_sampling": {"mode": "all"},
-        "shard_size_bytes": 200 * 1024,
-        "destination": destination,
-    });
-    for (k, val) in extra.as_object().unwrap() {
-        v[k] = val.clone();
-    }
-    v
-}
-
-/// Runs `nusomi export create --json` for `spec`; returns the job object.
-fn export_create(store: &str, spec: &Value, dir: &Path) -> Value {
-    let path = dir.join(format!("spec-{}.json", rand_suffix()));
-    std::fs::write(&path, spec.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nusomi"))
-        .args(["export", "create", "--store", store, "--json"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn rand_suffix() -> u64 {
-    rand::random()
-}
-
-/// Files in a folder: name → bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        out.insert(
-            e.file_name().to_string_lossy().into_owned(),
-            std::fs::read(e.path()).unwrap(),
-        );
-    }
-    out
-}
-
-/// Asserts two folders hold the same files with the same bytes, naming the
-/// ones that differ (never printing contents).
-fn assert_same_files(a: &Path, b: &Path) {
-    let (fa, fb) = (files(a), files(b));
-    let names_a: Vec<&String> = fa.keys().collect();
-    let names_b: Vec<&String> = fb.keys().collect();
-    assert_eq!(
-        names_a,
-        names_b,
-        "{} vs {}: file names",
-        a.display(),
-        b.display()
-    );
-    let differ: Vec<String> = fa
-        .iter()
-        .filter(|(k, v)| fb[*k] != **v)
-        .map(|(k, v)| format!("{k} ({} vs {} bytes)", v.len(), fb[k].len()))
-        .collect();
-    assert!(
-        differ.is_empty(),
-        "{} vs {}: differ: {differ:?}",
-        a.display(),
-        b.display()
-    );
-}
-
-/// A manifest without `spec` and `resolved`, the parts that name the
-/// destination.
-fn manifest_sans_spec(bytes: &[u8]) -> Value {
-    let mut m: Value = serde_json::from_slice(bytes).unwrap();
-    m.as_object_mut().unwrap().remove("spec");
-    m.as_object_mut().unwrap().remove("resolved");
-    m
-}
-
-/// Two exports of the same rows to different folders: identical files, and
-/// manifests equal once `spec`/`resolved` (which hold the path) are removed.
-fn assert_same_export(a: &Path, b: &Path) {
-    let strip = |d: &Path| manifest_sans_spec(&std::fs::read(d.join("manifest.json")).unwrap());
-    assert_eq!(strip(a), strip(b));
-    let (fa, fb) = (files(a), files(b));
-    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
-    for (k, v) in &fa {
-        if k != "manifest.json" {
-            assert!(
-                fb[k] == *v,
-                "{k} differs between {} and {}",
-                a.display(),
-                b.display()
-            );
-        }
-    }
-}
-
-fn file_url_dir(manifest_url: &str) -> PathBuf {
-    let p = url::Url::parse(manifest_url)
-        .unwrap()
-        .to_file_path()
-        .unwrap();
-    p.parent().unwrap().to_path_buf()
-}
+use crate::support::{
+    assert_same_export, assert_same_files, export_create, file_url_dir, files, free_port, json_of,
+    manifest_sans_spec, rand_suffix, spec_json, store_dir, with_param, Server, ALL_WORKFLOWS,
+    TOKEN,
+};
 
 #[tokio::test]
 async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create() {
@@ -311,11 +30,7 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
         let via_api = tmp.path().join(format!("api-{format}"));
         let via_cli = tmp.path().join(format!("cli-{format}"));
         let (s, created) = server
-            .post(&spec(
-                format,
-                json!({"kind": "local", "path": via_api}),
-                json!({}),
-            ))
+            .post(&spec_json(format, json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "local", "path": via_api})})))
             .await;
         assert_eq!(s, 202, "{created}");
         assert_eq!(created["status"], "queued");
@@ -327,7 +42,10 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
         assert_eq!(job["status"], "completed", "{job}");
         let cli = export_create(
             &store,
-            &spec(format, json!({"kind": "local", "path": via_cli}), json!({})),
+            &spec_json(
+                format,
+                json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "local", "path": via_cli})}),
+            ),
             tmp.path(),
         );
         for k in [
@@ -355,11 +73,7 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
 
         // signed_url: every link downloads and matches the manifest.
         let (s, created) = server
-            .post(&spec(
-                format,
-                json!({"kind": "signed_url"}),
-                json!({"tag": "signed"}),
-            ))
+            .post(&spec_json(format, json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "signed_url"}), "tag": "signed"})))
             .await;
         assert_eq!(s, 202);
         let job = server
@@ -417,7 +131,7 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
 }
 
 #[tokio::test]
-async fn statuses_401_400_404_413_415_filters_and_pagination() {
+async fn every_guarded_route_answers_401_without_the_token() {
     let (tmp, store) = store_dir(62, 2).await;
     let server = Server::start(&store, &tmp.path().join("data")).await;
     let c = &server.client;
@@ -441,6 +155,14 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         c.get(format!("{b}/healthz")).send().await.unwrap().status(),
         200
     );
+}
+
+#[tokio::test]
+async fn a_bad_spec_answers_400_with_every_field_path() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let _c = &server.client;
+    let _b = &server.base;
     // 400 with every field path.
     let (s, body) = server
         .post(&json!({"workflow": [], "format": "csv", "filter": {"outcom": "success"}, "destination": {"kind": "local", "path": "x"}}))
@@ -460,6 +182,14 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         .await;
     assert_eq!(s, 400);
     assert_eq!(body["errors"][0]["field"], "destination");
+}
+
+#[tokio::test]
+async fn another_content_type_answers_415_and_a_body_over_1_mib_413() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let c = &server.client;
+    let b = &server.base;
     // 415 for another content type, 413 for a body over 1 MiB.
     let r = c
         .post(format!("{b}/v1/exports"))
@@ -485,6 +215,14 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         "close",
         "a 413 closes the connection"
     );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_routes_answer_404_and_unsigned_files_403() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let c = &server.client;
+    let b = &server.base;
     // 404s.
     assert_eq!(server.get("/v1/exports/exp_NOPE").await.0, 404);
     assert_eq!(server.delete("/v1/exports/exp_NOPE").await, 404);
@@ -503,7 +241,14 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
 
+#[tokio::test]
+async fn lists_filter_and_page_newest_first_and_finished_jobs_cannot_be_cancelled() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let _c = &server.client;
+    let _b = &server.base;
     // Filters and pagination: 7 jobs over two workflows and two tags.
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -569,6 +314,16 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, newest_first);
+    // A finished export cannot be cancelled.
+    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 409);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_the_server_routes() {
+    let (tmp, store) = store_dir(62, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let c = &server.client;
+    let b = &server.base;
     // The OpenAPI document is served and lists every route.
     let (s, doc) = server.get("/v1/openapi.json").await;
     assert_eq!(s, 200);
@@ -592,8 +347,6 @@ async fn statuses_401_400_404_413_415_filters_and_pagination() {
         assert_ne!(body["error"], "no such route", "{m} {p}");
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
-    // A finished export cannot be cancelled.
-    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 409);
 }
 
 /// A store whose parquet export with 4 KiB shards takes a few seconds: one
@@ -603,10 +356,9 @@ async fn slow_store() -> (TempDir, String) {
 }
 
 fn slow_spec(dest: &Path) -> Value {
-    spec(
+    spec_json(
         "parquet",
-        json!({"kind": "local", "path": dest}),
-        json!({"shard_size_bytes": 4096}),
+        json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "local", "path": dest}), "shard_size_bytes": 4096}),
     )
 }
 
@@ -824,7 +576,12 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
     for format in ["parquet", "arrow", "jsonl", "webdataset"] {
         let prefix = format!("api-{format}-{}", rand_suffix());
         let d = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": prefix, "region": "us-east-1", "endpoint": endpoint});
-        let (s, created) = server.post(&spec(format, d, json!({}))).await;
+        let (s, created) = server
+            .post(&spec_json(
+                format,
+                json!({"shard_size_bytes": 200 * 1024, "destination": d}),
+            ))
+            .await;
         assert_eq!(s, 202);
         let job = server
             .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(60))
@@ -837,10 +594,9 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
         let local_dir = tmp.path().join(format!("cli-{format}"));
         let cli = export_create(
             &store,
-            &spec(
+            &spec_json(
                 format,
-                json!({"kind": "local", "path": local_dir}),
-                json!({}),
+                json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "local", "path": local_dir})}),
             ),
             tmp.path(),
         );
@@ -871,7 +627,12 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
     }
     // An unreachable destination fails the job with an error, not the request.
     let bad = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": "x", "region": "us-east-1", "endpoint": "http://127.0.0.1:1"});
-    let (s, created) = server.post(&spec("jsonl", bad, json!({}))).await;
+    let (s, created) = server
+        .post(&spec_json(
+            "jsonl",
+            json!({"shard_size_bytes": 200 * 1024, "destination": bad}),
+        ))
+        .await;
     assert_eq!(s, 202);
     let job = server
         .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(300))
@@ -908,7 +669,10 @@ async fn expired_signed_links_are_renewed_through_the_api() {
     )
     .await;
     let (s, created) = server
-        .post(&spec("jsonl", json!({"kind": "signed_url"}), json!({})))
+        .post(&spec_json(
+            "jsonl",
+            json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "signed_url"})}),
+        ))
         .await;
     assert_eq!(s, 202);
     let id = created["id"].as_str().unwrap().to_string();

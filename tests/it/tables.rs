@@ -14,7 +14,7 @@ use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{store_over, write_session, CountingStore};
+use crate::support::{store_over, write_session, InstrumentedStore};
 
 async fn sql(ctx: &SessionContext, q: &str) -> Vec<RecordBatch> {
     ctx.sql(q).await.unwrap().collect().await.unwrap()
@@ -29,12 +29,12 @@ async fn counting_store(
     n: usize,
 ) -> (
     TempDir,
-    Arc<CountingStore>,
+    Arc<InstrumentedStore>,
     Arc<SealedStore>,
     Vec<BundleDraft>,
 ) {
     let tmp = TempDir::new().unwrap();
-    let counting = Arc::new(CountingStore::default());
+    let counting = Arc::new(InstrumentedStore::default());
     let store = store_over(Arc::clone(&counting) as Arc<dyn ObjectStore>);
     let mut drafts = Vec::new();
     for i in 0..n {
@@ -233,14 +233,7 @@ async fn time_and_id_filters_prune_and_projection_skips_images() {
     )
     .await;
     assert_eq!(one_i64(&b) as usize, drafts[2].frames.len());
-    let frame_reads: Vec<String> = counting
-        .reads
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| p.contains("frames/"))
-        .cloned()
-        .collect();
+    let frame_reads = counting.reads_of("frames/");
     assert!(
         frame_reads.iter().all(|p| p.contains(&id)),
         "{frame_reads:?}"
@@ -271,9 +264,7 @@ async fn time_and_id_filters_prune_and_projection_skips_images() {
     )
     .await;
     assert!(b[0].num_rows() == 1);
-    let read = counting
-        .bytes_read
-        .load(std::sync::atomic::Ordering::SeqCst) as u64;
+    let read = counting.bytes_read() as u64;
     assert!(
         read * 10 < total,
         "read {read} of {total} bytes without projecting image"

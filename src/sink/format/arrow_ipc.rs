@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::super::hashing::{HashingWriter, ShardDone};
 use super::parquet::Drain;
 use super::{row_value_bytes, ShardFile};
+use crate::error::{Error, Result};
 use crate::sink::row_schema::output_schema;
-use crate::{Error, Result};
 
 /// Rows per Arrow IPC record batch.
 const ARROW_BATCH_ROWS: usize = 64;

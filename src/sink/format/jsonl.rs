@@ -4,9 +4,9 @@ use arrow::array::RecordBatch;
 use base64::Engine;
 use serde_json::Value;
 
-use super::rows::image_of;
+use super::image_of;
+use crate::error::Result;
 use crate::sink::row_json::row_object;
-use crate::Result;
 
 /// `{…, "image": "data:image/png;base64,…"}\n`
 pub(super) fn line(row: &RecordBatch) -> Result<Vec<u8>> {

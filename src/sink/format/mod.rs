@@ -16,14 +16,12 @@ use arrow::datatypes::DataType;
 use async_trait::async_trait;
 
 use super::hashing::{HashingWriter, ShardDone};
+use crate::error::{Error, Result};
 use crate::spec::OutputFormat;
-use crate::Result;
-
-pub use self::parquet::PARQUET_ROW_GROUP_ROWS;
 
 /// A shard being written.
 #[async_trait]
-pub trait ShardFile: Send {
+pub(super) trait ShardFile: Send {
     /// Upper bound of the finished shard's size if `row` (a one-row batch in
     /// the output schema) were added now.
     fn size_with(&mut self, row: &RecordBatch) -> Result<u64>;
@@ -37,7 +35,7 @@ pub trait ShardFile: Send {
 }
 
 /// Opens a shard of `format` on `out`.
-pub fn open_shard(format: OutputFormat, out: HashingWriter) -> Result<Box<dyn ShardFile>> {
+pub(super) fn open_shard(format: OutputFormat, out: HashingWriter) -> Result<Box<dyn ShardFile>> {
     Ok(match format {
         OutputFormat::Jsonl => Box::new(rows::RowShard::new(out, rows::RowEncoding::Jsonl)),
         OutputFormat::Webdataset => Box::new(rows::RowShard::new(out, rows::RowEncoding::Tar)),
@@ -48,7 +46,7 @@ pub fn open_shard(format: OutputFormat, out: HashingWriter) -> Result<Box<dyn Sh
 
 /// Bytes a row's values take (strings and binaries by length, fixed-width
 /// values by width), a basis for size bounds of the columnar formats.
-pub fn row_value_bytes(row: &RecordBatch) -> u64 {
+pub(super) fn row_value_bytes(row: &RecordBatch) -> u64 {
     row.columns()
         .iter()
         .map(|c| array_value_bytes(c.as_ref()))
@@ -80,4 +78,22 @@ fn array_value_bytes(a: &dyn Array) -> u64 {
         }
         other => other.primitive_width().map_or(8, |w| w as u64) * n + n,
     }
+}
+
+/// The image bytes and format of a one-row batch.
+pub(super) fn image_of(row: &RecordBatch) -> Result<(&[u8], String)> {
+    let missing = |what: &str| Error::Internal(format!("an export row lacks {what}"));
+    let image = row
+        .column_by_name("image")
+        .ok_or_else(|| missing("image"))?
+        .as_struct();
+    let bytes = image.column(0).as_binary::<i32>();
+    let format = row
+        .column_by_name("image_format")
+        .ok_or_else(|| missing("image_format"))?;
+    let format = format.as_string::<i32>();
+    if bytes.is_null(0) || format.is_null(0) {
+        return Err(missing("image bytes"));
+    }
+    Ok((bytes.value(0), format.value(0).to_string()))
 }

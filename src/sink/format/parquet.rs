@@ -14,14 +14,14 @@ use parquet::schema::types::ColumnPath;
 
 use super::super::hashing::{HashingWriter, ShardDone};
 use super::{row_value_bytes, ShardFile};
+use crate::error::{Error, Result};
 use crate::sink::row_schema::output_schema;
 use crate::store::image_parquet_props;
-use crate::{Error, Result};
 
 /// Rows per Parquet row group (images are large; ~100 rows or ~100 MB).
-pub const PARQUET_ROW_GROUP_ROWS: usize = 100;
+pub(crate) const PARQUET_ROW_GROUP_ROWS: usize = 100;
 /// Bytes per Parquet row group.
-pub const PARQUET_ROW_GROUP_BYTES: usize = 100 << 20;
+pub(super) const PARQUET_ROW_GROUP_BYTES: usize = 100 << 20;
 /// A `Write` target whose bytes the async side drains after each call.
 #[derive(Clone, Default)]
 pub(super) struct Drain(Arc<Mutex<Vec<u8>>>);

@@ -1,13 +1,13 @@
 //! Row-at-a-time shard files (JSONL and WebDataset): each row is encoded
 //! to bytes before it is added, so a shard's size is known exactly.
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::super::hashing::{HashingWriter, ShardDone};
 use super::{jsonl, webdataset, ShardFile};
-use crate::{Error, Result};
+use crate::error::Result;
 
 #[derive(Clone, Copy)]
 pub(super) enum RowEncoding {
@@ -74,22 +74,4 @@ impl ShardFile for RowShard {
     async fn abort(self: Box<Self>) -> bool {
         self.out.abort().await
     }
-}
-
-/// The image bytes and format of a one-row batch.
-pub(super) fn image_of(row: &RecordBatch) -> Result<(&[u8], String)> {
-    let missing = |what: &str| Error::Internal(format!("an export row lacks {what}"));
-    let image = row
-        .column_by_name("image")
-        .ok_or_else(|| missing("image"))?
-        .as_struct();
-    let bytes = image.column(0).as_binary::<i32>();
-    let format = row
-        .column_by_name("image_format")
-        .ok_or_else(|| missing("image_format"))?;
-    let format = format.as_string::<i32>();
-    if bytes.is_null(0) || format.is_null(0) {
-        return Err(missing("image bytes"));
-    }
-    Ok((bytes.value(0), format.value(0).to_string()))
 }

@@ -5,10 +5,10 @@
 use arrow::array::RecordBatch;
 use serde_json::Value;
 
-use super::rows::image_of;
+use super::image_of;
+use crate::error::{Error, Result};
 use crate::sink::row_json::row_object;
 use crate::sink::row_schema::extension;
-use crate::{Error, Result};
 
 /// End of a tar archive: two zero blocks.
 pub(super) const TRAILER: u64 = 1024;
