@@ -15,6 +15,7 @@ use super::s3::AssumedRole;
 use super::{azure, gcs, s3};
 use crate::error::{Error, Result};
 use crate::spec::Destination;
+use crate::store::local_folder;
 
 /// An export's output location.
 #[derive(Debug, Clone)]
@@ -70,13 +71,7 @@ impl ExportTarget {
 
     /// A local folder (created if missing).
     pub fn local(path: &str) -> Result<Self> {
-        let dir = std::path::Path::new(path);
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let abs = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
-        let prefix = Path::from_absolute_path(&abs).map_err(|e| Error::Location {
-            location: path.to_string(),
-            message: e.to_string(),
-        })?;
+        let (abs, prefix) = local_folder(path, std::path::Path::new(path))?;
         let mut t = ExportTarget::new(
             Arc::new(LocalFileSystem::new()),
             prefix,

@@ -17,6 +17,23 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
+/// A local folder as an object-store prefix: created if missing, made
+/// absolute (symlinks resolved), and returned with its `LocalFileSystem`
+/// path. The one local opener for stores and export targets; `display` is
+/// the location as the user gave it, for errors.
+pub(crate) fn local_folder(
+    display: &str,
+    path: &std::path::Path,
+) -> Result<(std::path::PathBuf, Path)> {
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let prefix = Path::from_absolute_path(&abs).map_err(|e| Error::Location {
+        location: display.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((abs, prefix))
+}
+
 /// A resolved store root.
 #[derive(Debug, Clone)]
 pub struct StoreLocation {
@@ -105,12 +122,7 @@ impl StoreLocation {
     }
 
     fn local(display: &str, path: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        let abs = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-        let prefix = Path::from_absolute_path(&abs).map_err(|e| Error::Location {
-            location: display.to_string(),
-            message: e.to_string(),
-        })?;
+        let (_, prefix) = local_folder(display, path)?;
         Ok(StoreLocation {
             display: display.to_string(),
             store: Arc::new(LocalFileSystem::new()),

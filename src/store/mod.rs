@@ -18,6 +18,7 @@ pub use crate::error::BundleError;
 pub(crate) use bundle::json_type_name;
 pub use bundle::{is_valid_session_id, ActorKind, Bundle, Event, Frame, Outcome, SessionMeta};
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
+pub(crate) use location::local_folder;
 pub use location::StoreLocation;
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
