@@ -11,9 +11,10 @@ use arrow::array::{
 };
 use sha2::{Digest, Sha256};
 
-use super::bundle::{Bundle, BundleError, Frame};
+use super::bundle::{Bundle, Frame};
 use super::frame_image::{hash_distance, is_keyframe};
 use super::schema::{event_fields, frames_file_schema, sessions_schema, UTC};
+use crate::error::BundleError;
 use crate::error::{Error, Result};
 
 /// Frames per Arrow batch while streaming a session out.

@@ -4,6 +4,7 @@
 //! engine's job (`crate::engine`), which this layer never imports.
 
 mod bundle;
+mod bundle_reader;
 mod frame_batch;
 mod frame_image;
 mod layout;
@@ -15,8 +16,8 @@ mod table;
 mod writer_props;
 
 pub use crate::error::BundleError;
-pub(crate) use bundle::json_type_name;
 pub use bundle::{is_valid_session_id, ActorKind, Bundle, Event, Frame, Outcome, SessionMeta};
+pub(crate) use bundle_reader::json_type_name;
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
 pub(crate) use location::local_folder;
 pub use location::StoreLocation;

@@ -1,0 +1,82 @@
+//! The `destination` part of a spec: one object per destination kind.
+
+use serde_json::Value;
+
+use super::{join, Parser};
+use crate::spec::model::Destination;
+use crate::store::json_type_name;
+
+impl Parser {
+    pub(super) fn destination(&mut self, v: &Value) -> Option<Destination> {
+        let path = "destination";
+        let kind = match v.get("kind") {
+            Some(k) => self.string(k, "destination.kind")?,
+            None => {
+                if v.is_object() {
+                    self.err("destination.kind", "missing required field");
+                } else {
+                    self.err(
+                        path,
+                        format!("expected an object, found {}", json_type_name(v)),
+                    );
+                }
+                return None;
+            }
+        };
+        let fields: &[&str] = match kind.as_str() {
+            "local" => &["kind", "path"],
+            "s3" => &["kind", "bucket", "prefix", "region", "role_arn", "endpoint"],
+            "gcs" => &["kind", "bucket", "prefix", "service_account"],
+            "azure_blob" => &["kind", "account", "container", "prefix"],
+            "signed_url" => &["kind"],
+            other => {
+                self.err(
+                    "destination.kind",
+                    format!("{other:?} is not one of: s3, gcs, azure_blob, signed_url, local"),
+                );
+                return None;
+            }
+        };
+        let obj = self.object(v, path, fields)?;
+        let before = self.errors.len();
+        let req = |p: &mut Parser, name: &str| -> String {
+            let fp = join(path, name);
+            match obj.get(name).filter(|x| !x.is_null()) {
+                Some(x) => p.string(x, &fp).unwrap_or_default(),
+                None => {
+                    p.err(&fp, "missing required field");
+                    String::new()
+                }
+            }
+        };
+        let opt = |p: &mut Parser, name: &str| -> Option<String> {
+            obj.get(name)
+                .filter(|x| !x.is_null())
+                .and_then(|x| p.string(x, &join(path, name)))
+        };
+        let d = match kind.as_str() {
+            "local" => Destination::Local {
+                path: req(self, "path"),
+            },
+            "s3" => Destination::S3 {
+                bucket: req(self, "bucket"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+                region: opt(self, "region"),
+                role_arn: opt(self, "role_arn"),
+                endpoint: opt(self, "endpoint"),
+            },
+            "gcs" => Destination::Gcs {
+                bucket: req(self, "bucket"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+                service_account: opt(self, "service_account"),
+            },
+            "azure_blob" => Destination::AzureBlob {
+                account: req(self, "account"),
+                container: req(self, "container"),
+                prefix: opt(self, "prefix").unwrap_or_default(),
+            },
+            _ => Destination::SignedUrl,
+        };
+        (self.errors.len() == before).then_some(d)
+    }
+}
