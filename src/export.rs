@@ -161,6 +161,7 @@ impl Export {
                 .tag
                 .clone()
                 .unwrap_or_else(|| format!("{} export", spec.workflows.join(", "))),
+            export_id: Some(id.clone()),
         };
         let manifest = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
             .with_meta(meta)

@@ -50,6 +50,7 @@ pub mod server;
 pub mod sink;
 pub mod spec;
 pub mod store;
+pub mod workspace;
 
 pub use engine::{register, session_config};
 pub use error::{Error, Result};

@@ -2,15 +2,19 @@
 //! the environment variables named in `--help`. Exports run on a runtime of
 //! their own, so requests are answered while they use the cores.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
-use crate::jobs::{JobDb, JobService};
-use crate::server::{router, AppState, Tokens, DEFAULT_MAX_BODY_BYTES};
+use crate::jobs::{JobDb, JobService, DEFAULT_WORKSPACE};
+use crate::server::{router, AppState, DEFAULT_MAX_BODY_BYTES};
+use crate::workspace::Workspaces;
+
+/// Shortest accepted `NUSOMI_SIGNING_KEY`.
+const MIN_SIGNING_KEY_BYTES: usize = 32;
 use crate::spec::Destination;
 use crate::store::SealedStore;
 
@@ -34,8 +38,26 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "NUSOMI_DATA_DIR", default_value = "nusomi-data")]
     data_dir: PathBuf,
     /// Accepted API bearer tokens, comma-separated. None: the API is open.
-    #[arg(long = "token", env = "NUSOMI_API_TOKENS", value_delimiter = ',')]
+    #[arg(
+        long = "token",
+        env = "NUSOMI_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     tokens: Vec<String>,
+    /// A file of accepted bearer tokens, one per line (keeps them out of
+    /// the process list).
+    #[arg(long, env = "NUSOMI_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Queued plus running jobs allowed at once for the workspace of
+    /// --store (default: no limit; workspaces from a file set their own).
+    #[arg(long, env = "NUSOMI_MAX_ACTIVE_JOBS")]
+    max_active_jobs: Option<usize>,
+    /// A workspaces file: several workspaces, each with its own tokens,
+    /// store and destination policy (see the README). Replaces --store,
+    /// --token and --workspace-id.
+    #[arg(long, env = "NUSOMI_WORKSPACES")]
+    workspaces: Option<PathBuf>,
     /// Exports running at once (default: half the cores, at least 1).
     #[arg(long, env = "NUSOMI_WORKERS")]
     workers: Option<usize>,
@@ -59,20 +81,27 @@ pub(super) struct ServeArgs {
 /// The key in `dir/signing.key`, created (32 random bytes, hex, mode 0600)
 /// on first use.
 fn signing_key(dir: &std::path::Path) -> Result<String> {
+    use std::io::Write;
     let path = dir.join("signing.key");
     if let Ok(k) = std::fs::read_to_string(&path) {
-        if !k.trim().is_empty() {
+        if k.trim().len() >= MIN_SIGNING_KEY_BYTES {
             return Ok(k.trim().to_string());
         }
     }
     let key = hex::encode(rand::random::<[u8; 32]>());
-    let tmp = dir.join("signing.key.tmp");
-    std::fs::write(&tmp, &key).map_err(|e| Error::io(&tmp, e))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created with its final mode: never readable by others, not even briefly.
+        opts.mode(0o600);
     }
+    let tmp = dir.join(format!("signing.key.{}.tmp", std::process::id()));
+    let mut f = opts.open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(key.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     Ok(key)
 }
@@ -94,19 +123,48 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The workspaces served: from `--workspaces FILE`, else the one trusted
+/// workspace of `--store`, `--token`/`--tokens-file` and `--workspace-id`.
+fn workspaces(args: &ServeArgs) -> Result<(Workspaces, String)> {
+    if let Some(file) = &args.workspaces {
+        if args.store.is_some() || !args.tokens.is_empty() || args.tokens_file.is_some() {
+            return Err(Error::Config {
+                field: "--workspaces".into(),
+                message: "each workspace names its own store and tokens: leave out --store, \
+                          --token and --tokens-file"
+                    .into(),
+            });
+        }
+        let w = Workspaces::from_file(file)?;
+        return Ok((w, format!("workspaces from {}", file.display())));
+    }
+    let root = args.store.clone().ok_or_else(|| Error::Config {
+        field: "--store".into(),
+        message: "required (or NUSOMI_STORE), unless --workspaces names a workspaces file".into(),
+    })?;
+    let mut tokens = args.tokens.clone();
+    if let Some(f) = &args.tokens_file {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        tokens.extend(text.lines().map(str::to_string));
+    }
+    let id = args.workspace_id.as_deref().unwrap_or(DEFAULT_WORKSPACE);
+    let mut w = Workspaces::single(id, &root, &tokens);
+    if let Some(n) = args.max_active_jobs {
+        w = w.with_max_active_jobs(n);
+    }
+    Ok((w, format!("store {root}")))
+}
+
 pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     if args.print_openapi {
         println!(
             "{}",
-            serde_json::to_string_pretty(&crate::server::openapi()).unwrap_or_default()
+            serde_json::to_string_pretty(&crate::server::openapi())?
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let root = args.store.ok_or_else(|| Error::Config {
-        field: "--store".into(),
-        message: "required (or NUSOMI_STORE)".into(),
-    })?;
-    if args.tokens.iter().all(|t| t.trim().is_empty()) && !args.listen.ip().is_loopback() {
+    let (workspaces, serving) = workspaces(&args)?;
+    if workspaces.is_open() && !args.listen.ip().is_loopback() {
         return Err(Error::Config {
             field: "--listen".into(),
             message: format!(
@@ -116,7 +174,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
             ),
         });
     }
-    let store = SealedStore::open(&root).await?;
+    let mut stores = HashMap::new();
+    for ws in workspaces.all() {
+        stores.insert(ws.id.clone(), SealedStore::open(&ws.store).await?);
+    }
     std::fs::create_dir_all(&args.data_dir).map_err(|e| Error::io(&args.data_dir, e))?;
     let mut dest = DestConfig::from_env()?;
     if std::env::var("NUSOMI_SIGNED_STORAGE").is_err() {
@@ -124,12 +185,20 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
             path: args.data_dir.join("files").display().to_string(),
         };
     }
-    dest.workspace_id = args.workspace_id.or(dest.workspace_id);
     dest.public_url = args
         .public_url
+        .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
-    let key = match args.signing_key {
-        Some(k) => k,
+    let key = match &args.signing_key {
+        Some(k) if k.len() < MIN_SIGNING_KEY_BYTES => {
+            return Err(Error::Config {
+                field: "--signing-key".into(),
+                message: format!(
+                    "NUSOMI_SIGNING_KEY must be at least {MIN_SIGNING_KEY_BYTES} bytes"
+                ),
+            })
+        }
+        Some(k) => k.clone(),
         None => signing_key(&args.data_dir)?,
     };
     dest.signing_key = Some(UrlSigner::new(key.into_bytes()));
@@ -145,10 +214,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let exec_handle = exec.handle().clone();
     std::mem::forget(exec);
     let db = JobDb::open(&args.data_dir)?;
-    let jobs = JobService::new(store, db, dest, workers, exec_handle);
+    let open = workspaces.is_open();
+    let jobs = JobService::new(workspaces, stores, db, dest, workers, exec_handle);
     let requeued = jobs.recover()?;
     jobs.start();
-    let tokens = Arc::new(Tokens::new(&args.tokens));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::io(args.listen.to_string(), e))?;
@@ -156,7 +225,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
         .local_addr()
         .map_err(|e| Error::io(args.listen.to_string(), e))?;
     eprintln!(
-        "nusomi serve: listening on http://{addr} ({workers} worker(s), data in {}, store {root}{})",
+        "nusomi serve: listening on http://{addr} ({workers} worker(s), data in {}, {serving}{})",
         args.data_dir.display(),
         if requeued > 0 {
             format!(", {requeued} interrupted job(s) queued again")
@@ -164,7 +233,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
             String::new()
         }
     );
-    if tokens.is_open() {
+    if open {
         eprintln!(
             "nusomi serve: WARNING: no API tokens configured (--token / NUSOMI_API_TOKENS): \
              the API is open to anyone who can reach {addr}"
@@ -172,7 +241,6 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     let app = router(AppState {
         jobs,
-        tokens,
         max_body_bytes: args.max_body_bytes,
     });
     axum::serve(listener, app)

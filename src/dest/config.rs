@@ -14,8 +14,14 @@ use crate::spec::Destination;
 pub struct DestConfig {
     /// Workspace id, sent as STS `ExternalId` when assuming a role.
     pub workspace_id: Option<String>,
-    /// STS endpoint (default: the destination's `endpoint`, else AWS).
+    /// STS endpoint (default: the destination's `endpoint` when
+    /// `sts_from_destination`, else AWS).
     pub sts_endpoint: Option<String>,
+    /// Whether a destination's `endpoint` may also serve as the STS
+    /// endpoint (the CLI and a trusted workspace: yes; workspaces of a
+    /// hosted service: never, so a signed AssumeRole request cannot be sent
+    /// to a host the caller chose).
+    pub sts_from_destination: bool,
     /// Assumed-role sessions are renewed when less than this is left.
     pub credential_refresh: Duration,
     /// Retry policy for transient object-store errors.
@@ -46,6 +52,7 @@ impl Default for DestConfig {
         DestConfig {
             workspace_id: None,
             sts_endpoint: None,
+            sts_from_destination: true,
             credential_refresh: Duration::from_secs(300),
             retry: RetryConfig::default(),
             client: ClientOptions::default(),

@@ -63,10 +63,11 @@ pub(crate) fn client(
                 .or_else(|| std::env::var("AWS_REGION").ok())
                 .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
                 .unwrap_or_else(|| "us-east-1".into());
-            let sts_endpoint = cfg
-                .sts_endpoint
-                .clone()
-                .or_else(|| endpoint.map(str::to_string));
+            let sts_endpoint = cfg.sts_endpoint.clone().or_else(|| {
+                endpoint
+                    .filter(|_| cfg.sts_from_destination)
+                    .map(str::to_string)
+            });
             let role = Arc::new(AssumedRole::new(
                 arn,
                 &external_id,

@@ -125,6 +125,30 @@ pub enum Error {
     #[error("rows to export: {0}")]
     Rows(String),
 
+    /// The destination prefix is claimed by another, unfinished export
+    /// (its lease names a different spec); nothing was changed there.
+    #[error(
+        "{url}: claimed by another unfinished export ({by}); choose another prefix or wait for it"
+    )]
+    PrefixClaimed {
+        /// URL of the prefix.
+        url: String,
+        /// The claiming export's id.
+        by: String,
+    },
+
+    /// The destination prefix holds objects no export of this crate wrote
+    /// there; nothing was changed there.
+    #[error("{url}: holds objects this export did not write ({}{}); choose an empty prefix", keys.join(", "), if *more { ", …" } else { "" })]
+    ForeignObjects {
+        /// URL of the prefix.
+        url: String,
+        /// The first few of them.
+        keys: Vec<String>,
+        /// Whether there are more.
+        more: bool,
+    },
+
     /// JSON could not be encoded or decoded.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

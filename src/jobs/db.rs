@@ -26,6 +26,8 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     /// Jobs with this `tag`.
     pub tag: Option<String>,
+    /// Jobs of this workspace.
+    pub workspace: Option<String>,
 }
 
 impl JobFilter {
@@ -38,6 +40,10 @@ impl JobFilter {
                 .tag
                 .as_ref()
                 .is_none_or(|t| r.tag.as_deref() == Some(t.as_str()))
+            && self
+                .workspace
+                .as_ref()
+                .is_none_or(|w| r.workspace_id() == w)
     }
 }
 

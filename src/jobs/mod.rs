@@ -8,5 +8,5 @@ mod record;
 mod service;
 
 pub use db::{JobDb, JobFilter};
-pub use record::{JobRecord, JobStatus};
+pub use record::{JobRecord, JobStatus, DEFAULT_WORKSPACE};
 pub use service::{JobService, Rejected};

@@ -10,6 +10,9 @@ use crate::export::ExportOutcome;
 use crate::sink::Progress;
 use crate::spec::{format_instant, ExportSpec};
 
+/// The workspace of records without one, and of the single-user service.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +60,10 @@ impl JobStatus {
 pub struct JobRecord {
     /// `exp_<ULID>`.
     pub id: String,
+    /// The workspace that posted it (absent in records of older versions:
+    /// the single-user workspace's).
+    #[serde(default)]
+    pub workspace: Option<String>,
     /// Current state.
     pub status: JobStatus,
     /// The spec as posted (JSON text).
@@ -106,6 +113,7 @@ impl JobRecord {
     pub fn queued(id: String, spec: &ExportSpec, body: &str, created_at: DateTime<Utc>) -> Self {
         JobRecord {
             id,
+            workspace: None,
             status: JobStatus::Queued,
             spec: body.to_string(),
             workflows: spec.workflows.clone(),
@@ -127,6 +135,11 @@ impl JobRecord {
             manifest_url: None,
             error: None,
         }
+    }
+
+    /// The id of the workspace it belongs to.
+    pub fn workspace_id(&self) -> &str {
+        self.workspace.as_deref().unwrap_or(DEFAULT_WORKSPACE)
     }
 
     /// Marks a new attempt as started now.

@@ -21,21 +21,29 @@ use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
 use crate::export::{new_export_id, Export, ExportOutcome};
 use crate::sink::{purge_unpublished, ExportLayout, Progress};
+use crate::spec::Destination;
 use crate::spec::{ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
+use crate::workspace::{Workspace, Workspaces};
 
-/// Why a submitted spec was refused (HTTP 400).
+/// Why a submitted spec was refused.
 #[derive(Debug)]
 pub enum Rejected {
-    /// Every problem, with its field path.
+    /// Every problem, with its field path (HTTP 400).
     Spec(SpecErrors),
+    /// The workspace has `limit` jobs queued or running already (HTTP 429).
+    Quota {
+        /// The workspace's `max_active_jobs`.
+        limit: usize,
+    },
     /// Something else went wrong storing the job.
     Internal(Error),
 }
 
 /// The export job queue and its workers.
 pub struct JobService {
-    store: Arc<SealedStore>,
+    workspaces: Workspaces,
+    stores: HashMap<String, Arc<SealedStore>>,
     db: JobDb,
     dest: DestConfig,
     workers: usize,
@@ -56,17 +64,20 @@ impl std::fmt::Debug for JobService {
 type LiveMap = HashMap<String, Arc<Progress>>;
 
 impl JobService {
-    /// A service over `store` and `db`, running at most `workers` exports at
-    /// once on the runtime `exec`.
+    /// A service for `workspaces`, each reading its store in `stores` (by
+    /// workspace id), with jobs in `db`, running at most `workers` exports
+    /// at once on the runtime `exec`.
     pub fn new(
-        store: Arc<SealedStore>,
+        workspaces: Workspaces,
+        stores: HashMap<String, Arc<SealedStore>>,
         db: JobDb,
         dest: DestConfig,
         workers: usize,
         exec: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(JobService {
-            store,
+            workspaces,
+            stores,
             db,
             dest,
             workers: workers.max(1),
@@ -88,6 +99,74 @@ impl JobService {
         &self.dest
     }
 
+    /// The workspaces served.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
+    }
+
+    /// Destination settings for exports of `ws`: its id is the STS external
+    /// id, and only a trusted workspace may have its destination's endpoint
+    /// serve as the STS endpoint.
+    fn dest_for(&self, ws: &Workspace) -> DestConfig {
+        let mut d = self.dest.clone();
+        d.workspace_id = Some(ws.id.clone());
+        d.sts_from_destination = ws.trusted;
+        d
+    }
+
+    /// The spec of `body` as `ws` may run it: validated, with key material
+    /// refused and, unless the workspace is trusted, its destination checked
+    /// against the workspace's policy (and a `local` path resolved under
+    /// its root).
+    fn checked_spec(
+        &self,
+        ws: &Workspace,
+        body: &str,
+        created: DateTime<Utc>,
+    ) -> std::result::Result<ExportSpec, SpecErrors> {
+        let mut spec = ExportSpec::from_json(body, created)?;
+        let refuse = |field: &str, message: &str| {
+            SpecErrors(vec![SpecError {
+                field: field.into(),
+                message: message.into(),
+            }])
+        };
+        if let Some(Destination::Gcs {
+            service_account: Some(sa),
+            ..
+        }) = &spec.destination
+        {
+            if sa.trim_start().starts_with('{') {
+                return Err(refuse(
+                    "destination.service_account",
+                    "key material is not accepted by the service (it would be stored with \
+                     the job): name a service-account e-mail",
+                ));
+            }
+        }
+        if !ws.trusted {
+            if let Some(d) = &spec.destination {
+                let resolved = ws.policy.resolve(d).map_err(|e| SpecErrors(vec![e]))?;
+                spec.destination = Some(resolved);
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Jobs of workspace `ws_id` that are queued or running.
+    fn active_jobs(&self, ws_id: &str) -> Result<usize> {
+        let mut n = 0;
+        for status in [JobStatus::Queued, JobStatus::Running] {
+            n += self
+                .db
+                .with_status(status)?
+                .iter()
+                .filter(|r| r.workspace_id() == ws_id)
+                .count();
+        }
+        Ok(n)
+    }
+
     /// Workers in the pool.
     pub fn workers(&self) -> usize {
         self.workers
@@ -103,14 +182,21 @@ impl JobService {
         Ok(stale.len())
     }
 
-    /// Validates `body` (a spec) and stores a queued job; the record is
-    /// durable before this returns.
-    pub fn submit(&self, body: &str) -> std::result::Result<JobRecord, Rejected> {
+    /// Validates `body` (a spec) for workspace `ws` and stores a queued job;
+    /// the record is durable before this returns.
+    pub fn submit(&self, ws: &Workspace, body: &str) -> std::result::Result<JobRecord, Rejected> {
         let created = Utc::now();
-        let spec = ExportSpec::from_json(body, created).map_err(Rejected::Spec)?;
+        let spec = self
+            .checked_spec(ws, body, created)
+            .map_err(Rejected::Spec)?;
+        if self.active_jobs(&ws.id).map_err(Rejected::Internal)? >= ws.max_active_jobs {
+            return Err(Rejected::Quota {
+                limit: ws.max_active_jobs,
+            });
+        }
         let id = new_export_id(created);
         // Settings the destination cannot work without are the caller's error.
-        if let Err(e) = Export::open_target(&spec, &id, &self.dest) {
+        if let Err(e) = Export::open_target(&spec, &id, &self.dest_for(ws)) {
             return Err(Rejected::Spec(match e {
                 Error::Spec(errors) => errors,
                 Error::Config { field, message } => SpecErrors(vec![SpecError { field, message }]),
@@ -120,15 +206,17 @@ impl JobService {
                 }]),
             }));
         }
-        let record = JobRecord::queued(id, &spec, body, created);
+        let mut record = JobRecord::queued(id, &spec, body, created);
+        record.workspace = Some(ws.id.clone());
         self.db.put(&record).map_err(Rejected::Internal)?;
         self.wake.notify_one();
         Ok(record)
     }
 
-    /// The API object of job `id`, with live progress while it runs.
-    pub fn get(&self, id: &str) -> Result<Option<Value>> {
-        let Some(r) = self.db.get(id)? else {
+    /// The API object of job `id` of workspace `ws`, with live progress
+    /// while it runs (None: unknown here, also when another workspace's).
+    pub fn get(&self, ws: &Workspace, id: &str) -> Result<Option<Value>> {
+        let Some(r) = self.record(ws, id)? else {
             return Ok(None);
         };
         let p = self.live().get(id).cloned();
@@ -150,19 +238,22 @@ impl JobService {
         api
     }
 
-    /// The record of job `id`.
-    pub fn record(&self, id: &str) -> Result<Option<JobRecord>> {
-        self.db.get(id)
+    /// The record of job `id` if it belongs to workspace `ws`.
+    pub fn record(&self, ws: &Workspace, id: &str) -> Result<Option<JobRecord>> {
+        Ok(self.db.get(id)?.filter(|r| r.workspace_id() == ws.id))
     }
 
-    /// A page of jobs, newest first.
+    /// A page of workspace `ws`'s jobs, newest first.
     pub fn list(
         &self,
+        ws: &Workspace,
         filter: &JobFilter,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<Value>, Option<String>)> {
-        let (recs, next) = self.db.list(filter, limit, cursor)?;
+        let mut filter = filter.clone();
+        filter.workspace = Some(ws.id.clone());
+        let (recs, next) = self.db.list(&filter, limit, cursor)?;
         let live = self.live();
         Ok((
             recs.iter()
@@ -172,9 +263,12 @@ impl JobService {
         ))
     }
 
-    /// Cancels a queued or running job. Returns the record (None: unknown
-    /// id); a finished job is returned unchanged.
-    pub fn cancel(&self, id: &str) -> Result<Option<JobRecord>> {
+    /// Cancels a queued or running job of workspace `ws`. Returns the record
+    /// (None: unknown here); a finished job is returned unchanged.
+    pub fn cancel(&self, ws: &Workspace, id: &str) -> Result<Option<JobRecord>> {
+        if self.record(ws, id)?.is_none() {
+            return Ok(None);
+        }
         // A running job stops at its next row; its worker records the result.
         if let Some(p) = self.live().get(id) {
             p.cancel.store(true, Ordering::SeqCst);
@@ -257,16 +351,24 @@ impl JobService {
         let created: DateTime<Utc> = DateTime::parse_from_rfc3339(&job.created_at)
             .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", job.id)))?
             .with_timezone(&Utc);
+        let ws_id = job.workspace_id().to_string();
+        let (Some(ws), Some(store)) = (self.workspaces.get(&ws_id), self.stores.get(&ws_id)) else {
+            return Err(Error::Jobs(format!(
+                "job {}: its workspace {ws_id:?} is no longer configured",
+                job.id
+            )));
+        };
         // Resolved against the creation time: a rerun selects the same rows.
-        let spec = ExportSpec::from_json(&job.spec, created)?;
-        let target = Export::open_target(&spec, &job.id, &self.dest)?;
-        let export = Export::new(&self.store, &spec)
+        let spec = self.checked_spec(ws, &job.spec, created)?;
+        let target = Export::open_target(&spec, &job.id, &self.dest_for(ws))?;
+        let job_id = job.id.clone();
+        let export = Export::new(store, &spec)
             .with_id(job.id.clone())
             .with_target(target.clone())
             .with_progress(progress);
         match export.await {
             Err(Error::Cancelled) => {
-                purge_unpublished(&target).await;
+                purge_unpublished(&target, &job_id).await;
                 Err(Error::Cancelled)
             }
             other => other,

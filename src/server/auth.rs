@@ -1,69 +1,49 @@
 //! Bearer-token authentication: a request to a guarded route needs
-//! `Authorization: Bearer <token>` with one of the configured tokens
-//! (compared in constant time), else `401` with `WWW-Authenticate: Bearer`.
+//! `Authorization: Bearer <token>` with a token of some workspace (compared
+//! as SHA-256 digests, in constant time), else `401` with
+//! `WWW-Authenticate: Bearer`. The caller's [`Workspace`] goes into the
+//! request's extensions; every handler sees only that workspace's jobs.
+//! With no tokens at all the API is open (loopback only) and checks the
+//! `Host` header against DNS rebinding.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 
 use super::routes::error_body;
 use super::AppState;
+use crate::workspace::Workspace;
 
-/// The accepted API tokens (kept as SHA-256 digests, never logged).
-#[derive(Clone, Default)]
-pub struct Tokens {
-    digests: Vec<[u8; 32]>,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tokens({} configured)", self.digests.len())
-    }
-}
-
-impl Tokens {
-    /// Tokens from a list (empty entries ignored).
-    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(tokens: I) -> Self {
-        Tokens {
-            digests: tokens
-                .into_iter()
-                .filter(|t| !t.as_ref().trim().is_empty())
-                .map(|t| Sha256::digest(t.as_ref().trim().as_bytes()).into())
-                .collect(),
-        }
-    }
-
-    /// True when no token is configured (the API is open).
-    pub fn is_open(&self) -> bool {
-        self.digests.is_empty()
-    }
-
-    /// Whether `token` is accepted.
-    pub fn accepts(&self, token: &str) -> bool {
-        if self.is_open() {
-            return true;
-        }
-        let d: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare digests without early exit.
-        self.digests.iter().fold(false, |ok, t| {
-            ok | (t
-                .iter()
-                .zip(d.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0)
-        })
-    }
+/// Whether a `Host` header names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
 }
 
 pub(super) async fn require_token(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    if state.tokens.is_open() {
-        return next.run(req).await;
+    let workspaces = state.jobs.workspaces();
+    if workspaces.is_open() {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_loopback_host(host) {
+            return error_body(
+                StatusCode::FORBIDDEN,
+                "an open API (no tokens) answers only requests for localhost, 127.0.0.1 or [::1]",
+            );
+        }
     }
     let presented = req
         .headers()
@@ -71,9 +51,12 @@ pub(super) async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(t) if state.tokens.accepts(t) => next.run(req).await,
-        _ => {
+    match workspaces.authenticate(presented) {
+        Some(ws) => {
+            req.extensions_mut().insert::<Arc<Workspace>>(ws);
+            next.run(req).await
+        }
+        None => {
             let mut r = error_body(
                 StatusCode::UNAUTHORIZED,
                 "a valid bearer token is required (Authorization: Bearer <token>)",
@@ -93,12 +76,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_accept_only_configured_values() {
-        let t = Tokens::new(["alpha-token", " ", "beta-token"]);
-        assert!(!t.is_open());
-        assert!(t.accepts("alpha-token") && t.accepts("beta-token"));
-        assert!(!t.accepts("alpha-toke") && !t.accepts(""));
-        assert!(!format!("{t:?}").contains("alpha"));
-        assert!(Tokens::new(Vec::<String>::new()).accepts("anything"));
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 }

@@ -15,7 +15,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 
-pub use auth::Tokens;
 pub use openapi::openapi;
 
 use crate::jobs::JobService;
@@ -39,8 +38,6 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub struct AppState {
     /// The job queue.
     pub jobs: Arc<JobService>,
-    /// Accepted bearer tokens.
-    pub tokens: Arc<Tokens>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::jobs::{JobFilter, JobStatus, Rejected};
+use crate::workspace::Workspace;
 
 /// Largest page of `GET /v1/exports`.
 pub(super) const MAX_PAGE: usize = 500;
@@ -83,8 +84,12 @@ async fn read_limited(body: Body, declared: Option<usize>, max: usize) -> Option
     (seen <= max).then_some(out)
 }
 
+/// Field errors listed in one `400` at most.
+const MAX_ERRORS: usize = 100;
+
 pub(super) async fn create_export(
     State(state): State<AppState>,
+    Extension(ws): Extension<Arc<Workspace>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -110,7 +115,7 @@ pub(super) async fn create_export(
     let jobs = Arc::clone(&state.jobs);
     let text = text.to_string();
     // The database commit is blocking I/O (fsync).
-    let submitted = tokio::task::spawn_blocking(move || jobs.submit(&text)).await;
+    let submitted = tokio::task::spawn_blocking(move || jobs.submit(&ws, &text)).await;
     match submitted {
         Ok(Ok(record)) => {
             let mut r = (StatusCode::ACCEPTED, Json(record.to_api(None))).into_response();
@@ -123,18 +128,31 @@ pub(super) async fn create_export(
             StatusCode::BAD_REQUEST,
             Json(json!({
                 "error": "invalid export spec",
-                "errors": errors.0.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
+                "errors": errors.0.iter().take(MAX_ERRORS).map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>(),
             })),
         )
             .into_response(),
+        Ok(Err(Rejected::Quota { limit })) => {
+            let mut r = error_body(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("this workspace has {limit} exports queued or running; retry when one finishes"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+            r
+        }
         Ok(Err(Rejected::Internal(e))) => internal(e),
         Err(e) => internal(e),
     }
 }
 
-pub(super) async fn get_export(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(super) async fn get_export(
+    State(state): State<AppState>,
+    Extension(ws): Extension<Arc<Workspace>>,
+    Path(id): Path<String>,
+) -> Response {
     let jobs = Arc::clone(&state.jobs);
-    match tokio::task::spawn_blocking(move || jobs.get(&id).map(|j| (id, j))).await {
+    match tokio::task::spawn_blocking(move || jobs.get(&ws, &id).map(|j| (id, j))).await {
         Ok(Ok((_, Some(job)))) => Json(job).into_response(),
         Ok(Ok((id, None))) => error_body(StatusCode::NOT_FOUND, format!("no export {id:?}")),
         Ok(Err(e)) => internal(e),
@@ -154,6 +172,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list_exports(
     State(state): State<AppState>,
+    Extension(ws): Extension<Arc<Workspace>>,
     Query(q): Query<ListQuery>,
 ) -> Response {
     let status = match q.status.as_deref() {
@@ -184,10 +203,13 @@ pub(super) async fn list_exports(
         workflow: q.workflow.filter(|s| !s.is_empty()),
         status,
         tag: q.tag.filter(|s| !s.is_empty()),
+        workspace: None,
     };
     let jobs = Arc::clone(&state.jobs);
     let cursor = q.cursor.filter(|s| !s.is_empty());
-    match tokio::task::spawn_blocking(move || jobs.list(&filter, limit, cursor.as_deref())).await {
+    match tokio::task::spawn_blocking(move || jobs.list(&ws, &filter, limit, cursor.as_deref()))
+        .await
+    {
         Ok(Ok((data, next))) => Json(json!({"data": data, "next_cursor": next})).into_response(),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
@@ -196,14 +218,15 @@ pub(super) async fn list_exports(
 
 pub(super) async fn cancel_export(
     State(state): State<AppState>,
+    Extension(ws): Extension<Arc<Workspace>>,
     Path(id): Path<String>,
 ) -> Response {
     let jobs = Arc::clone(&state.jobs);
     let looked = tokio::task::spawn_blocking(move || {
-        let before = jobs.record(&id)?;
+        let before = jobs.record(&ws, &id)?;
         match before {
             Some(r) if r.status.is_final() => Ok((id, Some((r, false)))),
-            Some(_) => Ok((id.clone(), jobs.cancel(&id)?.map(|r| (r, true)))),
+            Some(_) => Ok((id.clone(), jobs.cancel(&ws, &id)?.map(|r| (r, true)))),
             None => Ok::<_, crate::error::Error>((id, None)),
         }
     })

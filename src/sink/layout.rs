@@ -20,6 +20,8 @@ impl ExportLayout {
     pub const MANIFEST: &'static str = "manifest.json";
     /// The dataset card.
     pub const CARD: &'static str = "README.md";
+    /// The lease an unfinished export holds on its prefix.
+    pub const LEASE: &'static str = ".nusomi-export.json";
     /// What every shard name starts with.
     const SHARD_STEM: &'static str = "shard-";
 
@@ -52,7 +54,10 @@ impl ExportLayout {
 
     /// Whether `name` is a file an export of any format writes.
     pub fn is_export_file(name: &str) -> bool {
-        name.starts_with(Self::SHARD_STEM) || name == Self::MANIFEST || name == Self::CARD
+        name.starts_with(Self::SHARD_STEM)
+            || name == Self::MANIFEST
+            || name == Self::CARD
+            || name == Self::LEASE
     }
 
     /// The object key of `name` under the prefix.
@@ -68,6 +73,11 @@ impl ExportLayout {
     /// The dataset card's key.
     pub fn card(&self) -> Path {
         self.key(Self::CARD)
+    }
+
+    /// The lease's key.
+    pub fn lease(&self) -> Path {
+        self.key(Self::LEASE)
     }
 }
 

@@ -11,6 +11,7 @@ mod existing;
 mod format;
 mod hashing;
 mod layout;
+mod lease;
 mod manifest;
 mod publish;
 mod row_json;

@@ -2,17 +2,22 @@
 //! export, shared by [`crate::export::Export`] (the CLI and the job
 //! service), `COPY … STORED AS …` and `DataFrame::write_shards`:
 //!
-//! 1. refuse a prefix that already holds a manifest (a finished export);
-//! 2. remove staging files of local uploads a crash cut off, and list what
-//!    an interrupted earlier attempt left, so its shards are verified
-//!    instead of uploaded again (resume);
+//! 1. a prefix that already holds a manifest (a finished export) is
+//!    refused — unless it is this very export (same resolved spec and
+//!    `as_of`), which completes at once as a no-op;
+//! 2. claim the prefix with a lease (`lease.rs`): a prefix holding objects
+//!    this export did not write, or claimed by another export, is refused
+//!    and left untouched; under its own lease an interrupted earlier
+//!    attempt is resumed: staging files of local uploads a crash cut off
+//!    are removed, and its shards are verified instead of uploaded again;
 //! 3. stream rows into shards (multipart uploads for large shards);
 //! 4. delete stale shard keys past the new last shard, write the dataset card
-//!    (Parquet), and `manifest.json` last with a conditional put.
+//!    (Parquet), and `manifest.json` last with a conditional put; release the
+//!    lease.
 //!
 //! On any failure the open upload is aborted, every key this attempt created
-//! is deleted, no manifest is written, and the error names the failing
-//! operation and key.
+//! is deleted (the lease too, if this attempt created it), no manifest is
+//! written, and the error names the failing operation and key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,8 +29,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::layout::ExportLayout;
+use super::lease::{self, Claim, Lease};
 use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
 use super::row_schema::{schema_json, to_output_batch};
 use super::sharded::{Progress, ShardTotals, ShardedWriter};
@@ -46,6 +53,8 @@ pub struct ExportMeta {
     pub sql: Option<String>,
     /// Title of the Parquet dataset card.
     pub title: String,
+    /// The export's id, recorded in the lease on its prefix.
+    pub export_id: Option<String>,
 }
 
 /// Writes one export: shards of one format under a target's prefix, then
@@ -97,26 +106,21 @@ impl<'a> ExportWriter<'a> {
     /// and the manifest; resumes an interrupted earlier attempt.
     pub async fn write(self, rows: SendableRecordBatchStream) -> Result<Manifest> {
         let store = &self.target.store;
-        let manifest_key = self.layout.manifest();
-        match store.head(&manifest_key).await {
-            Ok(_) => {
-                return Err(Error::ExportExists {
-                    url: self.target.url_of(ExportLayout::MANIFEST),
-                    message:
-                        "the destination already holds a finished export; choose an empty prefix",
-                })
+        if let Some(done) = self.finished_here().await? {
+            return Ok(done);
+        }
+        let mut existing = objects_under(store, self.layout.prefix()).await?;
+        let claim = lease::claim(self.target, &self.layout, &self.lease(), &existing).await?;
+        existing.remove(ExportLayout::LEASE);
+        if claim == Claim::Resumed {
+            let swept = sweep_interrupted_uploads(self.target)?;
+            if swept > 0 {
+                tracing::info!(
+                    swept,
+                    "removed staging files of uploads an earlier run left"
+                );
             }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::destination("head", &manifest_key)(e)),
         }
-        let swept = sweep_interrupted_uploads(self.target)?;
-        if swept > 0 {
-            tracing::info!(
-                swept,
-                "removed staging files of uploads an earlier run left"
-            );
-        }
-        let existing = objects_under(store, self.layout.prefix()).await?;
         let stale_candidates: Vec<String> = existing
             .keys()
             .filter(|n| self.layout.is_shard(n))
@@ -130,14 +134,25 @@ impl<'a> ExportWriter<'a> {
         .with_progress(Arc::clone(&self.progress))
         .with_part_bytes(self.target.part_bytes)
         .with_existing(existing);
-        let (shards, totals, created) = stream_rows(writer, rows).await?;
+        let (shards, totals, created) = match stream_rows(writer, rows).await {
+            Ok(w) => w,
+            Err(e) => {
+                if claim == Claim::Fresh {
+                    lease::release(self.target, &self.layout).await;
+                }
+                return Err(e);
+            }
+        };
         let manifest = self.manifest(shards, totals).await;
         let published = match manifest {
             Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
             Err(e) => Err(e),
         };
         match published {
-            Ok(m) => Ok(m),
+            Ok(m) => {
+                lease::release(self.target, &self.layout).await;
+                Ok(m)
+            }
             // Another export's manifest won the race: its shards are these
             // keys too, so nothing may be deleted.
             Err(e @ Error::ExportExists { .. }) => Err(e),
@@ -146,8 +161,70 @@ impl<'a> ExportWriter<'a> {
                 for (name, _) in created.iter().filter(|(_, c)| *c) {
                     let _ = store.delete(&self.layout.key(name)).await;
                 }
+                if claim == Claim::Fresh {
+                    lease::release(self.target, &self.layout).await;
+                }
                 Err(e)
             }
+        }
+    }
+
+    /// The lease this export holds its prefix with.
+    fn lease(&self) -> Lease {
+        let what = serde_json::json!({
+            "resolved": self.meta.resolved,
+            "as_of": self.meta.as_of,
+            "sql": self.meta.sql,
+            "title": self.meta.title,
+            "format": self.layout.format().as_str(),
+            "shard_size_bytes": self.shard_size_bytes,
+        });
+        Lease {
+            export_id: self
+                .meta
+                .export_id
+                .clone()
+                .unwrap_or_else(|| "unnamed".into()),
+            spec_sha256: hex::encode(Sha256::digest(what.to_string().as_bytes())),
+            created_at: format_instant(chrono::Utc::now()),
+        }
+    }
+
+    /// The manifest already at the prefix when it is this export's (the
+    /// same resolved spec, `as_of` and shard size): re-running a finished
+    /// export is a no-op. Any other manifest there refuses the export.
+    async fn finished_here(&self) -> Result<Option<Manifest>> {
+        let key = self.layout.manifest();
+        let got = match self.target.store.get(&key).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::destination("get", &key)(e)),
+        };
+        let bytes = got.bytes().await.map_err(Error::destination("get", &key))?;
+        let same = serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| {
+            !self.meta.resolved.is_null()
+                && m.resolved == self.meta.resolved
+                && m.as_of == self.meta.as_of
+                && m.format == self.layout.format().as_str()
+                && m.shard_size_bytes == self.shard_size_bytes
+        });
+        match same {
+            Some(m) => {
+                // A lease left by an attempt whose release failed goes now.
+                if let Some(l) = lease::read(self.target, &self.layout).await? {
+                    if l.spec_sha256 == self.lease().spec_sha256 {
+                        lease::release(self.target, &self.layout).await;
+                    }
+                }
+                self.progress
+                    .shards_reused
+                    .store(m.shard_count, std::sync::atomic::Ordering::Relaxed);
+                Ok(Some(m))
+            }
+            None => Err(Error::ExportExists {
+                url: self.target.url_of(ExportLayout::MANIFEST),
+                message: "the destination already holds a finished export; choose an empty prefix",
+            }),
         }
     }
 
@@ -313,22 +390,28 @@ fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
     Ok(removed)
 }
 
-/// Deletes what an unfinished export left under its prefix (shards of this
-/// and earlier attempts, the dataset card), unless a manifest is there.
-pub(crate) async fn purge_unpublished(target: &ExportTarget) {
-    let layout_manifest = target.prefix.clone().join(ExportLayout::MANIFEST);
-    if target.store.head(&layout_manifest).await.is_ok() {
+/// Deletes what unfinished attempts of export `export_id` left under its
+/// prefix (shards, the dataset card, the lease) — only under a lease that
+/// export created, and never once a manifest is there.
+pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str) {
+    let layout = ExportLayout::new(target.prefix.clone(), crate::spec::OutputFormat::Parquet);
+    if target.store.head(&layout.manifest()).await.is_ok() {
         return;
+    }
+    match lease::read(target, &layout).await {
+        Ok(Some(l)) if l.export_id == export_id => {}
+        _ => return,
     }
     let Ok(names) = objects_under(&target.store, &target.prefix).await else {
         return;
     };
     for name in names.keys() {
-        if ExportLayout::is_export_file(name) && name != ExportLayout::MANIFEST {
-            let _ = target
-                .store
-                .delete(&target.prefix.clone().join(name.as_str()))
-                .await;
+        let ours = ExportLayout::is_export_file(name)
+            && name != ExportLayout::MANIFEST
+            && name != ExportLayout::LEASE;
+        if ours {
+            let _ = target.store.delete(&layout.key(name)).await;
         }
     }
+    lease::release(target, &layout).await;
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use nusomi_export::dest::{DestConfig, ExportTarget};
 use nusomi_export::sink::Progress;
-use nusomi_export::spec::Destination;
+use nusomi_export::spec::{Destination, ExportSpec};
 use nusomi_export::Export;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -84,12 +84,26 @@ async fn a_failure_at_every_operation_leaves_nothing_and_a_rerun_is_identical() 
             let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
             let faulty =
                 Arc::new(InstrumentedStore::new(Arc::clone(&inner)).failing_at(n, Counted::Every));
-            let err = Export::new(&store, &spec)
+            let result = Export::new(&store, &spec)
                 .with_target(target(faulty.clone(), "out", PART))
-                .await
-                .expect_err(&format!(
+                .await;
+            let failed_op = faulty.failed_op.lock().unwrap().clone().unwrap_or_default();
+            let Err(err) = result else {
+                // The one operation after the manifest: releasing the lease
+                // is best effort (the manifest marks the export finished).
+                assert_eq!(
+                    failed_op, "delete out/.nusomi-export.json",
                     "{format}: a failure at operation #{n} must fail the export"
-                ));
+                );
+                // A rerun is a no-op that removes the leftover lease.
+                let rerun = Arc::new(InstrumentedStore::new(Arc::clone(&inner)));
+                Export::new(&store, &spec)
+                    .with_target(target(rerun, "out", PART))
+                    .await
+                    .unwrap();
+                assert_eq!(objects(&inner, "out").await, expected, "{format} #{n}");
+                continue;
+            };
             let msg = err.to_string();
             assert!(
                 msg.contains(&format!("injected failure at operation #{n}")) && msg.contains("out"),
@@ -144,14 +158,12 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     }
     let left = objects(&inner, "out").await;
     let names: Vec<&String> = left.keys().collect();
+    let mut want: Vec<String> = (0..k).map(|i| format!("shard-{i:06}.jsonl")).collect();
+    want.insert(0, ".nusomi-export.json".into());
     assert_eq!(
         names,
-        (0..k)
-            .map(|i| format!("shard-{i:06}.jsonl"))
-            .collect::<Vec<_>>()
-            .iter()
-            .collect::<Vec<_>>(),
-        "after the interruption: the first {k} shards, no manifest"
+        want.iter().collect::<Vec<_>>(),
+        "after the interruption: the lease and the first {k} shards, no manifest"
     );
 
     // The rerun verifies the first k shards and uploads only the rest.
@@ -182,8 +194,49 @@ async fn an_interrupted_export_resumes_writing_only_the_missing_shards() {
     assert_eq!(objects(&inner, "out").await, expected);
 }
 
+/// The lease an export of `spec` puts on its prefix, as an attempt killed
+/// before its first shard leaves it.
+async fn lease_of(store: &Arc<nusomi_export::store::SealedStore>, spec: &ExportSpec) -> Vec<u8> {
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let notify = Arc::new(Notify::new());
+    let gated = Arc::new(
+        InstrumentedStore::new(Arc::clone(&inner))
+            .parking_from("shard-".into(), Arc::clone(&notify)),
+    );
+    tokio::select! {
+        r = Export::new(store, spec).with_target(target(gated, "out", PART)) => {
+            panic!("the export should have been parked, got {:?}", r.map(|o| o.manifest.rows));
+        }
+        _ = notify.notified() => {}
+    }
+    objects(&inner, "out")
+        .await
+        .remove(".nusomi-export.json")
+        .expect("a lease")
+}
+
+/// Shards an interrupted attempt of `expected`'s export might have left:
+/// one byte flipped, truncated, too long, intact, and one past the end.
+fn damaged_shards(expected: &BTreeMap<String, Vec<u8>>) -> Vec<(&'static str, Vec<u8>)> {
+    let mut s0 = expected["shard-000000.tar"].clone();
+    let mid = s0.len() / 2;
+    s0[mid] ^= 0xff;
+    let mut s2 = expected["shard-000002.tar"].clone();
+    s2.extend_from_slice(b"trailing junk");
+    vec![
+        ("shard-000000.tar", s0),
+        (
+            "shard-000001.tar",
+            expected["shard-000001.tar"][..1000].to_vec(),
+        ),
+        ("shard-000002.tar", s2),
+        ("shard-000003.tar", expected["shard-000003.tar"].clone()),
+        ("shard-000099.tar", b"junk".to_vec()),
+    ]
+}
+
 #[tokio::test]
-async fn stale_and_foreign_shards_are_replaced_or_removed() {
+async fn under_its_own_lease_stale_shards_are_replaced_or_removed() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     let spec = spec("webdataset", json!({"shard_size_bytes": SHARD}));
     let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -192,6 +245,7 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
         .await
         .unwrap();
     let expected = objects(&baseline, "out").await;
+    let lease = lease_of(&store, &spec).await;
 
     // In memory and in a local folder (whose reads take another path).
     let dir = tempfile::TempDir::new().unwrap();
@@ -200,22 +254,10 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
     ];
     for inner in stores {
-        // shard 0: right length, one byte flipped in the middle; shard 1: a
-        // truncated copy; shard 2: longer than it should be; shard 99: left
-        // over from a larger export; shard 3: intact (kept, not re-uploaded).
-        let mut s0 = expected["shard-000000.tar"].clone();
-        let mid = s0.len() / 2;
-        s0[mid] ^= 0xff;
-        let s1 = expected["shard-000001.tar"][..1000].to_vec();
-        let mut s2 = expected["shard-000002.tar"].clone();
-        s2.extend_from_slice(b"trailing junk");
-        for (name, bytes) in [
-            ("shard-000000.tar", s0),
-            ("shard-000001.tar", s1),
-            ("shard-000002.tar", s2),
-            ("shard-000003.tar", expected["shard-000003.tar"].clone()),
-            ("shard-000099.tar", b"junk".to_vec()),
-        ] {
+        // What an interrupted attempt of this very export left, under its lease.
+        let mut left = damaged_shards(&expected);
+        left.push((".nusomi-export.json", lease.clone()));
+        for (name, bytes) in left {
             inner
                 .put(&Path::from(format!("out/{name}")), bytes.into())
                 .await
@@ -230,6 +272,71 @@ async fn stale_and_foreign_shards_are_replaced_or_removed() {
         assert_eq!(progress.shards_reused.load(Ordering::SeqCst), 1, "{inner}");
         assert_eq!(objects(&inner, "out").await, expected, "{inner}");
     }
+}
+
+#[tokio::test]
+async fn objects_it_did_not_write_are_neither_deleted_nor_overwritten() {
+    let (_tmp, store) = sealed_memory_store(43, 3).await;
+    let spec = spec("webdataset", json!({"shard_size_bytes": SHARD}));
+    let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    Export::new(&store, &spec)
+        .with_target(target(Arc::clone(&baseline), "out", PART))
+        .await
+        .unwrap();
+    let expected = objects(&baseline, "out").await;
+    // The same shard names, but no lease: someone else's files.
+    let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    for (name, bytes) in damaged_shards(&expected) {
+        inner
+            .put(&Path::from(format!("out/{name}")), bytes.into())
+            .await
+            .unwrap();
+    }
+    inner
+        .put(&Path::from("out/README.md"), b"theirs".to_vec().into())
+        .await
+        .unwrap();
+    let before = objects(&inner, "").await;
+    let err = Export::new(&store, &spec)
+        .with_target(target(Arc::clone(&inner), "out", PART))
+        .await
+        .expect_err("a prefix holding foreign objects must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not write")
+            && msg.contains("README.md")
+            && msg.contains("shard-000000.tar"),
+        "{msg}"
+    );
+    assert_eq!(objects(&inner, "").await, before, "nothing may be touched");
+
+    // A prefix claimed by another, unfinished export (another spec) is refused too.
+    let claimed: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let other = spec_with(&spec, "tag", json!("another export"));
+    claimed
+        .put(
+            &Path::from("out/.nusomi-export.json"),
+            lease_of(&store, &other).await.into(),
+        )
+        .await
+        .unwrap();
+    let err = Export::new(&store, &spec)
+        .with_target(target(Arc::clone(&claimed), "out", PART))
+        .await
+        .expect_err("a prefix claimed by another export must be refused");
+    assert!(
+        err.to_string()
+            .contains("claimed by another unfinished export"),
+        "{err}"
+    );
+    assert_eq!(objects(&claimed, "out").await.len(), 1);
+}
+
+/// `spec` with `field` set to `value`.
+fn spec_with(spec: &ExportSpec, field: &str, value: serde_json::Value) -> ExportSpec {
+    let mut raw = spec.raw.clone();
+    raw[field] = value;
+    ExportSpec::parse(&raw, spec.as_of).unwrap()
 }
 
 #[tokio::test]
@@ -249,6 +356,11 @@ async fn staging_files_of_a_killed_local_upload_are_swept_on_resume() {
     std::fs::copy(
         clean.path().join("shard-000000.jsonl"),
         dir.path().join("shard-000000.jsonl"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(".nusomi-export.json"),
+        lease_of(&store, &spec).await,
     )
     .unwrap();
     std::fs::write(dir.path().join("shard-000001.jsonl#7"), b"half a shard").unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use nusomi_export::dest::ShardLinks;
 use nusomi_export::dest::{AssumedRole, DestConfig, ExportTarget};
 use nusomi_export::sink::Manifest;
-use nusomi_export::spec::Destination;
+use nusomi_export::spec::{Destination, ExportSpec};
 use nusomi_export::store::{SealOptions, SealedStore};
 use nusomi_export::Export;
 use object_store::CredentialProvider;
@@ -561,9 +561,18 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
     );
     assert!(out.manifest.shard_count >= 2);
     shards_match(&t, &out.manifest).await;
-    // A rerun into the same prefix is refused (the manifest is there).
-    let again = Export::new(&store, &spec_az).with_target(t.clone()).await;
-    assert!(again
+    // The same export again is a no-op answering the same manifest; another
+    // spec into the same prefix is refused (the manifest is there).
+    let again = Export::new(&store, &spec_az)
+        .with_target(t.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.manifest, out.manifest);
+    let mut other = spec_az.raw.clone();
+    other["tag"] = json!("another export");
+    let other = ExportSpec::parse(&other, spec_az.as_of).unwrap();
+    let refused = Export::new(&store, &other).with_target(t.clone()).await;
+    assert!(refused
         .unwrap_err()
         .to_string()
         .contains("already holds a finished export"));

@@ -43,6 +43,8 @@ pub struct InstrumentedStore {
     reads: Mutex<Vec<String>>,
     bytes_read: AtomicUsize,
     park_from: Option<(String, Arc<Notify>)>,
+    /// The operation the injected failure hit (`"put out/shard-000000.tar"`).
+    pub failed_op: Arc<Mutex<Option<String>>>,
 }
 
 impl Default for InstrumentedStore {
@@ -64,6 +66,7 @@ impl InstrumentedStore {
             reads: Mutex::new(Vec::new()),
             bytes_read: AtomicUsize::new(0),
             park_from: None,
+            failed_op: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -82,7 +85,11 @@ impl InstrumentedStore {
     }
 
     fn tick(&self, write: bool, what: &str, key: &str) -> object_store::Result<()> {
-        tick(&self.ops, self.fail_at, self.counted, write, what, key)
+        let r = tick(&self.ops, self.fail_at, self.counted, write, what, key);
+        if r.is_err() {
+            *self.failed_op.lock().unwrap() = Some(format!("{what} {key}"));
+        }
+        r
     }
 
     async fn maybe_park(&self, p: &Path) {
@@ -267,10 +274,15 @@ impl ObjectStore for InstrumentedStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let (ops, fail_at, counted) = (Arc::clone(&self.ops), self.fail_at, self.counted);
+        let failed_op = Arc::clone(&self.failed_op);
         let checked = locations
             .map(move |p| {
                 let p = p?;
-                tick(&ops, fail_at, counted, false, "delete", p.as_ref())?;
+                let t = tick(&ops, fail_at, counted, false, "delete", p.as_ref());
+                if t.is_err() {
+                    *failed_op.lock().unwrap() = Some(format!("delete {p}"));
+                }
+                t?;
                 Ok(p)
             })
             .boxed();
