@@ -10,3 +10,4 @@ mod server;
 mod spec_prop;
 mod support;
 mod tables;
+mod tenancy;

@@ -358,7 +358,7 @@ async fn slow_store() -> (TempDir, String) {
 fn slow_spec(dest: &Path) -> Value {
     spec_json(
         "parquet",
-        json!({"shard_size_bytes": 200 * 1024, "destination": json!({"kind": "local", "path": dest}), "shard_size_bytes": 4096}),
+        json!({"destination": {"kind": "local", "path": dest}, "shard_size_bytes": 4096}),
     )
 }
 

@@ -1,0 +1,474 @@
+//! `nusomi serve --workspaces FILE` with two workspaces, over loopback: each
+//! sees only its own jobs and store; destinations outside a workspace's
+//! policy are refused at POST with the field and the rule; an export never
+//! deletes or overwrites objects it did not write; one prefix serves one
+//! export; an identical re-post is a no-op; quotas answer 429; and no
+//! credential reaches a job record, a manifest, the log or an error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nusomi_export::store::{SealOptions, SealedStore};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::support::{files, free_port, json_of, spec_json, write_session};
+
+const TOKEN_A: &str = "token-of-workspace-a-0123456789";
+const TOKEN_B: &str = "token-of-workspace-b-0123456789";
+const SECRET: &str = "SECRET-MARKER-7f3a9c";
+
+/// A server with workspaces `ws_a` (local root, s3 bucket `acme-*` through a
+/// role, one GCS account) and `ws_b` (its own store and local root, one
+/// active job at most).
+struct Tenants {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+    tmp: TempDir,
+    log: PathBuf,
+    /// Session ids of each workspace's store.
+    sessions: [HashSet<String>; 2],
+}
+
+async fn seal_store(root: &Path, seed: u64, n: usize) -> HashSet<String> {
+    let store = SealedStore::open(root.join("store").to_str().unwrap())
+        .await
+        .unwrap();
+    let mut ids = HashSet::new();
+    for i in 0..n {
+        let (draft, dir) = write_session(root, seed, i);
+        store.seal(&dir, &SealOptions::default()).await.unwrap();
+        ids.insert(draft.session_id().to_string());
+    }
+    ids
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Tenants {
+    async fn start(b_sessions: usize) -> Tenants {
+        let tmp = TempDir::new().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let sessions = [
+            seal_store(&a, 71, 2).await,
+            seal_store(&b, 72, b_sessions).await,
+        ];
+        for r in ["root_a", "root_b"] {
+            std::fs::create_dir_all(tmp.path().join(r)).unwrap();
+        }
+        let file = tmp.path().join("workspaces.json");
+        let ws = json!({"workspaces": [
+            {"id": "ws_a", "tokens_sha256": [digest(TOKEN_A)], "store": a.join("store"),
+             "destinations": {
+                "s3": {"buckets": ["acme-*"], "endpoints": [], "server_identity": false},
+                "gcs": {"service_accounts": ["export@acme.iam.gserviceaccount.com"]},
+                "local_root": tmp.path().join("root_a")}},
+            {"id": "ws_b", "tokens_sha256": [digest(TOKEN_B)], "store": b.join("store"),
+             "max_active_jobs": 1,
+             "destinations": {"local_root": tmp.path().join("root_b")}}
+        ]});
+        std::fs::write(&file, ws.to_string()).unwrap();
+        let port = free_port();
+        let log = tmp.path().join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_nusomi"))
+            .args(["serve", "--workspaces"])
+            .arg(&file)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["--workers", "1"])
+            // Credentials of the server's own identity must never leak either.
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("NUSOMI_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let t = Tenants {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            tmp,
+            log,
+            sessions,
+        };
+        let t0 = Instant::now();
+        while !matches!(t.client.get(format!("{}/healthz", t.base)).send().await, Ok(r) if r.status() == 200)
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        t
+    }
+
+    fn root(&self, ws: &str) -> PathBuf {
+        self.tmp.path().join(format!("root_{}", &ws[3..]))
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), json_of(r).await)
+    }
+
+    async fn post(&self, token: &str, spec: &Value) -> (u16, Value) {
+        self.call(token, "POST", "/v1/exports", Some(spec)).await
+    }
+
+    async fn wait(&self, token: &str, id: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (s, job) = self
+                .call(token, "GET", &format!("/v1/exports/{id}"), None)
+                .await;
+            assert_eq!(s, 200, "{job}");
+            if job["status"] == "completed" || job["status"] == "failed" {
+                return job;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "{id}: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn ids(list: &Value) -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Tenants {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn local(path: &str, fields: Value) -> Value {
+    let mut v = spec_json(
+        "jsonl",
+        json!({"destination": {"kind": "local", "path": path}}),
+    );
+    for (k, val) in fields.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v
+}
+
+/// Session ids in the JSONL shards of a finished export folder.
+fn exported_sessions(dir: &Path) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for (name, bytes) in files(dir) {
+        if name.ends_with(".jsonl") {
+            for line in String::from_utf8(bytes).unwrap().lines() {
+                let row: Value = serde_json::from_str(line).unwrap();
+                ids.insert(row["session_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    ids
+}
+
+fn assert_shards_match_manifest(dir: &Path) {
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let all = files(dir);
+    for s in m["shards"].as_array().unwrap() {
+        let bytes = &all[s["path"].as_str().unwrap()];
+        assert_eq!(hex::encode(Sha256::digest(bytes)), s["sha256"], "{s}");
+    }
+    assert!(
+        !all.contains_key(".nusomi-export.json"),
+        "the lease is released"
+    );
+}
+
+#[tokio::test]
+async fn jobs_and_stores_are_seen_only_by_their_workspace() {
+    let t = Tenants::start(2).await;
+    let (s, a) = t.post(TOKEN_A, &local("mine", json!({}))).await;
+    assert_eq!(s, 202, "{a}");
+    let id = a["id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait(TOKEN_A, &id).await["status"], "completed");
+    // Workspace B: another workspace's id answers 404 everywhere, never 403.
+    let (s, _) = t
+        .call(TOKEN_B, "GET", &format!("/v1/exports/{id}"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = t
+        .call(TOKEN_B, "DELETE", &format!("/v1/exports/{id}"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list_b) = t.call(TOKEN_B, "GET", "/v1/exports", None).await;
+    assert!(Tenants::ids(&list_b).is_empty(), "{list_b}");
+    let (_, list_a) = t.call(TOKEN_A, "GET", "/v1/exports", None).await;
+    assert_eq!(Tenants::ids(&list_a), vec![id.clone()]);
+    // Each workspace exports its own store.
+    let (s, b) = t.post(TOKEN_B, &local("mine", json!({}))).await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(
+        t.wait(TOKEN_B, b["id"].as_str().unwrap()).await["status"],
+        "completed"
+    );
+    assert_eq!(
+        exported_sessions(&t.root("ws_a").join("mine")),
+        t.sessions[0]
+    );
+    assert_eq!(
+        exported_sessions(&t.root("ws_b").join("mine")),
+        t.sessions[1]
+    );
+    assert!(t.sessions[0].is_disjoint(&t.sessions[1]));
+    // Without a token, or with an unknown one: 401.
+    let (s, _) = t.call("nope", "GET", "/v1/exports", None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn destinations_outside_the_policy_are_refused_with_field_and_rule() {
+    let t = Tenants::start(2).await;
+    let symlink = t.root("ws_a").join("link");
+    std::os::unix::fs::symlink(t.tmp.path(), &symlink).unwrap();
+    let s3 = |fields: Value| {
+        let mut d = json!({"kind": "s3", "bucket": "acme-train", "prefix": "x",
+                           "role_arn": "arn:aws:iam::000000000000:role/exporter"});
+        for (k, v) in fields.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        spec_json("jsonl", json!({"destination": d}))
+    };
+    let key = json!({"type": "service_account", "private_key": format!("-----BEGIN PRIVATE KEY-----{SECRET}")});
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            TOKEN_A,
+            s3(json!({"endpoint": "http://127.0.0.1:8333"})),
+            "destination.endpoint",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"endpoint": "http://169.254.169.254"})),
+            "destination.endpoint",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"endpoint": "http://10.0.0.1:9000"})),
+            "destination.endpoint",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"bucket": "someone-else"})),
+            "destination.bucket",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"role_arn": null})),
+            "destination.role_arn",
+        ),
+        (TOKEN_B, s3(json!({})), "destination.kind"),
+        (
+            TOKEN_A,
+            spec_json(
+                "jsonl",
+                json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": key.to_string()}}),
+            ),
+            "destination.service_account",
+        ),
+        (
+            TOKEN_A,
+            spec_json(
+                "jsonl",
+                json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": "other@evil.iam.gserviceaccount.com"}}),
+            ),
+            "destination.service_account",
+        ),
+        (TOKEN_A, local("../root_b/x", json!({})), "destination.path"),
+        (TOKEN_A, local("/srv/app", json!({})), "destination.path"),
+        (TOKEN_A, local("link/out", json!({})), "destination.path"),
+    ];
+    for (token, spec, field) in &cases {
+        let (s, body) = t.post(token, spec).await;
+        assert_eq!(s, 400, "{spec}: {body}");
+        assert_eq!(body["errors"][0]["field"], *field, "{spec}: {body}");
+        assert!(!body["errors"][0]["message"].as_str().unwrap().is_empty());
+        assert!(
+            !body.to_string().contains(SECRET),
+            "the key is echoed: {body}"
+        );
+    }
+    // Nothing was created: no job, nothing under the roots or through the link.
+    for token in [TOKEN_A, TOKEN_B] {
+        let (_, list) = t.call(token, "GET", "/v1/exports", None).await;
+        assert!(Tenants::ids(&list).is_empty());
+    }
+    assert!(!t.tmp.path().join("out").exists());
+    assert!(!t.root("ws_b").join("x").exists());
+}
+
+#[tokio::test]
+async fn foreign_objects_are_named_and_left_untouched() {
+    let t = Tenants::start(2).await;
+    let dir = t.root("ws_a").join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"theirs").unwrap();
+    std::fs::write(dir.join("shard-000000.jsonl"), b"also theirs").unwrap();
+    let before = files(&dir);
+    let (s, job) = t.post(TOKEN_A, &local("shared", json!({}))).await;
+    assert_eq!(s, 202, "{job}");
+    let done = t.wait(TOKEN_A, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not write")
+            && error.contains("notes.txt")
+            && error.contains("shard-000000.jsonl"),
+        "{error}"
+    );
+    assert_eq!(files(&dir), before, "nothing deleted, overwritten or added");
+}
+
+#[tokio::test]
+async fn two_jobs_on_one_prefix_one_is_refused_the_other_matches_its_manifest() {
+    let t = Tenants::start(2).await;
+    let (s1, j1) = t
+        .post(TOKEN_A, &local("same", json!({"tag": "first"})))
+        .await;
+    let (s2, j2) = t
+        .post(TOKEN_A, &local("same", json!({"tag": "second"})))
+        .await;
+    assert_eq!((s1, s2), (202, 202), "{j1} {j2}");
+    let done = [
+        t.wait(TOKEN_A, j1["id"].as_str().unwrap()).await,
+        t.wait(TOKEN_A, j2["id"].as_str().unwrap()).await,
+    ];
+    let completed: Vec<&Value> = done.iter().filter(|j| j["status"] == "completed").collect();
+    let failed: Vec<&Value> = done.iter().filter(|j| j["status"] == "failed").collect();
+    assert_eq!((completed.len(), failed.len()), (1, 1), "{done:?}");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("claimed by another unfinished export")
+            || error.contains("already holds a finished export"),
+        "{error}"
+    );
+    let dir = t.root("ws_a").join("same");
+    assert_shards_match_manifest(&dir);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["spec"]["tag"], completed[0]["tag"]);
+}
+
+#[tokio::test]
+async fn an_identical_repost_is_a_no_op_with_the_same_manifest() {
+    let t = Tenants::start(2).await;
+    let spec = local("again", json!({"as_of": "2030-01-01T00:00:00Z"}));
+    let (_, first) = t.post(TOKEN_A, &spec).await;
+    let first = t.wait(TOKEN_A, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let dir = t.root("ws_a").join("again");
+    let before: BTreeMap<String, Vec<u8>> = files(&dir);
+    let (_, second) = t.post(TOKEN_A, &spec).await;
+    let second = t.wait(TOKEN_A, second["id"].as_str().unwrap()).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    assert_eq!(second["manifest_url"], first["manifest_url"]);
+    assert_eq!(second["rows"], first["rows"]);
+    assert_eq!(second["shards_reused"], first["shards"]);
+    assert_eq!(files(&dir), before, "nothing rewritten");
+}
+
+#[tokio::test]
+async fn a_workspace_over_its_quota_gets_429() {
+    // ws_b: at most one job queued or running; 10 sessions into 4 KiB
+    // parquet shards take a few seconds.
+    let t = Tenants::start(10).await;
+    let slow = |p: &str| {
+        let mut v = local(p, json!({"shard_size_bytes": 4096}));
+        v["format"] = json!("parquet");
+        v
+    };
+    let (s, first) = t.post(TOKEN_B, &slow("q1")).await;
+    assert_eq!(s, 202, "{first}");
+    let r = t
+        .client
+        .post(format!("{}/v1/exports", t.base))
+        .bearer_auth(TOKEN_B)
+        .header("content-type", "application/json")
+        .body(slow("q2").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Another workspace is not limited by it.
+    let (s, _) = t.post(TOKEN_A, &local("free", json!({}))).await;
+    assert_eq!(s, 202);
+    // Once the job is done, the workspace may post again.
+    t.wait(TOKEN_B, first["id"].as_str().unwrap()).await;
+    let (s, _) = t.post(TOKEN_B, &slow("q3")).await;
+    assert_eq!(s, 202);
+}
+
+#[tokio::test]
+async fn no_credential_in_records_manifests_logs_or_errors() {
+    let t = Tenants::start(2).await;
+    // A key sent inline (refused), an export that completes, and one that fails.
+    let key = json!({"type": "service_account", "private_key": SECRET});
+    let (s, body) = t
+        .post(
+            TOKEN_A,
+            &spec_json("jsonl", json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": key.to_string()}})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(!body.to_string().contains(SECRET));
+    let (_, ok) = t.post(TOKEN_A, &local("fine", json!({}))).await;
+    t.wait(TOKEN_A, ok["id"].as_str().unwrap()).await;
+    std::fs::create_dir_all(t.root("ws_a").join("busy")).unwrap();
+    std::fs::write(t.root("ws_a").join("busy/x"), b"x").unwrap();
+    let (_, bad) = t.post(TOKEN_A, &local("busy", json!({}))).await;
+    let bad = t.wait(TOKEN_A, bad["id"].as_str().unwrap()).await;
+    assert_eq!(bad["status"], "failed");
+    // Every byte the service wrote: the job database, the log, the exports.
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        (
+            "jobs.redb".into(),
+            std::fs::read(t.tmp.path().join("data/jobs.redb")).unwrap(),
+        ),
+        ("log".into(), std::fs::read(&t.log).unwrap()),
+        ("error".into(), bad.to_string().into_bytes()),
+    ];
+    for (name, bytes) in files(&t.root("ws_a").join("fine")) {
+        places.push((name, bytes));
+    }
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in [SECRET, TOKEN_A, TOKEN_B] {
+            assert!(!text.contains(secret), "{secret} found in {place}");
+        }
+    }
+}
