@@ -41,10 +41,17 @@ fn parse_range(v: &str) -> Option<Result<GetRange, ()>> {
     let (a, b) = spec.split_once('-')?;
     let (a, b) = (a.trim(), b.trim());
     Some(match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse().map(GetRange::Suffix).map_err(|_| ()),
+        // `bytes=-0` asks for nothing: unsatisfiable.
+        (true, false) => match b.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(GetRange::Suffix(n)),
+            _ => Err(()),
+        },
         (false, true) => a.parse().map(GetRange::Offset).map_err(|_| ()),
         (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(a), Ok(b)) if a <= b => Ok(GetRange::Bounded(a..b + 1)),
+            (Ok(a), Ok(b)) if a <= b => b
+                .checked_add(1)
+                .map(|end| GetRange::Bounded(a..end))
+                .ok_or(()),
             _ => Err(()),
         },
         (true, true) => Err(()),
@@ -78,16 +85,16 @@ pub(super) async fn download(
             return error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    let range = match headers
+    let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_range)
-    {
+        .and_then(parse_range);
+    let path = target.prefix.clone().join(name.as_str());
+    let range = match range {
+        Some(Err(())) => return unsatisfiable(&target, &path, "malformed Range").await,
         Some(Ok(r)) => Some(r),
-        Some(Err(())) => return error_body(StatusCode::RANGE_NOT_SATISFIABLE, "malformed Range"),
         None => None,
     };
-    let path = target.prefix.clone().join(name.as_str());
     if name == crate::sink::ExportLayout::MANIFEST {
         // Served with its shard links signed now, so a manifest fetched
         // through a fresh link never lists expired ones.
@@ -118,7 +125,7 @@ pub(super) async fn download(
             return error_body(StatusCode::NOT_FOUND, "no such file")
         }
         Err(e) if range.is_some() && e.to_string().to_lowercase().contains("range") => {
-            return error_body(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+            return unsatisfiable(&target, &path, "range not satisfiable").await
         }
         Err(e) => {
             tracing::error!("download {path}: {e}");
@@ -149,6 +156,29 @@ pub(super) async fn download(
         {
             h.insert(header::CONTENT_RANGE, v);
         }
+    }
+    r
+}
+
+/// `416` with `Content-Range: bytes */SIZE` (RFC 9110 §15.5.17).
+async fn unsatisfiable(
+    target: &ExportTarget,
+    path: &object_store::path::Path,
+    why: &str,
+) -> Response {
+    let size = match target.store.head(path).await {
+        Ok(m) => m.size,
+        Err(object_store::Error::NotFound { .. }) => {
+            return error_body(StatusCode::NOT_FOUND, "no such file")
+        }
+        Err(e) => {
+            tracing::error!("download {path}: {e}");
+            return error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let mut r = error_body(StatusCode::RANGE_NOT_SATISFIABLE, why);
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        r.headers_mut().insert(header::CONTENT_RANGE, v);
     }
     r
 }
@@ -204,6 +234,8 @@ mod tests {
         assert_eq!(parse_range("bytes=-7"), Some(Ok(GetRange::Suffix(7))));
         assert_eq!(parse_range("bytes=9-3"), Some(Err(())));
         assert_eq!(parse_range("bytes=a-b"), Some(Err(())));
+        assert_eq!(parse_range("bytes=-0"), Some(Err(())));
+        assert_eq!(parse_range(&format!("bytes=0-{}", u64::MAX)), Some(Err(())));
         assert_eq!(parse_range("bytes=0-1,5-6"), None);
         assert_eq!(parse_range("items=0-1"), None);
     }

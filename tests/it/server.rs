@@ -122,6 +122,27 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
         let part = r.bytes().await.unwrap();
         let whole = std::fs::read(via_cli.join(m["shards"][0]["path"].as_str().unwrap())).unwrap();
         assert_eq!(part.as_ref(), &whole[10..20]);
+        // Unsatisfiable or malformed ranges: 416 with the size.
+        for bad in [
+            "bytes=-0".to_string(),
+            format!("bytes=0-{}", u64::MAX),
+            "bytes=9-3".into(),
+            format!("bytes={total}-"),
+        ] {
+            let r = server
+                .client
+                .get(first)
+                .header("Range", &bad)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 416, "{bad}");
+            assert_eq!(
+                r.headers()["content-range"].to_str().unwrap(),
+                format!("bytes */{total}"),
+                "{bad}"
+            );
+        }
         // A tampered or expired link: 403.
         let tampered = first.replace("signature=", "signature=0");
         assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);

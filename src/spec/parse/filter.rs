@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{join, Parser};
+use super::{join, Parser, MAX_EXCLUDED};
 use crate::spec::model::{FrameSampling, SamplingMode, SessionFilter};
 use crate::spec::time::format_instant;
 use crate::store::json_type_name;
@@ -107,6 +107,16 @@ impl Parser {
             );
             return Vec::new();
         };
+        if items.len() > MAX_EXCLUDED {
+            self.err(
+                path,
+                format!(
+                    "{} session ids; at most {MAX_EXCLUDED} are accepted",
+                    items.len()
+                ),
+            );
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");

@@ -51,6 +51,11 @@ impl ExportSpec {
     }
 }
 
+/// Most items in a list of workflows, tags or paths.
+pub(super) const MAX_LIST: usize = 1_000;
+/// Most session ids in `exclude_session_ids`.
+pub(super) const MAX_EXCLUDED: usize = 10_000;
+
 /// Collects errors while walking the spec.
 #[derive(Default)]
 struct Parser {
@@ -116,6 +121,13 @@ impl Parser {
             Value::String(s) => Some(vec![s.clone()]),
             Value::Array(items) if items.is_empty() => {
                 self.err(path, "must not be an empty list");
+                None
+            }
+            Value::Array(items) if items.len() > MAX_LIST => {
+                self.err(
+                    path,
+                    format!("{} items; at most {MAX_LIST} are accepted", items.len()),
+                );
                 None
             }
             Value::Array(items) => {
@@ -485,5 +497,24 @@ mod tests {
             s.filter.since.map(format_instant).as_deref(),
             Some("2026-06-09T12:00:00Z")
         );
+    }
+
+    #[test]
+    fn long_lists_are_capped() {
+        let tags: Vec<String> = (0..=MAX_LIST).map(|i| format!("t{i}")).collect();
+        let ids: Vec<String> = (0..=MAX_EXCLUDED).map(|i| format!("s{i}")).collect();
+        let errs = errors(json!({"workflow": "a", "format": "jsonl",
+            "filter": {"tag": tags, "exclude_session_ids": ids}}));
+        has(&errs, "filter.tag: 1001 items; at most 1000");
+        has(
+            &errs,
+            "filter.exclude_session_ids: 10001 session ids; at most 10000",
+        );
+        let ok: Vec<String> = (0..MAX_LIST).map(|i| format!("t{i}")).collect();
+        assert!(ExportSpec::parse(
+            &json!({"workflow": "a", "format": "jsonl", "filter": {"tag": ok}}),
+            now()
+        )
+        .is_ok());
     }
 }
