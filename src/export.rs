@@ -153,7 +153,7 @@ impl Export {
         crate::engine::register(&ctx, &self.store)?;
         let rows = ctx.sql(&sql).await?.execute_stream().await?;
         let meta = ExportMeta {
-            spec: spec.raw.clone(),
+            spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
             as_of: Some(format_instant(spec.as_of)),
             sql: Some(sql),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use futures::StreamExt;
 
 use crate::error::Result;
-use crate::store::{SealOptions, SealOutcome, SealedStore};
+use crate::store::{BundleLimits, SealOptions, SealOutcome, SealedStore};
 
 /// Arguments of `nusomi seal`.
 #[derive(Debug, clap::Args)]
@@ -18,6 +18,15 @@ pub(super) struct SealArgs {
     /// Bundles sealed at once (default: one per core).
     #[arg(long, default_value_t = 0)]
     parallelism: usize,
+    /// Largest frame image file in bytes.
+    #[arg(long, default_value_t = BundleLimits::default().max_frame_bytes)]
+    max_frame_bytes: u64,
+    /// Longest JSONL line (and largest session.json) in bytes.
+    #[arg(long, default_value_t = BundleLimits::default().max_line_bytes)]
+    max_line_bytes: usize,
+    /// Largest image width or height in pixels (checked before decoding).
+    #[arg(long, default_value_t = BundleLimits::default().max_image_side)]
+    max_image_side: u32,
     /// Recording bundle folders.
     #[arg(required = true)]
     bundles: Vec<PathBuf>,
@@ -28,6 +37,11 @@ pub(super) async fn run(args: SealArgs) -> Result<ExitCode> {
     let options = SealOptions {
         parallelism: args.parallelism,
         sealed_at: None,
+        limits: BundleLimits {
+            max_frame_bytes: args.max_frame_bytes,
+            max_line_bytes: args.max_line_bytes,
+            max_image_side: args.max_image_side,
+        },
     };
     let (sealed, skipped, refused) = seal_and_report(&store, args.bundles, &options).await;
     println!("{sealed} sealed, {skipped} already sealed, {refused} refused");

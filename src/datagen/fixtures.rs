@@ -176,6 +176,7 @@ pub async fn seal_fixtures(
         let options = crate::store::SealOptions {
             parallelism: 1,
             sealed_at: Some(sealed_at),
+            ..Default::default()
         };
         store.seal(&path, &options).await?;
     }

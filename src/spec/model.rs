@@ -206,10 +206,34 @@ pub struct ExportSpec {
     pub shard_size_bytes: u64,
 }
 
+/// What stands in a written spec for key material given inline.
+pub(crate) const REDACTED: &str = "<redacted key material>";
+
+/// Replaces key material in a spec's `destination` (a GCS
+/// `service_account` given as key JSON) with [`REDACTED`].
+fn redact_keys(mut v: Value) -> Value {
+    if let Some(sa) = v.pointer_mut("/destination/service_account") {
+        if sa.as_str().is_some_and(|s| s.trim_start().starts_with('{')) {
+            *sa = Value::String(REDACTED.into());
+        }
+    }
+    v
+}
+
 impl ExportSpec {
+    /// The spec as given, with key material redacted: what a manifest
+    /// records (credentials are never written anywhere).
+    pub fn raw_redacted(&self) -> Value {
+        redact_keys(self.raw.clone())
+    }
+
     /// The spec with defaults filled in and times absolute, as the manifest's
-    /// `resolved` records it.
+    /// `resolved` records it (key material redacted).
     pub fn resolved_json(&self) -> Value {
+        redact_keys(self.resolved_unredacted())
+    }
+
+    fn resolved_unredacted(&self) -> Value {
         let f = &self.filter;
         let strs = |v: &[&str]| v.iter().map(|s| json!(s)).collect::<Vec<_>>();
         let outcomes: Vec<&str> = f.outcomes.iter().map(|o| o.as_str()).collect();

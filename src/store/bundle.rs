@@ -198,6 +198,69 @@ pub(super) fn check_relative(file: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Size limits a bundle is read under: what a hosted sealer accepts from
+/// strangers' files before it decodes or buffers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleLimits {
+    /// Largest frame image file (default 64 MiB).
+    pub max_frame_bytes: u64,
+    /// Longest line of `frames.jsonl` / `events.jsonl`, and largest
+    /// `session.json` (default 1 MiB).
+    pub max_line_bytes: usize,
+    /// Largest image width or height, checked from the header before
+    /// decoding (default 16,384).
+    pub max_image_side: u32,
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        BundleLimits {
+            max_frame_bytes: 64 << 20,
+            max_line_bytes: 1 << 20,
+            max_image_side: 16_384,
+        }
+    }
+}
+
+/// Reads `dir/rel` if it is a regular file inside the bundle — no component
+/// a symbolic link, not a FIFO, device or folder — of at most `cap` bytes.
+/// The error says which rule refused it.
+pub(super) fn read_regular(dir: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut path = dir.to_path_buf();
+    for c in Path::new(rel).components() {
+        path.push(c);
+        let m = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "is missing".to_string(),
+            _ => format!("cannot be read: {e}"),
+        })?;
+        if m.file_type().is_symlink() {
+            return Err(format!(
+                "{:?} is a symbolic link",
+                path.strip_prefix(dir).unwrap_or(&path)
+            ));
+        }
+    }
+    let m = std::fs::symlink_metadata(&path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !m.is_file() {
+        return Err("is not a regular file (a folder, FIFO or device)".into());
+    }
+    if m.len() > cap {
+        return Err(format!("is {} bytes; at most {cap} are accepted", m.len()));
+    }
+    let mut f = std::fs::File::open(&path).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut out = Vec::with_capacity(m.len() as usize);
+    // Never more than the cap, even if the file grows meanwhile.
+    f.by_ref()
+        .take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if out.len() as u64 > cap {
+        return Err(format!("grew past {cap} bytes while being read"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +272,39 @@ mod tests {
         assert!(!is_valid_session_id("a b"));
         assert!(!is_valid_session_id(&"a".repeat(129)));
         assert!(check_id("Invoice", 64, |c| c.is_ascii_lowercase()).is_err());
+    }
+
+    #[test]
+    fn only_regular_files_inside_the_bundle_are_read() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir(d.join("frames")).unwrap();
+        std::fs::write(d.join("frames/0.png"), b"12345").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("frames/1.png")).unwrap();
+        std::os::unix::fs::symlink(d.join("frames"), d.join("linked")).unwrap();
+        assert_eq!(read_regular(d, "frames/0.png", 5).unwrap(), b"12345");
+        assert!(read_regular(d, "frames/0.png", 4)
+            .unwrap_err()
+            .contains("at most 4"));
+        assert!(read_regular(d, "frames/1.png", 99)
+            .unwrap_err()
+            .contains("symbolic link"));
+        assert!(read_regular(d, "linked/0.png", 99)
+            .unwrap_err()
+            .contains("symbolic link"));
+        assert!(read_regular(d, "frames", 99)
+            .unwrap_err()
+            .contains("not a regular file"));
+        let fifo = d.join("frames/2.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            assert!(read_regular(d, "frames/2.png", 99)
+                .unwrap_err()
+                .contains("not a regular file"));
+        }
+        assert!(read_regular(d, "frames/9.png", 99)
+            .unwrap_err()
+            .contains("missing"));
     }
 
     #[test]

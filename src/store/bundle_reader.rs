@@ -11,16 +11,23 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::bundle::{
-    check_id, check_relative, ActorKind, Bundle, Event, Frame, Outcome, SessionMeta,
+    check_id, check_relative, read_regular, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome,
+    SessionMeta,
 };
 use super::frame_image::FrameImage;
 use crate::error::BundleError;
 
 impl Bundle {
-    /// Reads and checks the bundle at `dir`: every field, every line and every
-    /// image. This is CPU and file work; call it from a blocking context.
+    /// Reads and checks the bundle at `dir` under the default
+    /// [`BundleLimits`]: every field, every line and every image. This is
+    /// CPU and file work; call it from a blocking context.
     pub fn read(dir: &Path) -> Result<Bundle, BundleError> {
-        let reader = BundleReader { dir };
+        Self::read_with(dir, &BundleLimits::default())
+    }
+
+    /// [`Bundle::read`] under `limits`.
+    pub fn read_with(dir: &Path, limits: &BundleLimits) -> Result<Bundle, BundleError> {
+        let reader = BundleReader { dir, limits };
         let session = reader.session()?;
         let lines = reader.frame_lines()?;
         let events = reader.events()?;
@@ -104,6 +111,7 @@ struct FrameLine {
 
 struct BundleReader<'a> {
     dir: &'a Path,
+    limits: &'a BundleLimits,
 }
 
 const SESSION_FILE: &str = "session.json";
@@ -127,13 +135,14 @@ impl BundleReader<'_> {
         }
     }
 
-    fn read_text(&self, file: &str) -> Result<String, BundleError> {
-        std::fs::read_to_string(self.dir.join(file))
-            .map_err(|e| self.err(file, None, None, format!("cannot read: {e}")))
+    fn read_text(&self, file: &str, cap: u64) -> Result<String, BundleError> {
+        let bytes = read_regular(self.dir, file, cap)
+            .map_err(|m| self.err(file, None, None, format!("cannot read: the file {m}")))?;
+        String::from_utf8(bytes).map_err(|e| self.err(file, None, None, format!("not UTF-8: {e}")))
     }
 
     fn session(&self) -> Result<SessionMeta, BundleError> {
-        let text = self.read_text(SESSION_FILE)?;
+        let text = self.read_text(SESSION_FILE, self.limits.max_line_bytes as u64)?;
         let value: Value = serde_json::from_str(&text).map_err(|e| {
             self.err(
                 SESSION_FILE,
@@ -203,10 +212,24 @@ impl BundleReader<'_> {
 
     /// Parses each non-blank line of a `.jsonl` file into an object.
     fn jsonl(&self, file: &str) -> Result<Vec<(usize, Value)>, BundleError> {
-        let text = self.read_text(file)?;
+        // A JSONL file as a whole is bounded by its lines: one per frame or
+        // event, each at most `max_line_bytes`.
+        let text = self.read_text(file, u64::MAX)?;
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let lineno = i + 1;
+            if line.len() > self.limits.max_line_bytes {
+                return Err(self.err(
+                    file,
+                    Some(lineno),
+                    None,
+                    format!(
+                        "line of {} bytes; at most {} are accepted",
+                        line.len(),
+                        self.limits.max_line_bytes
+                    ),
+                ));
+            }
             if line.trim().is_empty() {
                 continue;
             }
@@ -298,15 +321,15 @@ impl BundleReader<'_> {
         file: &str,
     ) -> Result<(FrameImage, [u8; 32], u64), BundleError> {
         let line = Some(idx + 1);
-        let bytes = std::fs::read(self.dir.join(file)).map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::NotFound {
-                format!("frame file {file:?} is missing")
-            } else {
-                format!("frame file {file:?} cannot be read: {e}")
-            };
-            self.err(FRAMES_FILE, line, Some("file"), what)
+        let bytes = read_regular(self.dir, file, self.limits.max_frame_bytes).map_err(|m| {
+            self.err(
+                FRAMES_FILE,
+                line,
+                Some("file"),
+                format!("frame file {file:?} {m}"),
+            )
         })?;
-        let image = FrameImage::probe(&bytes).map_err(|m| {
+        let image = FrameImage::probe_within(&bytes, self.limits.max_image_side).map_err(|m| {
             self.err(
                 FRAMES_FILE,
                 line,

@@ -11,11 +11,11 @@ use arrow::array::{
 };
 use sha2::{Digest, Sha256};
 
-use super::bundle::{Bundle, Frame};
+use super::bundle::{read_regular, Bundle, Frame};
 use super::frame_image::{hash_distance, is_keyframe};
 use super::schema::{event_fields, frames_file_schema, sessions_schema, UTC};
 use crate::error::BundleError;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Frames per Arrow batch while streaming a session out.
 const BATCH_FRAMES: usize = 32;
@@ -81,8 +81,15 @@ impl<'a> FrameBatches<'a> {
             let idx = self.next;
             let frame = &b.frames[idx];
             let prev = idx.checked_sub(1).map(|p| &b.frames[p]);
-            let path = b.dir.join(&frame.file);
-            let image = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            // Checked again: a file swapped for a FIFO or a link meanwhile
+            // must not block or escape (its digest is compared below).
+            let image = read_regular(&b.dir, &frame.file, u64::MAX).map_err(|m| BundleError {
+                bundle: b.dir.clone(),
+                file: "frames.jsonl".into(),
+                line: Some(idx + 1),
+                field: Some("file".into()),
+                message: format!("frame file {:?} {m}", frame.file),
+            })?;
             let sha: [u8; 32] = Sha256::digest(&image).into();
             if sha != frame.image_sha256 {
                 return Err(BundleError {

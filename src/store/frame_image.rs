@@ -66,8 +66,22 @@ impl FrameImage {
     /// assert!(FrameImage::probe(b"not an image").is_err());
     /// ```
     pub fn probe(bytes: &[u8]) -> Result<FrameImage, String> {
+        Self::probe_within(bytes, u32::MAX)
+    }
+
+    /// [`FrameImage::probe`], refusing an image wider or taller than
+    /// `max_side` from its header, before anything is decoded.
+    pub fn probe_within(bytes: &[u8], max_side: u32) -> Result<FrameImage, String> {
         let format = sniff_format(bytes)
             .ok_or_else(|| "is neither a PNG nor a JPEG (unknown magic bytes)".to_string())?;
+        let (w, h) = image::ImageReader::with_format(std::io::Cursor::new(bytes), format.codec())
+            .into_dimensions()
+            .map_err(|e| format!("is not a decodable {}: {e}", format.as_str().to_uppercase()))?;
+        if w > max_side || h > max_side {
+            return Err(format!(
+                "is {w}×{h} pixels; at most {max_side}×{max_side} are accepted"
+            ));
+        }
         let img = image::load_from_memory_with_format(bytes, format.codec())
             .map_err(|e| format!("is not a decodable {}: {e}", format.as_str().to_uppercase()))?;
         Ok(FrameImage {

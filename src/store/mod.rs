@@ -16,7 +16,9 @@ mod table;
 mod writer_props;
 
 pub use crate::error::BundleError;
-pub use bundle::{is_valid_session_id, ActorKind, Bundle, Event, Frame, Outcome, SessionMeta};
+pub use bundle::{
+    is_valid_session_id, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome, SessionMeta,
+};
 pub(crate) use bundle_reader::json_type_name;
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
 pub(crate) use location::local_folder;

@@ -25,7 +25,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use super::bundle::Bundle;
+use super::bundle::{Bundle, BundleLimits};
 use super::frame_batch::{session_row, FrameBatches};
 use super::layout::SessionPaths;
 use super::schema::{frames_file_schema, sessions_schema};
@@ -81,6 +81,8 @@ pub struct SealOptions {
     pub parallelism: usize,
     /// Fixed `sealed_at` (tests, reproducible demos); default: now.
     pub sealed_at: Option<DateTime<Utc>>,
+    /// Size limits bundles are read under.
+    pub limits: BundleLimits,
 }
 
 /// Session ids being sealed in this process right now.
@@ -128,7 +130,9 @@ impl SealedStore {
         known: &Snapshot,
     ) -> Result<SealOutcome> {
         let dir = bundle_dir.to_path_buf();
-        let bundle = tokio::task::spawn_blocking(move || Bundle::read(&dir)).await??;
+        let limits = options.limits;
+        let bundle =
+            tokio::task::spawn_blocking(move || Bundle::read_with(&dir, &limits)).await??;
         let _guard = InFlight::acquire(&bundle.session.session_id).await;
         let summary = SealSummary {
             session_id: bundle.session.session_id.clone(),

@@ -317,6 +317,7 @@ async fn many_bundles_seal_in_parallel_each_standing_alone() {
     let options = SealOptions {
         parallelism: 3,
         sealed_at: None,
+        ..Default::default()
     };
     use futures::StreamExt;
     let results: Vec<_> = store.seal_all(dirs, &options).collect().await;
@@ -348,6 +349,7 @@ async fn one_call_with_a_repeated_id_seals_it_once() {
     let options = SealOptions {
         parallelism: 3,
         sealed_at: None,
+        ..Default::default()
     };
     use futures::StreamExt;
     let results: Vec<_> = store
@@ -374,5 +376,47 @@ async fn one_call_with_a_repeated_id_seals_it_once() {
         all_objects(&inner).await.len(),
         2,
         "one sessions file, one frames file"
+    );
+}
+
+#[tokio::test]
+async fn links_fifos_huge_images_and_long_lines_are_refused_with_the_path() {
+    let e = refused(|_, d| {
+        std::fs::remove_file(d.join("frames/000001.png")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("frames/000001.png")).unwrap();
+    })
+    .await;
+    assert!(
+        e.contains("frames.jsonl:2: field `file`") && e.contains("symbolic link"),
+        "{e}"
+    );
+    let e = refused(|_, d| {
+        std::fs::remove_file(d.join("frames/000000.png")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.join("frames/000000.png"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    })
+    .await;
+    assert!(e.contains("not a regular file"), "{e}");
+    // 20,000 × 1 pixels: refused from the header, before decoding.
+    let e = refused(|_, d| {
+        let img = image::RgbImage::new(20_000, 1);
+        img.save(d.join("frames/000000.png")).unwrap();
+    })
+    .await;
+    assert!(e.contains("20000×1 pixels; at most 16384×16384"), "{e}");
+    let e = refused(|_, d| {
+        edit_line(d, "events.jsonl", 1, |l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["pad"] = json!("x".repeat(2 << 20));
+            v.to_string()
+        })
+    })
+    .await;
+    assert!(
+        e.contains("events.jsonl:1") && e.contains("at most 1048576"),
+        "{e}"
     );
 }

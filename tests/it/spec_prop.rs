@@ -332,7 +332,7 @@ proptest! {
             for (i, s) in sessions.iter().enumerate() {
                 let dir = tmp.path().join(format!("b{i}"));
                 draft(i, s).write(&dir).unwrap();
-                let opts = SealOptions { parallelism: 1, sealed_at: Some(sealed_at(s)) };
+                let opts = SealOptions { parallelism: 1, sealed_at: Some(sealed_at(s)), ..Default::default() };
                 store.seal(&dir, &opts).await.unwrap();
             }
             let ctx = SessionContext::new();

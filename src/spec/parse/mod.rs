@@ -517,4 +517,28 @@ mod tests {
         )
         .is_ok());
     }
+
+    #[test]
+    fn key_material_never_reaches_the_written_spec() {
+        let key =
+            r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----SECRET"}"#;
+        let v = json!({"workflow": "a", "format": "jsonl",
+            "destination": {"kind": "gcs", "bucket": "b", "service_account": key}});
+        let s = ExportSpec::parse(&v, now()).unwrap();
+        for written in [s.raw_redacted(), s.resolved_json()] {
+            assert!(!written.to_string().contains("SECRET"), "{written}");
+            assert_eq!(
+                written["destination"]["service_account"],
+                crate::spec::model::REDACTED
+            );
+        }
+        // A file path or an e-mail is not a secret and stays.
+        let v = json!({"workflow": "a", "format": "jsonl",
+            "destination": {"kind": "gcs", "bucket": "b", "service_account": "x@p.iam.gserviceaccount.com"}});
+        let s = ExportSpec::parse(&v, now()).unwrap();
+        assert_eq!(
+            s.resolved_json()["destination"]["service_account"],
+            "x@p.iam.gserviceaccount.com"
+        );
+    }
 }
