@@ -36,6 +36,12 @@ pub enum Rejected {
         /// The workspace's `max_active_jobs`.
         limit: usize,
     },
+    /// An unfinished job of the workspace writes another export to the same
+    /// destination (HTTP 409).
+    Conflict {
+        /// That job.
+        id: String,
+    },
     /// Something else went wrong storing the job.
     Internal(Error),
 }
@@ -49,6 +55,7 @@ pub struct JobService {
     workers: usize,
     exec: tokio::runtime::Handle,
     live: Mutex<LiveMap>,
+    submitting: Mutex<()>,
     wake: Notify,
 }
 
@@ -83,6 +90,7 @@ impl JobService {
             workers: workers.max(1),
             exec,
             live: Mutex::new(HashMap::new()),
+            submitting: Mutex::new(()),
             wake: Notify::new(),
         })
     }
@@ -154,17 +162,40 @@ impl JobService {
     }
 
     /// Jobs of workspace `ws_id` that are queued or running.
-    fn active_jobs(&self, ws_id: &str) -> Result<usize> {
-        let mut n = 0;
+    fn active_jobs(&self, ws_id: &str) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
         for status in [JobStatus::Queued, JobStatus::Running] {
-            n += self
-                .db
-                .with_status(status)?
-                .iter()
-                .filter(|r| r.workspace_id() == ws_id)
-                .count();
+            out.extend(
+                self.db
+                    .with_status(status)?
+                    .into_iter()
+                    .filter(|r| r.workspace_id() == ws_id),
+            );
         }
-        Ok(n)
+        Ok(out)
+    }
+
+    /// An active job of `ws` that writes to the destination of `spec` but
+    /// exports something else (the same spec would resume or no-op).
+    fn conflicting(
+        &self,
+        ws: &Workspace,
+        spec: &ExportSpec,
+        active: &[JobRecord],
+    ) -> Option<String> {
+        let dest = spec.destination.as_ref()?;
+        if matches!(dest, Destination::SignedUrl) {
+            return None;
+        }
+        active.iter().find_map(|r| {
+            let created = DateTime::parse_from_rfc3339(&r.created_at)
+                .ok()?
+                .with_timezone(&Utc);
+            let other = self.checked_spec(ws, &r.spec, created).ok()?;
+            (other.destination.as_ref() == Some(dest)
+                && other.resolved_json() != spec.resolved_json())
+            .then(|| r.id.clone())
+        })
     }
 
     /// Workers in the pool.
@@ -189,10 +220,19 @@ impl JobService {
         let spec = self
             .checked_spec(ws, body, created)
             .map_err(Rejected::Spec)?;
-        if self.active_jobs(&ws.id).map_err(Rejected::Internal)? >= ws.max_active_jobs {
+        // Checks and insert are one step: two posts cannot both pass them.
+        let _one_at_a_time = self
+            .submitting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
+        if active.len() >= ws.max_active_jobs {
             return Err(Rejected::Quota {
                 limit: ws.max_active_jobs,
             });
+        }
+        if let Some(id) = self.conflicting(ws, &spec, &active) {
+            return Err(Rejected::Conflict { id });
         }
         let id = new_export_id(created);
         // Settings the destination cannot work without are the caller's error.

@@ -132,6 +132,10 @@ pub(super) async fn create_export(
             })),
         )
             .into_response(),
+        Ok(Err(Rejected::Conflict { id })) => error_body(
+            StatusCode::CONFLICT,
+            format!("export {id} is writing another export to this destination; choose another prefix or wait for it"),
+        ),
         Ok(Err(Rejected::Quota { limit })) => {
             let mut r = error_body(
                 StatusCode::TOO_MANY_REQUESTS,
