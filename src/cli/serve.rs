@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
@@ -53,6 +54,10 @@ pub(super) struct ServeArgs {
     /// --store (default: no limit; workspaces from a file set their own).
     #[arg(long, env = "NUSOMI_MAX_ACTIVE_JOBS")]
     max_active_jobs: Option<usize>,
+    /// Files of signed_url exports are removed this many days after the
+    /// export finished (checked hourly).
+    #[arg(long, env = "NUSOMI_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
     /// A workspaces file: several workspaces, each with its own tokens,
     /// store and destination policy (see the README). Replaces --store,
     /// --token and --workspace-id.
@@ -218,6 +223,23 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let jobs = JobService::new(workspaces, stores, db, dest, workers, exec_handle);
     let requeued = jobs.recover()?;
     jobs.start();
+    {
+        let (jobs, days) = (Arc::clone(&jobs), args.retention_days);
+        tokio::spawn(async move {
+            loop {
+                match jobs.sweep_signed_files(days).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        n,
+                        days,
+                        "removed files of signed_url exports past retention"
+                    ),
+                    Err(e) => tracing::error!("retention sweep: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::io(args.listen.to_string(), e))?;

@@ -99,6 +99,18 @@ impl JobDb {
         Ok(out)
     }
 
+    /// Removes the record `id`; returns whether there was one.
+    pub fn remove(&self, id: &str) -> Result<bool> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        let found = {
+            let mut t = w.open_table(JOBS).map_err(db_err)?;
+            let removed = t.remove(id).map_err(db_err)?;
+            removed.is_some()
+        };
+        w.commit().map_err(db_err)?;
+        Ok(found)
+    }
+
     /// The record `id`.
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>> {
         let r = self.db.begin_read().map_err(db_err)?;

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
@@ -318,6 +319,67 @@ impl JobService {
                 r.failed("cancelled");
             }
         })
+    }
+
+    /// Forgets finished job `id` of workspace `ws`: removes its record and,
+    /// for a `signed_url` export, the files the service keeps for it.
+    /// Returns false for a job that is unknown here or not finished.
+    pub async fn forget(&self, ws: &Workspace, id: &str) -> Result<bool> {
+        let Some(r) = self.record(ws, id)? else {
+            return Ok(false);
+        };
+        if !r.status.is_final() {
+            return Ok(false);
+        }
+        self.remove_signed_files(&r).await;
+        self.db.remove(id)
+    }
+
+    /// Deletes what the service keeps of `signed_url` export `r` (all of it
+    /// is the service's own, under the export id); returns how many files.
+    async fn remove_signed_files(&self, r: &JobRecord) -> usize {
+        let signed = serde_json::from_str::<Value>(&r.spec)
+            .is_ok_and(|v| v["destination"]["kind"] == "signed_url");
+        if !signed {
+            return 0;
+        }
+        let Ok(t) = crate::dest::ExportTarget::open(&Destination::SignedUrl, &r.id, &self.dest)
+        else {
+            return 0;
+        };
+        let mut removed = 0;
+        if let Ok(names) = crate::sink::objects_under(&t.store, &t.prefix).await {
+            for name in names.keys() {
+                let key = t.prefix.clone().join(name.as_str());
+                if t.store.delete(&key).await.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if let Some(dir) = &t.local_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+        removed
+    }
+
+    /// Removes the files of `signed_url` exports that finished more than
+    /// `days` ago (their records stay; their links then answer 404).
+    pub async fn sweep_signed_files(&self, days: u64) -> Result<usize> {
+        let cutoff = Utc::now() - chrono::Duration::days(days as i64);
+        let mut swept = 0;
+        for status in [JobStatus::Completed, JobStatus::Failed] {
+            for r in self.db.with_status(status)? {
+                let old = r
+                    .finished_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t.with_timezone(&Utc) < cutoff);
+                if old && self.remove_signed_files(&r).await > 0 {
+                    swept += 1;
+                }
+            }
+        }
+        Ok(swept)
     }
 
     /// Runs the dispatcher until the process ends.

@@ -37,8 +37,10 @@ pub fn openapi() -> Value {
                         "202": {"description": "Accepted and durably queued", "headers": {"Location": {"schema": {"type": "string"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}},
                         "400": {"description": "Invalid spec: every problem with its field path", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SpecErrors"}}}},
                         "401": err("Missing or invalid bearer token"),
+                        "409": err("An unfinished export of this workspace writes another export to the same destination"),
                         "413": {"description": "Body larger than the configured limit"},
-                        "415": err("Content-Type is not application/json")
+                        "415": err("Content-Type is not application/json"),
+                        "429": err("The workspace has max_active_jobs exports queued or running (see Retry-After)")
                     }
                 },
                 "get": {
@@ -71,13 +73,13 @@ pub fn openapi() -> Value {
                     }
                 },
                 "delete": {
-                    "operationId": "cancelExport", "summary": "Cancel a queued or running export (it ends `failed` with error `cancelled`, leaving no manifest and no shards)",
+                    "operationId": "cancelExport", "summary": "Cancel a queued or running export (it ends `failed` with error `cancelled`, leaving no manifest and no shards), or forget a finished one (its record, and the files of a signed_url export)",
                     "parameters": [id_param.clone()],
                     "responses": {
                         "202": {"description": "Cancellation requested", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Export"}}}},
+                        "204": {"description": "A finished export's record (and signed_url files) removed"},
                         "401": err("Missing or invalid bearer token"),
-                        "404": err("No such export"),
-                        "409": err("The export already finished")
+                        "404": err("No such export")
                     }
                 }
             },

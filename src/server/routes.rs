@@ -226,6 +226,7 @@ pub(super) async fn cancel_export(
     Path(id): Path<String>,
 ) -> Response {
     let jobs = Arc::clone(&state.jobs);
+    let (jobs2, ws2, id2) = (Arc::clone(&jobs), Arc::clone(&ws), id.clone());
     let looked = tokio::task::spawn_blocking(move || {
         let before = jobs.record(&ws, &id)?;
         match before {
@@ -239,10 +240,11 @@ pub(super) async fn cancel_export(
         Ok(Ok((_, Some((r, true))))) => {
             (StatusCode::ACCEPTED, Json(r.to_api(None))).into_response()
         }
-        Ok(Ok((id, Some((r, false))))) => error_body(
-            StatusCode::CONFLICT,
-            format!("export {id} already {}", r.status.as_str()),
-        ),
+        Ok(Ok((_, Some((_, false))))) => match jobs2.forget(&ws2, &id2).await {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => error_body(StatusCode::NOT_FOUND, format!("no export {id2:?}")),
+            Err(e) => internal(e),
+        },
         Ok(Ok((id, None))) => error_body(StatusCode::NOT_FOUND, format!("no export {id:?}")),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),

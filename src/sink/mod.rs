@@ -22,7 +22,7 @@ mod upload;
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
 pub use manifest::{shards_digest, Manifest, ShardInfo};
-pub(crate) use publish::purge_unpublished;
+pub(crate) use publish::{objects_under, purge_unpublished};
 pub use publish::{ExportMeta, ExportWriter};
 pub use row_schema::{output_schema, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -148,6 +148,14 @@ async fn lifecycle_for_every_format_local_and_signed_url_matches_export_create()
         assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
         let stale = with_param(first, "expires", |_| "1000".into());
         assert_eq!(reqwest::get(&stale).await.unwrap().status(), 403);
+        // Forgetting the finished export removes its record and its files.
+        let id = job["id"].as_str().unwrap();
+        let kept = server.data_dir.join("files").join(id);
+        assert!(kept.join("manifest.json").exists());
+        assert_eq!(server.delete(&format!("/v1/exports/{id}")).await, 204);
+        assert_eq!(server.get(&format!("/v1/exports/{id}")).await.0, 404);
+        assert!(!kept.exists(), "{} left", kept.display());
+        assert_eq!(reqwest::get(first).await.unwrap().status(), 404);
     }
 }
 
@@ -265,7 +273,7 @@ async fn unknown_ids_and_routes_answer_404_and_unsigned_files_403() {
 }
 
 #[tokio::test]
-async fn lists_filter_and_page_newest_first_and_finished_jobs_cannot_be_cancelled() {
+async fn lists_filter_and_page_newest_first_and_finished_jobs_are_forgotten() {
     let (tmp, store) = store_dir(62, 2).await;
     let server = Server::start(&store, &tmp.path().join("data")).await;
     let _c = &server.client;
@@ -335,8 +343,14 @@ async fn lists_filter_and_page_newest_first_and_finished_jobs_cannot_be_cancelle
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, newest_first);
-    // A finished export cannot be cancelled.
-    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 409);
+    // A finished export cannot be cancelled: DELETE forgets its record
+    // (its local files stay: they are the customer's).
+    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 204);
+    assert_eq!(server.get(&format!("/v1/exports/{}", ids[0])).await.0, 404);
+    let (_, rest) = server.get("/v1/exports?limit=500").await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), ids.len() - 1);
+    assert!(tmp.path().join("out0").join("manifest.json").exists());
+    assert_eq!(server.delete(&format!("/v1/exports/{}", ids[0])).await, 404);
 }
 
 #[tokio::test]
