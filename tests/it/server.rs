@@ -738,3 +738,37 @@ async fn expired_signed_links_are_renewed_through_the_api() {
         );
     }
 }
+
+#[tokio::test]
+async fn signed_url_files_past_retention_are_swept_and_the_record_stays() {
+    let (tmp, store) = store_dir(64, 1).await;
+    let mut server = Server::start(&store, &tmp.path().join("data")).await;
+    let (s, created) = server
+        .post(&spec_json(
+            "jsonl",
+            json!({"destination": {"kind": "signed_url"}}),
+        ))
+        .await;
+    assert_eq!(s, 202);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        server.wait_final(&id, Duration::from_secs(60)).await["status"],
+        "completed"
+    );
+    let kept = server.data_dir.join("files").join(&id);
+    assert!(kept.join("manifest.json").exists());
+    // Kept while within retention (default 30 days), across a restart.
+    server.kill();
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(kept.join("manifest.json").exists());
+    // With 0 days, the sweep at start removes them; the record stays.
+    server.kill();
+    server.restart_with(&[("NUSOMI_RETENTION_DAYS", "0")]).await;
+    let t0 = std::time::Instant::now();
+    while kept.join("manifest.json").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not swept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.get(&format!("/v1/exports/{id}")).await.0, 200);
+}

@@ -96,8 +96,13 @@ impl Server {
     }
 
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await
+    }
+
+    /// Restarts on the same port and data with `env` set.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
         let port: u16 = self.base.rsplit(':').next().unwrap().parse().unwrap();
-        let fresh = Server::start_on(&self.store, &self.data_dir, port, &[], None).await;
+        let fresh = Server::start_on(&self.store, &self.data_dir, port, env, None).await;
         // The old child is dead already; dropping it is harmless.
         drop(std::mem::replace(self, fresh));
     }
