@@ -394,8 +394,8 @@ impl JobService {
             let Ok(permit) = Arc::clone(&pool).acquire_owned().await else {
                 return;
             };
-            let next = match self.db.with_status(JobStatus::Queued) {
-                Ok(q) => q.into_iter().next(),
+            let next = match self.db.oldest_with_status(JobStatus::Queued) {
+                Ok(q) => q,
                 Err(e) => {
                     tracing::error!("cannot read the job queue: {e}");
                     None
