@@ -111,6 +111,37 @@ fn signing_key(dir: &std::path::Path) -> Result<String> {
     Ok(key)
 }
 
+/// Re-reads the workspaces file on every SIGHUP; a file that cannot be
+/// used is logged and the workspaces served stay as they were.
+fn reload_on_sighup(jobs: Arc<JobService>, file: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let reloaded = match Workspaces::from_file(&file) {
+                Ok(w) => {
+                    let n = w.all().len();
+                    jobs.reload(w).await.map(|()| n)
+                }
+                Err(e) => Err(e),
+            };
+            match reloaded {
+                Ok(n) => eprintln!(
+                    "nusomi serve: reloaded {} ({n} workspace(s))",
+                    file.display()
+                ),
+                Err(e) => eprintln!(
+                    "nusomi serve: kept the workspaces served: {} cannot be used: {e}",
+                    file.display()
+                ),
+            }
+        }
+    });
+}
+
 /// Ctrl-C or SIGTERM: stop accepting and finish answering; running exports
 /// are simply rerun (and resumed) at the next start.
 async fn shutdown_signal() {
@@ -223,6 +254,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let jobs = JobService::new(workspaces, stores, db, dest, workers, exec_handle);
     let requeued = jobs.recover()?;
     jobs.start();
+    if let Some(file) = args.workspaces.clone() {
+        reload_on_sighup(Arc::clone(&jobs), file);
+    }
     {
         let (jobs, days) = (Arc::clone(&jobs), args.retention_days);
         tokio::spawn(async move {

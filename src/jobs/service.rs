@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt;
@@ -49,8 +49,8 @@ pub enum Rejected {
 
 /// The export job queue and its workers.
 pub struct JobService {
-    workspaces: Workspaces,
-    stores: HashMap<String, Arc<SealedStore>>,
+    /// The workspaces and their stores, swapped whole by [`JobService::reload`].
+    tenants: RwLock<Arc<Tenants>>,
     db: JobDb,
     dest: DestConfig,
     workers: usize,
@@ -66,6 +66,13 @@ impl std::fmt::Debug for JobService {
             .field("workers", &self.workers)
             .finish_non_exhaustive()
     }
+}
+
+/// The workspaces served and the store each reads.
+#[derive(Debug)]
+struct Tenants {
+    workspaces: Workspaces,
+    stores: HashMap<String, Arc<SealedStore>>,
 }
 
 /// Live progress of running jobs, by id.
@@ -84,8 +91,7 @@ impl JobService {
         exec: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(JobService {
-            workspaces,
-            stores,
+            tenants: RwLock::new(Arc::new(Tenants { workspaces, stores })),
             db,
             dest,
             workers: workers.max(1),
@@ -108,9 +114,31 @@ impl JobService {
         &self.dest
     }
 
-    /// The workspaces served.
-    pub fn workspaces(&self) -> &Workspaces {
-        &self.workspaces
+    /// The workspaces served now.
+    pub fn workspaces(&self) -> Workspaces {
+        self.tenants().workspaces.clone()
+    }
+
+    fn tenants(&self) -> Arc<Tenants> {
+        Arc::clone(&self.tenants.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Serves `workspaces` from now on (a re-read workspaces file), opening
+    /// their stores first: on any error nothing changes. Jobs of a workspace
+    /// that is gone stay in the database and fail when they run.
+    pub async fn reload(&self, workspaces: Workspaces) -> Result<()> {
+        let mut stores = HashMap::new();
+        let current = self.tenants();
+        for ws in workspaces.all() {
+            let store = match (current.workspaces.get(&ws.id), current.stores.get(&ws.id)) {
+                (Some(old), Some(s)) if old.store == ws.store => Arc::clone(s),
+                _ => SealedStore::open(&ws.store).await?,
+            };
+            stores.insert(ws.id.clone(), store);
+        }
+        *self.tenants.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Tenants { workspaces, stores });
+        Ok(())
     }
 
     /// Destination settings for exports of `ws`: its id is the STS external
@@ -454,7 +482,9 @@ impl JobService {
             .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", job.id)))?
             .with_timezone(&Utc);
         let ws_id = job.workspace_id().to_string();
-        let (Some(ws), Some(store)) = (self.workspaces.get(&ws_id), self.stores.get(&ws_id)) else {
+        let tenants = self.tenants();
+        let (Some(ws), Some(store)) = (tenants.workspaces.get(&ws_id), tenants.stores.get(&ws_id))
+        else {
             return Err(Error::Jobs(format!(
                 "job {}: its workspace {ws_id:?} is no longer configured",
                 job.id

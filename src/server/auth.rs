@@ -32,6 +32,7 @@ pub(super) async fn require_token(
     next: Next,
 ) -> Response {
     let workspaces = state.jobs.workspaces();
+    let workspaces = &workspaces;
     if workspaces.is_open() {
         let host = req
             .headers()

@@ -485,3 +485,61 @@ async fn no_credential_in_records_manifests_logs_or_errors() {
         }
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_workspaces_file_and_keeps_it_when_malformed() {
+    let t = Tenants::start(2).await;
+    let file = t.tmp.path().join("workspaces.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    // ws_b leaves, ws_c arrives (over ws_b's store).
+    let b = v["workspaces"][1].clone();
+    v["workspaces"][1] = json!({"id": "ws_c", "tokens_sha256": [digest("token-of-c-0123456789")],
+                                "store": b["store"], "destinations": b["destinations"]});
+    std::fs::write(&file, v.to_string()).unwrap();
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &t.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    hup();
+    let t0 = Instant::now();
+    while t
+        .call("token-of-c-0123456789", "GET", "/v1/exports", None)
+        .await
+        .0
+        != 200
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not reloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t.call(TOKEN_B, "GET", "/v1/exports", None).await.0, 401);
+    assert_eq!(t.call(TOKEN_A, "GET", "/v1/exports", None).await.0, 200);
+    // A malformed file is refused with its JSON path; the workspaces stay.
+    std::fs::write(
+        &file,
+        r#"{"workspaces": [{"id": "x", "tokens_sha256": ["zz"], "store": "/s"}]}"#,
+    )
+    .unwrap();
+    hup();
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(&t.log).unwrap();
+        if log.contains("kept the workspaces served") {
+            assert!(log.contains("$.workspaces[0].tokens_sha256[0]"), "{log}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no refusal logged: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        t.call("token-of-c-0123456789", "GET", "/v1/exports", None)
+            .await
+            .0,
+        200
+    );
+}
