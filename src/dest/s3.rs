@@ -241,3 +241,37 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sts_of(cfg: &DestConfig) -> String {
+        let c = client(
+            "b",
+            Some("us-east-1"),
+            Some("http://caller-chosen.example:9000"),
+            Some("arn:aws:iam::000000000000:role/x"),
+            cfg,
+        )
+        .unwrap();
+        format!("{:?}", c.role.unwrap())
+    }
+
+    #[test]
+    fn sts_goes_to_the_destination_endpoint_only_when_trusted() {
+        let mut cfg = DestConfig {
+            workspace_id: Some("ws_a".into()),
+            ..Default::default()
+        };
+        assert!(sts_of(&cfg).contains("caller-chosen.example"));
+        cfg.sts_from_destination = false;
+        assert!(
+            !sts_of(&cfg).contains("caller-chosen.example"),
+            "{}",
+            sts_of(&cfg)
+        );
+        cfg.sts_endpoint = Some("http://operator.example:1".into());
+        assert!(sts_of(&cfg).contains("operator.example"));
+    }
+}

@@ -122,3 +122,39 @@ fn serve_refuses_an_open_api_off_loopback_and_documents_its_env() {
         assert!(help.contains(var), "--help lacks {var}");
     }
 }
+
+#[test]
+fn serve_hardening_short_keys_hidden_tokens_and_a_private_key_file() {
+    let tmp = TempDir::new().unwrap();
+    // A signing key shorter than 32 bytes is refused at start.
+    let out = nusomi()
+        .args(["serve", "--store"])
+        .arg(tmp.path().join("store"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--signing-key",
+            "short-key",
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    assert!(!stderr.contains("short-key"), "the key is echoed: {stderr}");
+    // Token values from the environment are never shown by --help.
+    let help = nusomi()
+        .args(["serve", "--help"])
+        .env("NUSOMI_API_TOKENS", "tok-visible-0123456789")
+        .env("NUSOMI_SIGNING_KEY", "key-visible-0123456789-0123456789")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("NUSOMI_TOKENS_FILE") && help.contains("NUSOMI_WORKSPACES"));
+    assert!(
+        !help.contains("tok-visible") && !help.contains("key-visible"),
+        "{help}"
+    );
+}

@@ -772,3 +772,124 @@ async fn signed_url_files_past_retention_are_swept_and_the_record_stays() {
     }
     assert_eq!(server.get(&format!("/v1/exports/{id}")).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_generated_signing_key_is_private_and_tokens_come_from_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let (tmp, store) = store_dir(65, 1).await;
+    let data = tmp.path().join("data");
+    let tokens = tmp.path().join("tokens.txt");
+    std::fs::write(&tokens, "file-token-0123456789\n").unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args([
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--tokens-file")
+        .arg(&tokens)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let t0 = std::time::Instant::now();
+    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = |token: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client
+                .get(format!("{base}/v1/exports"))
+                .bearer_auth(token)
+                .send();
+            r.await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(list("file-token-0123456789").await, 200);
+    assert_eq!(list("another-token").await, 401);
+    let mode = std::fs::metadata(data.join("signing.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn an_open_api_answers_only_loopback_host_names() {
+    let (tmp, store) = store_dir(66, 1).await;
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args([
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("NUSOMI_API_TOKENS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let t0 = std::time::Instant::now();
+    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let with_host = |host: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r = client
+                .get(format!("{base}/v1/exports"))
+                .header("host", host)
+                .send();
+            r.await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(with_host(format!("127.0.0.1:{port}")).await, 200);
+    assert_eq!(with_host(format!("localhost:{port}")).await, 200);
+    // A DNS-rebinding page's requests carry its own host name.
+    assert_eq!(with_host(format!("attacker.example:{port}")).await, 403);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_400_lists_at_most_100_problems() {
+    let (tmp, store) = store_dir(62, 1).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let mut spec = spec_json(
+        "jsonl",
+        json!({"destination": {"kind": "local", "path": tmp.path().join("o")}}),
+    );
+    for i in 0..150 {
+        spec[format!("unknown_{i:03}")] = json!(1);
+    }
+    let (s, body) = server.post(&spec).await;
+    assert_eq!(s, 400);
+    assert_eq!(body["errors"].as_array().unwrap().len(), 100, "{body}");
+}
