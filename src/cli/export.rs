@@ -22,6 +22,9 @@ pub(super) enum ExportCommand {
     Plan(PlanArgs),
     /// Run an export: shards and manifest.json into the spec's destination.
     Create(CreateArgs),
+    /// Check a published export against its manifest (no store needed):
+    /// every shard's presence, size and SHA-256, and the digest.
+    Verify(VerifyArgs),
 }
 
 /// Arguments of `nusomi export create`.
@@ -39,6 +42,17 @@ pub(super) struct CreateArgs {
     workspace_id: Option<String>,
     /// The export spec (JSON, SPEC §4); needs a `destination`.
     spec: PathBuf,
+}
+
+/// Arguments of `nusomi export verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The export: a folder, its manifest.json, or a file://, s3://, az://
+    /// or gs:// URL of its prefix (or of its manifest.json).
+    location: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `nusomi export plan`.
@@ -65,6 +79,7 @@ pub(super) async fn run(cmd: ExportCommand) -> Result<ExitCode> {
     match cmd {
         ExportCommand::Plan(args) => plan(args).await,
         ExportCommand::Create(args) => create(args).await,
+        ExportCommand::Verify(args) => verify(args).await,
     }
 }
 
@@ -186,4 +201,40 @@ fn write_plan(batches: &[arrow::array::RecordBatch]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let given = args.location.trim_end_matches('/');
+    let root = given.strip_suffix("/manifest.json").unwrap_or(given);
+    let root = if root == "manifest.json" { "." } else { root };
+    if !root.contains("://") && !std::path::Path::new(root).is_dir() {
+        return Err(Error::Location {
+            location: args.location.clone(),
+            message: "no such folder".into(),
+        });
+    }
+    let loc = crate::store::StoreLocation::parse(root)?;
+    let report = crate::sink::verify(&loc.store, &loc.prefix).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.is_intact() {
+        println!(
+            "{}: intact ({} shard(s), {} bytes hashed, digest matches)",
+            args.location, report.shards, report.bytes
+        );
+    } else {
+        for m in &report.mismatches {
+            println!("{m}");
+        }
+        eprintln!(
+            "{}: {} difference(s) from its manifest",
+            args.location,
+            report.mismatches.len()
+        );
+    }
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -21,7 +21,7 @@ use super::record::{JobRecord, JobStatus};
 use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
 use crate::export::{new_export_id, Export, ExportOutcome};
-use crate::sink::{purge_unpublished, ExportLayout, Progress};
+use crate::sink::{purge_unpublished, ExportLayout, Progress, Verification};
 use crate::spec::Destination;
 use crate::spec::{ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
@@ -347,6 +347,25 @@ impl JobService {
                 r.failed("cancelled");
             }
         })
+    }
+
+    /// Verifies completed job `id` of workspace `ws` against its manifest,
+    /// where the export was written (`None`: unknown here or not completed).
+    pub async fn verify(&self, ws: &Workspace, id: &str) -> Result<Option<Verification>> {
+        let Some(r) = self.record(ws, id)? else {
+            return Ok(None);
+        };
+        if r.status != JobStatus::Completed {
+            return Ok(None);
+        }
+        let created = DateTime::parse_from_rfc3339(&r.created_at)
+            .map_err(|e| Error::Jobs(format!("job {id}: bad created_at: {e}")))?
+            .with_timezone(&Utc);
+        let spec = self.checked_spec(ws, &r.spec, created)?;
+        let target = Export::open_target(&spec, &r.id, &self.dest_for(ws))?;
+        Ok(Some(
+            crate::sink::verify(&target.store, &target.prefix).await?,
+        ))
     }
 
     /// Forgets finished job `id` of workspace `ws`: removes its record and,

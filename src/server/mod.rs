@@ -27,6 +27,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/exports"),
     ("get", "/v1/exports/{id}"),
     ("delete", "/v1/exports/{id}"),
+    ("get", "/v1/exports/{id}/verify"),
     ("get", "/v1/exports/{id}/files/{name}"),
 ];
 
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/exports/{id}",
             get(routes::get_export).delete(routes::cancel_export),
         )
+        .route("/v1/exports/{id}/verify", get(routes::verify_export))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -83,6 +83,15 @@ pub fn openapi() -> Value {
                     }
                 }
             },
+            "/v1/exports/{id}/verify": {"get": {
+                "operationId": "verifyExport", "summary": "Check a completed export where it was written against its manifest: every shard's presence, size and SHA-256, and the digest",
+                "parameters": [id_param.clone()],
+                "responses": {
+                    "200": {"description": "The report (`intact`, `shards`, `bytes`, `mismatches`: [{problem: missing|size|sha256|digest, path, expected, found}])", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "401": err("Missing or invalid bearer token"),
+                    "404": err("No completed export with this id in the caller's workspace")
+                }
+            }},
             "/v1/exports/{id}/files/{name}": {"get": {
                 "operationId": "downloadFile", "summary": "A file of a signed_url export, through its signed link", "security": [],
                 "parameters": [

@@ -164,6 +164,25 @@ pub(super) async fn get_export(
     }
 }
 
+pub(super) async fn verify_export(
+    State(state): State<AppState>,
+    Extension(ws): Extension<Arc<Workspace>>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.jobs.verify(&ws, &id).await {
+        Ok(Some(report)) => Json(json!({
+            "id": id,
+            "intact": report.is_intact(),
+            "shards": report.shards,
+            "bytes": report.bytes,
+            "mismatches": report.mismatches,
+        }))
+        .into_response(),
+        Ok(None) => error_body(StatusCode::NOT_FOUND, format!("no completed export {id:?}")),
+        Err(e) => internal(e),
+    }
+}
+
 /// Query of `GET /v1/exports`.
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {

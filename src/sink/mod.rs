@@ -18,6 +18,7 @@ mod row_json;
 mod row_schema;
 mod sharded;
 mod upload;
+mod verify;
 
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
@@ -26,3 +27,4 @@ pub(crate) use publish::{objects_under, purge_unpublished};
 pub use publish::{ExportMeta, ExportWriter};
 pub use row_schema::{output_schema, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};
+pub use verify::{verify, Mismatch, Verification};

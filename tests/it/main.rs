@@ -11,3 +11,4 @@ mod spec_prop;
 mod support;
 mod tables;
 mod tenancy;
+mod verify;

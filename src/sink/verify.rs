@@ -1,0 +1,168 @@
+//! [`verify`]: checks a published export against its own manifest, without
+//! the store: every shard's presence, size and SHA-256 (streamed, never held
+//! whole), and the manifest's `digest` over the shard hashes. Each
+//! difference is reported by shard name.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::layout::ExportLayout;
+use super::manifest::{shards_digest, Manifest, ShardInfo};
+use crate::error::{Error, Result};
+
+/// One difference between an export and its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Mismatch {
+    /// A shard the manifest lists is not there.
+    Missing {
+        /// The shard.
+        path: String,
+    },
+    /// A shard has another size.
+    Size {
+        /// The shard.
+        path: String,
+        /// Bytes the manifest lists.
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// A shard's bytes hash differently.
+    Sha256 {
+        /// The shard.
+        path: String,
+        /// Hash the manifest lists.
+        expected: String,
+        /// Hash of the bytes found.
+        found: String,
+    },
+    /// The manifest's `digest` does not match its own shard hashes.
+    Digest {
+        /// Digest the manifest lists.
+        expected: String,
+        /// Digest of the listed shard hashes.
+        found: String,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Missing { path } => write!(f, "{path}: missing"),
+            Mismatch::Size {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{path}: size {found} bytes, the manifest says {expected}"
+            ),
+            Mismatch::Sha256 {
+                path,
+                expected,
+                found,
+            } => write!(f, "{path}: sha256 {found}, the manifest says {expected}"),
+            Mismatch::Digest { expected, found } => write!(
+                f,
+                "manifest.json: digest {expected} does not match its shard hashes ({found})"
+            ),
+        }
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Shards the manifest lists.
+    pub shards: u64,
+    /// Bytes read and hashed.
+    pub bytes: u64,
+    /// Every difference (empty: the export is intact).
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Verification {
+    /// True when nothing differs.
+    pub fn is_intact(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// Verifies the export under `prefix` in `store` against its manifest.
+pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verification> {
+    let key = prefix.clone().join(ExportLayout::MANIFEST);
+    let bytes = store
+        .get(&key)
+        .await
+        .map_err(Error::destination("get", &key))?
+        .bytes()
+        .await
+        .map_err(Error::destination("get", &key))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: key.to_string(),
+        message: format!("not an export manifest: {e}"),
+    })?;
+    let mut out = Verification {
+        shards: manifest.shards.len() as u64,
+        bytes: 0,
+        mismatches: Vec::new(),
+    };
+    for shard in &manifest.shards {
+        if let Some(m) = check_shard(store, prefix, shard, &mut out.bytes).await? {
+            out.mismatches.push(m);
+        }
+    }
+    let digest = shards_digest(&manifest.shards);
+    if digest != manifest.digest {
+        out.mismatches.push(Mismatch::Digest {
+            expected: manifest.digest.clone(),
+            found: digest,
+        });
+    }
+    Ok(out)
+}
+
+async fn check_shard(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    shard: &ShardInfo,
+    read: &mut u64,
+) -> Result<Option<Mismatch>> {
+    let key = prefix.clone().join(shard.path.as_str());
+    let got = match store.get(&key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Ok(Some(Mismatch::Missing {
+                path: shard.path.clone(),
+            }))
+        }
+        Err(e) => return Err(Error::destination("get", &key)(e)),
+    };
+    let size = got.meta.size;
+    if size != shard.bytes {
+        return Ok(Some(Mismatch::Size {
+            path: shard.path.clone(),
+            expected: shard.bytes,
+            found: size,
+        }));
+    }
+    let mut hasher = Sha256::new();
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Error::destination("get", &key))?;
+        *read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    let found = hex::encode(hasher.finalize());
+    Ok((found != shard.sha256).then(|| Mismatch::Sha256 {
+        path: shard.path.clone(),
+        expected: shard.sha256.clone(),
+        found,
+    }))
+}

@@ -1,0 +1,144 @@
+//! `nusomi export verify` and `GET /v1/exports/{id}/verify`: an export is
+//! checked against its own manifest without the store; a flipped byte, a
+//! truncated shard, a missing shard and a tampered digest are each reported
+//! by name, with a non-zero exit.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nusomi_export::dest::ExportTarget;
+use nusomi_export::Export;
+use serde_json::{json, Value};
+
+use crate::support::{sealed_memory_store, spec, spec_json, store_dir, Server};
+
+fn verify_cli(location: &str, json: bool) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
+    cmd.args(["export", "verify", location]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A local export of several shards.
+async fn exported(dir: &Path) {
+    let (_tmp, store) = sealed_memory_store(81, 2).await;
+    let s = spec("jsonl", json!({"shard_size_bytes": 64 * 1024}));
+    let t = ExportTarget::local(dir.to_str().unwrap()).unwrap();
+    let out = Export::new(&store, &s).with_target(t).await.unwrap();
+    assert!(out.manifest.shard_count >= 4, "want several shards");
+}
+
+#[tokio::test]
+async fn verify_passes_a_fresh_export_and_names_every_damaged_shard() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tmp.path().join("out");
+    exported(&dir).await;
+    let d = dir.to_str().unwrap();
+    let (ok, text) = verify_cli(d, false);
+    assert!(ok && text.contains("intact"), "{text}");
+    let (ok, text) = verify_cli(&format!("{d}/manifest.json"), false);
+    assert!(ok, "{text}");
+    let (ok, text) = verify_cli(&format!("file://{d}"), false);
+    assert!(ok, "{text}");
+
+    // One flipped byte, one truncated shard, one missing shard.
+    let s0 = dir.join("shard-000000.jsonl");
+    let mut b = std::fs::read(&s0).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&s0, b).unwrap();
+    let s1 = dir.join("shard-000001.jsonl");
+    let b = std::fs::read(&s1).unwrap();
+    std::fs::write(&s1, &b[..b.len() - 10]).unwrap();
+    std::fs::remove_file(dir.join("shard-000002.jsonl")).unwrap();
+    let (ok, text) = verify_cli(d, false);
+    assert!(!ok, "{text}");
+    assert!(text.contains("shard-000000.jsonl: sha256"), "{text}");
+    assert!(text.contains("shard-000001.jsonl: size"), "{text}");
+    assert!(text.contains("shard-000002.jsonl: missing"), "{text}");
+    assert!(!text.contains("shard-000003.jsonl"), "{text}");
+    let (ok, text) = verify_cli(d, true);
+    assert!(!ok);
+    let report: Value = serde_json::from_str(&text[..text.rfind('}').unwrap() + 1]).unwrap();
+    let problems: Vec<&str> = report["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["problem"].as_str().unwrap())
+        .collect();
+    assert_eq!(problems, ["sha256", "size", "missing"]);
+
+    // A manifest whose digest does not match its own shard list.
+    let other = tmp.path().join("other");
+    exported(&other).await;
+    let m = other.join("manifest.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
+    v["digest"] = json!("0".repeat(64));
+    std::fs::write(&m, v.to_string()).unwrap();
+    let (ok, text) = verify_cli(other.to_str().unwrap(), false);
+    assert!(!ok && text.contains("manifest.json: digest"), "{text}");
+    // A folder that does not exist is an error, not an empty success.
+    let (ok, text) = verify_cli(tmp.path().join("nothing").to_str().unwrap(), false);
+    assert!(!ok && text.contains("no such folder"), "{text}");
+}
+
+#[tokio::test]
+async fn the_api_verifies_a_completed_export_where_it_was_written() {
+    let (tmp, store) = store_dir(82, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let out = tmp.path().join("api-out");
+    let (s, job) = server
+        .post(&spec_json(
+            "webdataset",
+            json!({"shard_size_bytes": 64 * 1024, "destination": {"kind": "local", "path": out}}),
+        ))
+        .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    server.wait_final(id, Duration::from_secs(60)).await;
+    let (s, report) = server.get(&format!("/v1/exports/{id}/verify")).await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["intact"], true, "{report}");
+    std::fs::remove_file(out.join("shard-000001.tar")).unwrap();
+    let (_, report) = server.get(&format!("/v1/exports/{id}/verify")).await;
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["mismatches"][0]["path"], "shard-000001.tar");
+    assert_eq!(report["mismatches"][0]["problem"], "missing");
+    assert_eq!(server.get("/v1/exports/exp_NOPE/verify").await.0, 404);
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn verify_reads_an_export_on_seaweedfs() {
+    use object_store::ObjectStoreExt;
+    let (_tmp, store) = sealed_memory_store(83, 2).await;
+    let prefix = format!("verify-{}", std::process::id());
+    let endpoint = std::env::var("NUSOMI_TEST_S3_ENDPOINT").unwrap();
+    let s = spec(
+        "parquet",
+        json!({"shard_size_bytes": 64 * 1024, "destination": {"kind": "s3", "bucket": "nusomi-test",
+               "prefix": prefix, "region": "us-east-1", "endpoint": endpoint}}),
+    );
+    let t = Export::open_target(&s, "exp_VERIFY", &Default::default()).unwrap();
+    let out = Export::new(&store, &s)
+        .with_target(t.clone())
+        .await
+        .unwrap();
+    let url = format!("s3://nusomi-test/{prefix}");
+    let (ok, text) = verify_cli(&url, false);
+    assert!(ok, "{text}");
+    let last = &out.manifest.shards.last().unwrap().path;
+    t.store
+        .delete(&t.prefix.clone().join(last.as_str()))
+        .await
+        .unwrap();
+    let (ok, text) = verify_cli(&format!("{url}/manifest.json"), false);
+    assert!(!ok && text.contains(&format!("{last}: missing")), "{text}");
+}
