@@ -108,6 +108,7 @@ at = pa.concat_tables(tables)
 check(at.num_rows == m["rows"] and at.schema.field("image").type == t.schema.field("image").type,
       "arrow: pyarrow reads every row, same image type")
 rows["arrow"] = at.column("key").to_pylist()
+check("pa.ipc.open_file" in (out / "README.md").read_text(), "arrow: the dataset card shows its reader")
 
 # JSONL: json + data URLs.
 out, m = export("jsonl")
@@ -121,6 +122,9 @@ for f in sorted(glob.glob(str(out / "shard-*.jsonl"))):
             sys.exit(f"FAIL: jsonl: {r['key']} image differs")
         jkeys.append(r["key"])
 check(len(jkeys) == m["rows"], "jsonl: every row parses, data URLs decode to the bundles' bytes")
+card = (out / "README.md").read_text()
+check(f"as_of`: {m['as_of']}" in card and "load_dataset(\"json\"" in card, "jsonl: the dataset card names as_of and its reader")
+check(len(datasets.load_dataset(str(out), split="train")) == m["rows"], "jsonl: datasets loads every row through the dataset card")
 rows["jsonl"] = jkeys
 
 # WebDataset: the webdataset library.
@@ -133,6 +137,9 @@ for key, img, meta in wds.WebDataset(urls, shardshuffle=False).decode("pil").to_
         sys.exit(f"FAIL: webdataset: sample {key} is inconsistent")
     wkeys.append(key)
 check(len(wkeys) == m["rows"], "webdataset: every sample has its image and json")
+check("wds.WebDataset" in (out / "README.md").read_text(), "webdataset: the dataset card shows its reader")
+wds_dir = datasets.load_dataset(str(out), split="train")
+check(len(wds_dir) == m["rows"], "webdataset: datasets loads every sample through the dataset card")
 rows["webdataset"] = wkeys
 
 check(rows["parquet"] == rows["arrow"] == rows["jsonl"] == rows["webdataset"], "all formats hold the same rows in the same order")

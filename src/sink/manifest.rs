@@ -83,18 +83,139 @@ impl Manifest {
     }
 }
 
-/// Hugging Face dataset card for a Parquet export: YAML `configs` pointing
-/// `datasets.load_dataset` at the shards.
+/// The dataset card (`README.md`) written beside every export: a Hugging
+/// Face card whose YAML `configs` point `datasets.load_dataset` at the
+/// shards (Parquet, WebDataset, JSON Lines; Arrow IPC files are read with
+/// pyarrow), then what the export holds, how to load it with the reader
+/// that matches its format, the columns, the spec and `as_of`. Everything
+/// in it comes from the manifest, so reruns write the same bytes.
 pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
+    let (builder, ext, what, load) = match manifest.format.as_str() {
+        "parquet" => (
+            Some("parquet"),
+            "parquet",
+            "Parquet shards. The `image` column is a Hugging Face `Image`",
+            "from datasets import load_dataset\nds = load_dataset(\"parquet\", data_dir=\".\")",
+        ),
+        "webdataset" => (
+            Some("webdataset"),
+            "tar",
+            "WebDataset tar shards: per frame `{key}.png|jpg` and `{key}.json` (every other column)",
+            "import webdataset as wds\nds = wds.WebDataset(\"shard-{000000..NNNNNN}.tar\", shardshuffle=False)\\\n    .decode(\"pil\").to_tuple(\"__key__\", \"png;jpg\", \"json\")\n\n# or: datasets.load_dataset(\"webdataset\", data_dir=\".\")",
+        ),
+        "jsonl" => (
+            Some("json"),
+            "jsonl",
+            "JSON Lines shards, one object per frame; `image` is a `data:` URL (base64)",
+            "from datasets import load_dataset\nds = load_dataset(\"json\", data_dir=\".\")",
+        ),
+        _ => (
+            None,
+            "arrow",
+            "Arrow IPC file shards (the schema of the Parquet export)",
+            "import pyarrow as pa, glob\ntable = pa.concat_tables(pa.ipc.open_file(f).read_all() for f in sorted(glob.glob(\"shard-*.arrow\")))",
+        ),
+    };
+    let configs = builder.map_or(String::new(), |_| {
+        format!(
+            "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"shard-*.{ext}\"\n---\n\n"
+        )
+    });
+    let columns = manifest
+        .schema
+        .as_array()
+        .map(|cols| {
+            cols.iter()
+                .map(|c| {
+                    format!(
+                        "- `{}`: {}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    // What was exported, not where to: the card reads the same wherever
+    // the folder is copied.
+    let spec = match &manifest.spec {
+        Value::Null => "(written by `COPY` or `write_shards`: no spec)".to_string(),
+        v => {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("destination");
+            }
+            format!(
+                "```json\n{}\n```",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            )
+        }
+    };
     format!(
-        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"shard-*.parquet\"\n---\n\n\
-         # {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \
-         in {shards} Parquet shards (`manifest.json` lists them with SHA-256). The `image` column is a Hugging Face \
-         `Image`; `events` and `actions` hold each frame's events as `{{t_ms, type, action, data}}` with `data` as JSON \
-         text.\n\n```python\nfrom datasets import load_dataset\nds = load_dataset(\"parquet\", data_dir=\".\")\n```\n",
+        "{configs}# {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \
+         in {shards} {what}; `events` and `actions` hold each frame's events as `{{t_ms, type, action, data}}` with `data` as \
+         JSON text. `manifest.json` lists every shard with its SHA-256 (`nusomi export verify .` checks them).\n\n\
+         ```python\n{load}\n```\n\n## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
         version = manifest.version,
         rows = manifest.rows,
         sessions = manifest.sessions,
         shards = manifest.shard_count,
+        as_of = manifest.as_of.as_deref().unwrap_or("(not recorded)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(format: &str) -> Manifest {
+        Manifest {
+            version: "0".into(),
+            format: format.into(),
+            rows: 3,
+            frames: 3,
+            actions: 1,
+            sessions: 1,
+            shard_count: 1,
+            shard_size_bytes: 4096,
+            shards: Vec::new(),
+            digest: String::new(),
+            as_of: Some("2030-01-01T00:00:00Z".into()),
+            spec: serde_json::json!({"workflow": "a", "tag": "demo@v1",
+                                      "destination": {"kind": "local", "path": "/x"}}),
+            resolved: Value::Null,
+            sql: None,
+            schema: serde_json::json!([{"name": "key", "type": "Utf8", "nullable": false}]),
+            links_expire_at: None,
+        }
+    }
+
+    #[test]
+    fn every_format_gets_a_card_with_its_reader_columns_spec_and_as_of() {
+        for (format, needle, config) in [
+            (
+                "parquet",
+                "load_dataset(\"parquet\"",
+                Some("shard-*.parquet"),
+            ),
+            ("webdataset", "wds.WebDataset", Some("shard-*.tar")),
+            ("jsonl", "load_dataset(\"json\"", Some("shard-*.jsonl")),
+            ("arrow", "pa.ipc.open_file", None),
+        ] {
+            let card = dataset_card(&manifest(format), "t");
+            assert!(card.contains(needle), "{format}: {card}");
+            assert_eq!(
+                card.starts_with("---\nconfigs:"),
+                config.is_some(),
+                "{format}"
+            );
+            if let Some(c) = config {
+                assert!(card.contains(c), "{format}");
+            }
+            assert!(card.contains("- `key`: Utf8") && card.contains("2030-01-01T00:00:00Z"));
+            assert!(card.contains("\"tag\": \"demo@v1\""), "{card}");
+            assert!(!card.contains("destination"), "{card}");
+        }
+    }
 }

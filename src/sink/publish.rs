@@ -276,14 +276,12 @@ impl<'a> ExportWriter<'a> {
                 }
             }
         }
-        if self.layout.format() == OutputFormat::Parquet {
-            let card = dataset_card(manifest, &self.meta.title);
-            let key = self.layout.card();
-            store
-                .put(&key, PutPayload::from(Bytes::from(card)))
-                .await
-                .map_err(Error::destination("put", &key))?;
-        }
+        let card = dataset_card(manifest, &self.meta.title);
+        let key = self.layout.card();
+        store
+            .put(&key, PutPayload::from(Bytes::from(card)))
+            .await
+            .map_err(Error::destination("put", &key))?;
         let path = self.layout.manifest();
         let bytes = manifest.to_bytes();
         let opts = PutOptions {

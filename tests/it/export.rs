@@ -41,10 +41,8 @@ async fn read(store: &InMemory, path: &str) -> Vec<u8> {
 
 /// Checks the manifest against the objects: sizes, rows, hashes, digest, and no stray files.
 async fn check_manifest(mem: &Arc<InMemory>, m: &Manifest) {
-    let mut expected = vec!["out/manifest.json".to_string()];
-    if m.format == "parquet" {
-        expected.push("out/README.md".to_string());
-    }
+    // Every format gets its dataset card.
+    let mut expected = vec!["out/manifest.json".to_string(), "out/README.md".to_string()];
     for s in &m.shards {
         let bytes = read(mem, &format!("out/{}", s.path)).await;
         assert_eq!(bytes.len() as u64, s.bytes, "{}", s.path);
