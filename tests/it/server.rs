@@ -17,8 +17,8 @@ use tempfile::TempDir;
 
 use crate::support::{
     assert_same_export, assert_same_files, export_create, file_url_dir, files, free_port, json_of,
-    manifest_sans_spec, rand_suffix, spec_json, store_dir, with_param, Server, ALL_WORKFLOWS,
-    TOKEN,
+    manifest_sans_spec, rand_suffix, spawn_serve, spec_json, store_dir, with_param, Server,
+    ALL_WORKFLOWS, TOKEN,
 };
 
 #[tokio::test]
@@ -785,43 +785,21 @@ async fn a_generated_signing_key_is_private_and_tokens_come_from_a_file() {
     let data = tmp.path().join("data");
     let tokens = tmp.path().join("tokens.txt");
     std::fs::write(&tokens, "file-token-0123456789\n").unwrap();
-    let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
-        .args([
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tokens-file")
-        .arg(&tokens)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (_child, base) = spawn_serve(|c| {
+        c.args(["--store", &store])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--tokens-file")
+            .arg(&tokens);
+    })
+    .await;
     let client = reqwest::Client::new();
-    let t0 = std::time::Instant::now();
-    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let list = |token: &'static str| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let r = client
-                .get(format!("{base}/v1/exports"))
-                .bearer_auth(token)
-                .send();
-            r.await.unwrap().status().as_u16()
-        }
+        let r = client
+            .get(format!("{base}/v1/exports"))
+            .bearer_auth(token)
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
     };
     assert_eq!(list("file-token-0123456789").await, 200);
     assert_eq!(list("another-token").await, 401);
@@ -830,57 +808,32 @@ async fn a_generated_signing_key_is_private_and_tokens_come_from_a_file() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]
 async fn an_open_api_answers_only_loopback_host_names() {
     let (tmp, store) = store_dir(66, 1).await;
     let data = tmp.path().join("data");
-    let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
-        .args([
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env_remove("NUSOMI_API_TOKENS")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (_child, base) = spawn_serve(|c| {
+        c.args(["--store", &store])
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("NUSOMI_API_TOKENS");
+    })
+    .await;
+    let port = base.rsplit(':').next().unwrap().to_string();
     let client = reqwest::Client::new();
-    let t0 = std::time::Instant::now();
-    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let with_host = |host: String| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let r = client
-                .get(format!("{base}/v1/exports"))
-                .header("host", host)
-                .send();
-            r.await.unwrap().status().as_u16()
-        }
+        let r = client
+            .get(format!("{base}/v1/exports"))
+            .header("host", host)
+            .send();
+        async move { r.await.unwrap().status().as_u16() }
     };
     assert_eq!(with_host(format!("127.0.0.1:{port}")).await, 200);
     assert_eq!(with_host(format!("localhost:{port}")).await, 200);
     // A DNS-rebinding page's requests carry its own host name.
     assert_eq!(with_host(format!("attacker.example:{port}")).await, 403);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test]

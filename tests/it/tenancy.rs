@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nusomi_export::store::{SealOptions, SealedStore};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{files, free_port, json_of, spec_json, write_session};
+use crate::support::{files, json_of, spawn_serve, spec_json, write_session, KillOnDrop};
 
 const TOKEN_A: &str = "token-of-workspace-a-0123456789";
 const TOKEN_B: &str = "token-of-workspace-b-0123456789";
@@ -25,7 +25,7 @@ const SECRET: &str = "SECRET-MARKER-7f3a9c";
 /// role, one GCS account) and `ws_b` (its own store and local root, one
 /// active job at most).
 struct Tenants {
-    child: Child,
+    child: KillOnDrop,
     base: String,
     client: reqwest::Client,
     tmp: TempDir,
@@ -74,41 +74,28 @@ impl Tenants {
              "destinations": {"local_root": tmp.path().join("root_b")}}
         ]});
         std::fs::write(&file, ws.to_string()).unwrap();
-        let port = free_port();
         let log = tmp.path().join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_nusomi"))
-            .args(["serve", "--workspaces"])
-            .arg(&file)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .args(["--workers", "1"])
-            // Credentials of the server's own identity must never leak either.
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("NUSOMI_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        let t = Tenants {
+        let stderr = std::fs::File::create(&log).unwrap();
+        let (child, base) = spawn_serve(|c| {
+            c.arg("--workspaces")
+                .arg(&file)
+                .arg("--data-dir")
+                .arg(tmp.path().join("data"))
+                .args(["--workers", "1"])
+                // Credentials of the server's own identity must never leak either.
+                .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                .env("NUSOMI_LOG", "debug")
+                .stderr(Stdio::from(stderr));
+        })
+        .await;
+        Tenants {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             client: reqwest::Client::new(),
             tmp,
             log,
             sessions,
-        };
-        let t0 = Instant::now();
-        while !matches!(t.client.get(format!("{}/healthz", t.base)).send().await, Ok(r) if r.status() == 200)
-        {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        t
     }
 
     fn root(&self, ws: &str) -> PathBuf {
@@ -161,13 +148,6 @@ impl Tenants {
             .iter()
             .map(|j| j["id"].as_str().unwrap().to_string())
             .collect()
-    }
-}
-
-impl Drop for Tenants {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -498,7 +478,7 @@ async fn sighup_reloads_the_workspaces_file_and_keeps_it_when_malformed() {
     std::fs::write(&file, v.to_string()).unwrap();
     let hup = || {
         let ok = Command::new("kill")
-            .args(["-HUP", &t.child.id().to_string()])
+            .args(["-HUP", &t.child.0.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());

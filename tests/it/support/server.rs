@@ -277,3 +277,38 @@ pub fn file_url_dir(manifest_url: &str) -> PathBuf {
         .unwrap();
     p.parent().unwrap().to_path_buf()
 }
+
+/// A child process killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `nusomi serve --listen 127.0.0.1:<free port>` with whatever
+/// `configure` adds (flags, environment, where stderr goes) and returns it
+/// with its base URL once `/healthz` answers.
+pub async fn spawn_serve(configure: impl FnOnce(&mut Command)) -> (KillOnDrop, String) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    configure(&mut cmd);
+    let child = KillOnDrop(cmd.spawn().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let t0 = Instant::now();
+    while !matches!(client.get(format!("{base}/healthz")).send().await, Ok(r) if r.status() == 200)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
