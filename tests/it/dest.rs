@@ -235,16 +235,24 @@ fn damaged_shards(expected: &BTreeMap<String, Vec<u8>>) -> Vec<(&'static str, Ve
     ]
 }
 
+/// The objects of an undisturbed export of `spec` under `out/`.
+async fn undisturbed(
+    store: &Arc<nusomi_export::store::SealedStore>,
+    spec: &ExportSpec,
+) -> BTreeMap<String, Vec<u8>> {
+    let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    Export::new(store, spec)
+        .with_target(target(Arc::clone(&baseline), "out", PART))
+        .await
+        .unwrap();
+    objects(&baseline, "out").await
+}
+
 #[tokio::test]
 async fn under_its_own_lease_stale_shards_are_replaced_or_removed() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     let spec = spec("webdataset", json!({"shard_size_bytes": SHARD}));
-    let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    Export::new(&store, &spec)
-        .with_target(target(Arc::clone(&baseline), "out", PART))
-        .await
-        .unwrap();
-    let expected = objects(&baseline, "out").await;
+    let expected = undisturbed(&store, &spec).await;
     let lease = lease_of(&store, &spec).await;
 
     // In memory and in a local folder (whose reads take another path).
@@ -278,12 +286,7 @@ async fn under_its_own_lease_stale_shards_are_replaced_or_removed() {
 async fn objects_it_did_not_write_are_neither_deleted_nor_overwritten() {
     let (_tmp, store) = sealed_memory_store(43, 3).await;
     let spec = spec("webdataset", json!({"shard_size_bytes": SHARD}));
-    let baseline: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    Export::new(&store, &spec)
-        .with_target(target(Arc::clone(&baseline), "out", PART))
-        .await
-        .unwrap();
-    let expected = objects(&baseline, "out").await;
+    let expected = undisturbed(&store, &spec).await;
     // The same shard names, but no lease: someone else's files.
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     for (name, bytes) in damaged_shards(&expected) {
