@@ -47,8 +47,9 @@ pub(super) struct CreateArgs {
 /// Arguments of `nusomi export verify`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The export: a folder, its manifest.json, or a file://, s3://, az://
-    /// or gs:// URL of its prefix (or of its manifest.json).
+    /// The export: a folder, its manifest.json, or a file://, s3://,
+    /// az://ACCOUNT/CONTAINER/… or gs:// URL of its prefix or manifest.json
+    /// (the `manifest_url` an export reports).
     location: String,
     /// Print the report as JSON.
     #[arg(long)]
@@ -213,8 +214,30 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
             message: "no such folder".into(),
         });
     }
-    let loc = crate::store::StoreLocation::parse(root)?;
-    let report = crate::sink::verify(&loc.store, &loc.prefix).await?;
+    let (store, prefix) = match root.strip_prefix("az://") {
+        // The form export URLs are printed in: az://account/container/prefix.
+        Some(rest) => {
+            let mut parts = rest.splitn(3, '/');
+            let (Some(account), Some(container)) = (parts.next(), parts.next()) else {
+                return Err(Error::Location {
+                    location: args.location.clone(),
+                    message: "expected az://ACCOUNT/CONTAINER/PREFIX".into(),
+                });
+            };
+            let d = crate::spec::Destination::AzureBlob {
+                account: account.into(),
+                container: container.into(),
+                prefix: parts.next().unwrap_or("").into(),
+            };
+            let t = crate::dest::ExportTarget::open(&d, "", &DestConfig::from_env()?)?;
+            (t.store, t.prefix)
+        }
+        None => {
+            let loc = crate::store::StoreLocation::parse(root)?;
+            (loc.store, loc.prefix)
+        }
+    };
+    let report = crate::sink::verify(&store, &prefix).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_intact() {

@@ -142,3 +142,31 @@ async fn verify_reads_an_export_on_seaweedfs() {
     let (ok, text) = verify_cli(&format!("{url}/manifest.json"), false);
     assert!(!ok && text.contains(&format!("{last}: missing")), "{text}");
 }
+
+#[tokio::test]
+#[ignore = "needs Azurite: run scripts/test.sh"]
+async fn verify_reads_an_export_on_azurite_from_its_manifest_url() {
+    use object_store::ObjectStoreExt;
+    let (_tmp, store) = sealed_memory_store(84, 2).await;
+    let s = spec(
+        "webdataset",
+        json!({"shard_size_bytes": 64 * 1024, "destination": {"kind": "azure_blob",
+               "account": "devstoreaccount1", "container": "nusomi-test",
+               "prefix": format!("verify-{}", std::process::id())}}),
+    );
+    let t = Export::open_target(&s, "exp_VERIFY", &Default::default()).unwrap();
+    let out = Export::new(&store, &s)
+        .with_target(t.clone())
+        .await
+        .unwrap();
+    let (ok, text) = verify_cli(&out.manifest_url, false);
+    assert!(ok, "{}: {text}", out.manifest_url);
+    let first = &out.manifest.shards[0].path;
+    let key = t.prefix.clone().join(first.as_str());
+    let bytes = t.store.get(&key).await.unwrap().bytes().await.unwrap();
+    let mut flipped = bytes.to_vec();
+    flipped[bytes.len() / 2] ^= 1;
+    t.store.put(&key, flipped.into()).await.unwrap();
+    let (ok, text) = verify_cli(&out.manifest_url, false);
+    assert!(!ok && text.contains(&format!("{first}: sha256")), "{text}");
+}
