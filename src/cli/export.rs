@@ -41,7 +41,17 @@ pub(super) struct CreateArgs {
     #[arg(long, env = "NUSOMI_WORKSPACE_ID")]
     workspace_id: Option<String>,
     /// The export spec (JSON, SPEC §4); needs a `destination`.
-    spec: PathBuf,
+    #[arg(required_unless_present = "from_manifest")]
+    spec: Option<PathBuf>,
+    /// Re-run the spec a published manifest records, at its `as_of`, and
+    /// compare every shard with the original (a folder, its manifest.json,
+    /// or the export's `manifest_url`).
+    #[arg(long, requires = "to", conflicts_with = "spec")]
+    from_manifest: Option<String>,
+    /// With --from-manifest: where the reproduction goes (a folder, or a
+    /// destination object as JSON).
+    #[arg(long)]
+    to: Option<String>,
 }
 
 /// Arguments of `nusomi export verify`.
@@ -85,14 +95,18 @@ pub(super) async fn run(cmd: ExportCommand) -> Result<ExitCode> {
 }
 
 async fn create(args: CreateArgs) -> Result<ExitCode> {
+    if let Some(location) = args.from_manifest.clone() {
+        return reproduce(args, &location).await;
+    }
     let created_at = Utc::now();
-    let spec = read_spec(&args.spec, created_at)?;
+    let spec_path = args.spec.clone().unwrap_or_default();
+    let spec = read_spec(&spec_path, created_at)?;
     let store = SealedStore::open(&args.store).await?;
     let mut cfg = DestConfig::from_env()?;
     if args.workspace_id.is_some() {
         cfg.workspace_id = args.workspace_id;
     }
-    let body = std::fs::read_to_string(&args.spec).map_err(|e| Error::io(&args.spec, e))?;
+    let body = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
     let job = run_job(&store, &spec, &body, &cfg, created_at, !args.json).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
@@ -128,6 +142,22 @@ pub(super) async fn run_job(
     created_at: chrono::DateTime<Utc>,
     show_progress: bool,
 ) -> Result<serde_json::Value> {
+    Ok(
+        run_job_with_manifest(store, spec, body, cfg, created_at, show_progress)
+            .await?
+            .0,
+    )
+}
+
+/// [`run_job`], also returning the manifest written.
+async fn run_job_with_manifest(
+    store: &std::sync::Arc<SealedStore>,
+    spec: &ExportSpec,
+    body: &str,
+    cfg: &DestConfig,
+    created_at: chrono::DateTime<Utc>,
+    show_progress: bool,
+) -> Result<(serde_json::Value, crate::sink::Manifest)> {
     use std::sync::atomic::Ordering;
     let mut job = JobRecord::queued(new_export_id(created_at), spec, body, created_at);
     let target = Export::open_target(spec, &job.id, cfg)?;
@@ -164,8 +194,9 @@ pub(super) async fn run_job(
         .await;
     ticker.abort();
     bar.finish_and_clear();
-    job.completed(&outcome?);
-    Ok(job.to_api(None))
+    let outcome = outcome?;
+    job.completed(&outcome);
+    Ok((job.to_api(None), outcome.manifest))
 }
 
 async fn plan(args: PlanArgs) -> Result<ExitCode> {
@@ -205,38 +236,7 @@ fn write_plan(batches: &[arrow::array::RecordBatch]) -> Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let given = args.location.trim_end_matches('/');
-    let root = given.strip_suffix("/manifest.json").unwrap_or(given);
-    let root = if root == "manifest.json" { "." } else { root };
-    if !root.contains("://") && !std::path::Path::new(root).is_dir() {
-        return Err(Error::Location {
-            location: args.location.clone(),
-            message: "no such folder".into(),
-        });
-    }
-    let (store, prefix) = match root.strip_prefix("az://") {
-        // The form export URLs are printed in: az://account/container/prefix.
-        Some(rest) => {
-            let mut parts = rest.splitn(3, '/');
-            let (Some(account), Some(container)) = (parts.next(), parts.next()) else {
-                return Err(Error::Location {
-                    location: args.location.clone(),
-                    message: "expected az://ACCOUNT/CONTAINER/PREFIX".into(),
-                });
-            };
-            let d = crate::spec::Destination::AzureBlob {
-                account: account.into(),
-                container: container.into(),
-                prefix: parts.next().unwrap_or("").into(),
-            };
-            let t = crate::dest::ExportTarget::open(&d, "", &DestConfig::from_env()?)?;
-            (t.store, t.prefix)
-        }
-        None => {
-            let loc = crate::store::StoreLocation::parse(root)?;
-            (loc.store, loc.prefix)
-        }
-    };
+    let (store, prefix) = open_location(&args.location)?;
     let report = crate::sink::verify(&store, &prefix).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -256,6 +256,143 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
         );
     }
     Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The store and prefix of an export given as a folder, its manifest.json,
+/// or a `file://`, `s3://`, `az://ACCOUNT/CONTAINER/…` or `gs://` URL of
+/// either (the `manifest_url` an export reports).
+fn open_location(
+    location: &str,
+) -> Result<(
+    std::sync::Arc<dyn object_store::ObjectStore>,
+    object_store::path::Path,
+)> {
+    let given = location.trim_end_matches('/');
+    let root = given.strip_suffix("/manifest.json").unwrap_or(given);
+    let root = if root == "manifest.json" { "." } else { root };
+    if !root.contains("://") && !std::path::Path::new(root).is_dir() {
+        return Err(Error::Location {
+            location: location.to_string(),
+            message: "no such folder".into(),
+        });
+    }
+    Ok(match root.strip_prefix("az://") {
+        // The form export URLs are printed in: az://account/container/prefix.
+        Some(rest) => {
+            let mut parts = rest.splitn(3, '/');
+            let (Some(account), Some(container)) = (parts.next(), parts.next()) else {
+                return Err(Error::Location {
+                    location: location.to_string(),
+                    message: "expected az://ACCOUNT/CONTAINER/PREFIX".into(),
+                });
+            };
+            let d = crate::spec::Destination::AzureBlob {
+                account: account.into(),
+                container: container.into(),
+                prefix: parts.next().unwrap_or("").into(),
+            };
+            let t = crate::dest::ExportTarget::open(&d, "", &DestConfig::from_env()?)?;
+            (t.store, t.prefix)
+        }
+        None => {
+            let loc = crate::store::StoreLocation::parse(root)?;
+            (loc.store, loc.prefix)
+        }
+    })
+}
+
+/// `export create --from-manifest LOCATION --to DEST`: the manifest's spec
+/// re-run at its `as_of` into `DEST`, every shard compared with the
+/// original's hash.
+async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
+    use object_store::ObjectStoreExt;
+    let to = args.to.as_deref().ok_or_else(|| Error::Config {
+        field: "--to".into(),
+        message: "required with --from-manifest: a folder or a destination object as JSON \
+                  (the original destination already holds the export)"
+            .into(),
+    })?;
+    let (store, prefix) = open_location(location)?;
+    let key = prefix.clone().join(crate::sink::ExportLayout::MANIFEST);
+    let bytes = store
+        .get(&key)
+        .await
+        .map_err(Error::destination("get", &key))?
+        .bytes()
+        .await
+        .map_err(Error::destination("get", &key))?;
+    let original: crate::sink::Manifest = serde_json::from_slice(&bytes)?;
+    let mut raw = original.spec.clone();
+    if !raw.is_object() {
+        return Err(Error::Config {
+            field: "--from-manifest".into(),
+            message: "this manifest records no spec (a COPY or write_shards export)".into(),
+        });
+    }
+    raw["as_of"] = serde_json::json!(original.as_of);
+    raw["destination"] = if to.trim_start().starts_with('{') {
+        serde_json::from_str(to)?
+    } else {
+        serde_json::json!({"kind": "local", "path": to})
+    };
+    let created_at = Utc::now();
+    let spec = ExportSpec::parse(&raw, created_at)?;
+    let sealed = SealedStore::open(&args.store).await?;
+    let cfg = DestConfig::from_env()?;
+    let (job, again) = run_job_with_manifest(
+        &sealed,
+        &spec,
+        &raw.to_string(),
+        &cfg,
+        created_at,
+        !args.json,
+    )
+    .await?;
+    let mut differences = Vec::new();
+    for i in 0..original.shards.len().max(again.shards.len()) {
+        match (original.shards.get(i), again.shards.get(i)) {
+            (Some(a), Some(b)) if a.sha256 == b.sha256 && a.bytes == b.bytes => {}
+            (Some(a), Some(b)) => differences.push(format!(
+                "{}: {} bytes sha256 {}, the original has {} bytes sha256 {}",
+                b.path, b.bytes, b.sha256, a.bytes, a.sha256
+            )),
+            (Some(a), None) => differences.push(format!("{}: not produced again", a.path)),
+            (None, Some(b)) => differences.push(format!("{}: not in the original", b.path)),
+            (None, None) => {}
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"job": job, "identical": differences.is_empty(), "differences": differences})
+            )?
+        );
+    } else if differences.is_empty() {
+        println!(
+            "reproduced {location} byte for byte: {} shard(s), digest {} (into {})",
+            again.shard_count,
+            again.digest,
+            job["manifest_url"].as_str().unwrap_or_default()
+        );
+    } else {
+        for d in &differences {
+            println!("{d}");
+        }
+        eprintln!(
+            "{location}: {} shard(s) differ from the original (rows {} now, {} then; sessions {} now, {} then)",
+            differences.len(),
+            again.rows,
+            original.rows,
+            again.sessions,
+            original.sessions
+        );
+    }
+    Ok(if differences.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

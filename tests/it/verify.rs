@@ -170,3 +170,107 @@ async fn verify_reads_an_export_on_azurite_from_its_manifest_url() {
     let (ok, text) = verify_cli(&out.manifest_url, false);
     assert!(!ok && text.contains(&format!("{first}: sha256")), "{text}");
 }
+
+fn nusomi(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_session() {
+    let (tmp, store) = store_dir(85, 3).await;
+    let original = tmp.path().join("original");
+    let spec_file = tmp.path().join("spec.json");
+    // No as_of in the spec: the manifest records the one it ran at.
+    std::fs::write(
+        &spec_file,
+        json!({"workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
+               "format": "parquet", "frame_sampling": {"mode": "all"}, "shard_size_bytes": 64 * 1024,
+               "destination": {"kind": "local", "path": original}})
+        .to_string(),
+    )
+    .unwrap();
+    let (ok, text) = nusomi(&[
+        "export",
+        "create",
+        "--store",
+        &store,
+        spec_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    // Sessions sealed later do not change a reproduction at the same as_of.
+    let (_, later) = crate::support::write_session(tmp.path(), 86, 0);
+    let (ok, text) = nusomi(&["seal", "--store", &store, later.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let again = tmp.path().join("again");
+    let (ok, text) = nusomi(&[
+        "export",
+        "create",
+        "--store",
+        &store,
+        "--from-manifest",
+        original.join("manifest.json").to_str().unwrap(),
+        "--to",
+        again.to_str().unwrap(),
+    ]);
+    assert!(ok && text.contains("byte for byte"), "{text}");
+    for (name, bytes) in crate::support::files(&original) {
+        if name.starts_with("shard-") {
+            assert_eq!(std::fs::read(again.join(&name)).unwrap(), bytes, "{name}");
+        }
+    }
+    // A store that lost a sealed session: the difference is reported.
+    let frames: Vec<_> = walk(&Path::new(&store).join("frames"));
+    std::fs::remove_file(&frames[0]).unwrap();
+    let lost = frames[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let session = lost.split('-').next().unwrap().to_string();
+    let (ok, text) = nusomi(&[
+        "export",
+        "create",
+        "--store",
+        &store,
+        "--from-manifest",
+        original.to_str().unwrap(),
+        "--to",
+        tmp.path().join("third").to_str().unwrap(),
+    ]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&session),
+        "the lost session {session} is not named: {text}"
+    );
+    // --to is required: the original destination already holds the export.
+    let (ok, text) = nusomi(&[
+        "export",
+        "create",
+        "--store",
+        &store,
+        "--from-manifest",
+        original.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("--to"), "{text}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
