@@ -107,7 +107,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
         cfg.workspace_id = args.workspace_id;
     }
     let body = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
-    let job = run_job(&store, &spec, &body, &cfg, created_at, !args.json).await?;
+    let (job, _) = run_job(&store, &spec, &body, &cfg, created_at, !args.json).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
@@ -133,24 +133,9 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
 
 /// Runs `spec` (posted as `body`) with a progress bar on stderr (hidden
 /// when stderr is not a terminal or `show_progress` is false) and returns
-/// the job object, exactly as `GET /v1/exports/{id}` shows a finished job.
+/// the job object, exactly as `GET /v1/exports/{id}` shows a finished job,
+/// with the manifest written.
 pub(super) async fn run_job(
-    store: &std::sync::Arc<SealedStore>,
-    spec: &ExportSpec,
-    body: &str,
-    cfg: &DestConfig,
-    created_at: chrono::DateTime<Utc>,
-    show_progress: bool,
-) -> Result<serde_json::Value> {
-    Ok(
-        run_job_with_manifest(store, spec, body, cfg, created_at, show_progress)
-            .await?
-            .0,
-    )
-}
-
-/// [`run_job`], also returning the manifest written.
-async fn run_job_with_manifest(
     store: &std::sync::Arc<SealedStore>,
     spec: &ExportSpec,
     body: &str,
@@ -309,7 +294,6 @@ fn open_location(
 /// re-run at its `as_of` into `DEST`, every shard compared with the
 /// original's hash.
 async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
-    use object_store::ObjectStoreExt;
     let to = args.to.as_deref().ok_or_else(|| Error::Config {
         field: "--to".into(),
         message: "required with --from-manifest: a folder or a destination object as JSON \
@@ -317,15 +301,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
             .into(),
     })?;
     let (store, prefix) = open_location(location)?;
-    let key = prefix.clone().join(crate::sink::ExportLayout::MANIFEST);
-    let bytes = store
-        .get(&key)
-        .await
-        .map_err(Error::destination("get", &key))?
-        .bytes()
-        .await
-        .map_err(Error::destination("get", &key))?;
-    let original: crate::sink::Manifest = serde_json::from_slice(&bytes)?;
+    let original = crate::sink::read_manifest(&store, &prefix).await?;
     let mut raw = original.spec.clone();
     if !raw.is_object() {
         return Err(Error::Config {
@@ -343,7 +319,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
     let spec = ExportSpec::parse(&raw, created_at)?;
     let sealed = SealedStore::open(&args.store).await?;
     let cfg = DestConfig::from_env()?;
-    let (job, again) = run_job_with_manifest(
+    let (job, again) = run_job(
         &sealed,
         &spec,
         &raw.to_string(),

@@ -71,14 +71,7 @@ pub(crate) async fn claim(
 ) -> Result<Claim> {
     let url = target.url.clone();
     if existing.contains_key(ExportLayout::LEASE) {
-        return match read(target, layout).await? {
-            Some(l) if l.spec_sha256 == lease.spec_sha256 => Ok(Claim::Resumed),
-            Some(l) => Err(Error::PrefixClaimed {
-                url,
-                by: l.export_id,
-            }),
-            None => Err(foreign(url, existing)),
-        };
+        return judge(read(target, layout).await?, lease, url, existing);
     }
     if !existing.is_empty() {
         return Err(foreign(url, existing));
@@ -96,19 +89,30 @@ pub(crate) async fn claim(
     {
         Ok(_) => Ok(Claim::Fresh),
         // Another attempt claimed it between our listing and our put.
-        Err(object_store::Error::AlreadyExists { .. }) => match read(target, layout).await? {
-            Some(l) if l.spec_sha256 == lease.spec_sha256 => Ok(Claim::Resumed),
-            Some(l) => Err(Error::PrefixClaimed {
-                url,
-                by: l.export_id,
-            }),
-            None => Err(Error::ForeignObjects {
-                url,
-                keys: vec![ExportLayout::LEASE.into()],
-                more: false,
-            }),
-        },
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let only_lease = HashMap::from([(ExportLayout::LEASE.to_string(), 0)]);
+            judge(read(target, layout).await?, lease, url, &only_lease)
+        }
         Err(e) => Err(Error::destination("put lease", &key)(e)),
+    }
+}
+
+/// What a lease found on the prefix means for `lease`: the same export
+/// resumes, another export's claim refuses, and a file there that is no
+/// lease is someone else's (listed among `existing`).
+fn judge(
+    found: Option<Lease>,
+    lease: &Lease,
+    url: String,
+    existing: &HashMap<String, u64>,
+) -> Result<Claim> {
+    match found {
+        Some(l) if l.spec_sha256 == lease.spec_sha256 => Ok(Claim::Resumed),
+        Some(l) => Err(Error::PrefixClaimed {
+            url,
+            by: l.export_id,
+        }),
+        None => Err(foreign(url, existing)),
     }
 }
 

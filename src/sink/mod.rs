@@ -27,4 +27,4 @@ pub(crate) use publish::{objects_under, purge_unpublished};
 pub use publish::{ExportMeta, ExportWriter};
 pub use row_schema::{output_schema, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};
-pub use verify::{verify, Mismatch, Verification};
+pub use verify::{read_manifest, verify, Mismatch, Verification};

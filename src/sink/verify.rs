@@ -94,8 +94,8 @@ impl Verification {
     }
 }
 
-/// Verifies the export under `prefix` in `store` against its manifest.
-pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verification> {
+/// The manifest of the export under `prefix` in `store`.
+pub async fn read_manifest(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Manifest> {
     let key = prefix.clone().join(ExportLayout::MANIFEST);
     let bytes = store
         .get(&key)
@@ -104,10 +104,15 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
         .bytes()
         .await
         .map_err(Error::destination("get", &key))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: key.to_string(),
         message: format!("not an export manifest: {e}"),
-    })?;
+    })
+}
+
+/// Verifies the export under `prefix` in `store` against its manifest.
+pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verification> {
+    let manifest = read_manifest(store, prefix).await?;
     let mut out = Verification {
         shards: manifest.shards.len() as u64,
         bytes: 0,

@@ -222,26 +222,41 @@ impl Default for BundleLimits {
     }
 }
 
+/// The first component of `root/rel` below `root` that is a symbolic link
+/// (checked without following), if any; components that do not exist end
+/// the walk. The one rule bundles and workspace folders share: nothing
+/// under a root may lead elsewhere.
+pub(crate) fn symlink_on_path(root: &Path, rel: &Path) -> std::io::Result<Option<PathBuf>> {
+    let mut path = root.to_path_buf();
+    for c in rel.components() {
+        path.push(c);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => return Ok(Some(path)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// Reads `dir/rel` if it is a regular file inside the bundle — no component
 /// a symbolic link, not a FIFO, device or folder — of at most `cap` bytes.
 /// The error says which rule refused it.
 pub(super) fn read_regular(dir: &Path, rel: &str, cap: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut path = dir.to_path_buf();
-    for c in Path::new(rel).components() {
-        path.push(c);
-        let m = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "is missing".to_string(),
-            _ => format!("cannot be read: {e}"),
-        })?;
-        if m.file_type().is_symlink() {
-            return Err(format!(
-                "{:?} is a symbolic link",
-                path.strip_prefix(dir).unwrap_or(&path)
-            ));
-        }
+    let link = symlink_on_path(dir, Path::new(rel)).map_err(|e| format!("cannot be read: {e}"))?;
+    if let Some(link) = link {
+        return Err(format!(
+            "{:?} is a symbolic link",
+            link.strip_prefix(dir).unwrap_or(&link)
+        ));
     }
-    let m = std::fs::symlink_metadata(&path).map_err(|e| format!("cannot be read: {e}"))?;
+    let path = dir.join(rel);
+    let m = std::fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "is missing".to_string(),
+        _ => format!("cannot be read: {e}"),
+    })?;
     if !m.is_file() {
         return Err("is not a regular file (a folder, FIFO or device)".into());
     }

@@ -16,6 +16,7 @@ mod table;
 mod writer_props;
 
 pub use crate::error::BundleError;
+pub(crate) use bundle::symlink_on_path;
 pub use bundle::{
     is_valid_session_id, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome, SessionMeta,
 };

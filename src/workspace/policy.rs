@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::SpecError;
 use crate::spec::Destination;
+use crate::store::symlink_on_path;
 
 /// Where a workspace may export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,14 +179,7 @@ fn under_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
     let mut out = root.to_path_buf();
     for c in rel.components() {
         match c {
-            Component::Normal(part) => {
-                out.push(part);
-                if let Ok(m) = std::fs::symlink_metadata(&out) {
-                    if m.file_type().is_symlink() {
-                        return Err("goes through a symbolic link".into());
-                    }
-                }
-            }
+            Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir => return Err("must not contain '..'".into()),
             Component::RootDir | Component::Prefix(_) => {
@@ -196,7 +190,10 @@ fn under_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
     if out == root {
         return Err("must name a folder under the workspace's folder".into());
     }
-    Ok(out)
+    match symlink_on_path(root, rel) {
+        Ok(Some(_)) => Err("goes through a symbolic link".into()),
+        _ => Ok(out),
+    }
 }
 
 #[cfg(test)]

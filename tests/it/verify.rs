@@ -14,16 +14,11 @@ use serde_json::{json, Value};
 use crate::support::{sealed_memory_store, spec, spec_json, store_dir, Server};
 
 fn verify_cli(location: &str, json: bool) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
-    cmd.args(["export", "verify", location]);
+    let mut args = vec!["export", "verify", location];
     if json {
-        cmd.arg("--json");
+        args.push("--json");
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    nusomi(&args)
 }
 
 /// A local export of several shards.
