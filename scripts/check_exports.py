@@ -35,8 +35,8 @@ for b in bundles.iterdir():
         originals[f"{sid}_{idx:06}"] = (b / json.loads(line)["file"]).read_bytes()
 
 
-def export(fmt):
-    out = work / "exports" / fmt
+def export(fmt, extra=None, name=None):
+    out = work / "exports" / (name or fmt)
     spec = {
         "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
         "format": fmt,
@@ -45,8 +45,9 @@ def export(fmt):
         "shard_size_bytes": 1_000_000,
         "as_of": "2030-01-01T00:00:00Z",
         "tag": f"check-{fmt}",
+        **(extra or {}),
     }
-    spec_path = work / f"spec-{fmt}.json"
+    spec_path = work / f"spec-{name or fmt}.json"
     spec_path.write_text(json.dumps(spec))
     job = json.loads(subprocess.run([nusomi, "export", "create", "--store", store, "--json", str(spec_path)],
                                     check=True, capture_output=True, text=True).stdout)
@@ -61,7 +62,8 @@ def export(fmt):
         digest.update((s["sha256"] + "\n").encode())
     check(digest.hexdigest() == manifest["digest"], f"{fmt}: {len(manifest['shards'])} shards match sizes, hashes, digest")
     check(manifest["rows"] == job["rows"] == sum(s["rows"] for s in manifest["shards"]), f"{fmt}: row counts agree")
-    check(len(manifest["shards"]) > 1, f"{fmt}: shards rolled at 1 MB")
+    if extra is None:
+        check(len(manifest["shards"]) > 1, f"{fmt}: shards rolled at 1 MB")
     return out, manifest
 
 
@@ -141,6 +143,70 @@ check("wds.WebDataset" in (out / "README.md").read_text(), "webdataset: the data
 wds_dir = datasets.load_dataset(str(out), split="train")
 check(len(wds_dir) == m["rows"], "webdataset: datasets loads every sample through the dataset card")
 rows["webdataset"] = wkeys
+
+# Splits: each split its own shard series, loaded as a DatasetDict through
+# the dataset card; no session in two splits; the union is the plain export.
+fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+
+
+def split_of(salt, key):
+    """The documented assignment, computed independently of the crate."""
+    h = int.from_bytes(hashlib.sha256(salt.encode() + b"\0" + key.encode()).digest()[:8], "big")
+    cum = 0.0
+    names = sorted(fractions)
+    for i, name in enumerate(names):
+        cum += fractions[name]
+        if i == len(names) - 1 or h < int(cum * 2.0**64):
+            return name
+
+
+def owner_check(sid, name, expected):
+    """True when `sid` is not where the documented hash puts it."""
+    return expected[sid] != name
+
+
+session_ids = {json.loads((b / "session.json").read_text())["session_id"] for b in bundles.iterdir()}
+# The first salt under which the demo's few sessions fill all three splits.
+salt = next(f"s{i}" for i in range(1000) if len({split_of(f"s{i}", sid) for sid in session_ids}) == 3)
+expected = {sid: split_of(salt, sid) for sid in session_ids}
+for fmt in ["parquet", "jsonl", "webdataset"]:
+    out, m = export(fmt, {"splits": {**fractions, "salt": salt}}, name=f"{fmt}-splits")
+    check([s["name"] for s in m["splits"]] == ["test", "train", "val"] and all(s["shards"] for s in m["splits"]),
+          f"{fmt} splits: a non-empty section per split, in name order")
+    if fmt == "webdataset":
+        # datasets infers a WebDataset's json features from the first
+        # samples (a null actor_id there breaks a later string one), so the
+        # split series are read with the webdataset library.
+        dd = {s["name"]: [{"session_id": j["session_id"]} for (j,) in wds.WebDataset(
+            [str(out / p) for p in s["shards"]], shardshuffle=False).to_tuple("json").map_tuple(json.loads)]
+            for s in m["splits"]}
+        dd = {k: {"session_id": [r["session_id"] for r in v], "rows": v} for k, v in dd.items()}
+        check(sorted(dd) == ["test", "train", "val"], "webdataset splits: the webdataset library reads each series")
+        for name, split in dd.items():
+            check(len(split["rows"]) == next(s["rows"] for s in m["splits"] if s["name"] == name),
+                  f"webdataset splits: {name} has the rows its manifest section lists")
+            for sid in set(split["session_id"]):
+                if owner_check(sid, name, expected):
+                    sys.exit(f"FAIL: webdataset splits: {sid} is in {name}, the documented hash says {expected[sid]}")
+        check(sum(len(s["rows"]) for s in dd.values()) == len(rows[fmt]), "webdataset splits: the splits together hold every row once")
+        continue
+    dd = datasets.load_dataset(str(out))
+    check(isinstance(dd, datasets.DatasetDict) and sorted(dd.keys()) == ["test", "train", "val"],
+          f"{fmt} splits: datasets loads a DatasetDict with train, val, test")
+    owner = {}
+    for name, split in dd.items():
+        sessions = set(split["session_id"])
+        check(len(split) == next(s["rows"] for s in m["splits"] if s["name"] == name),
+              f"{fmt} splits: {name} has the rows its manifest section lists")
+        for sid in sessions:
+            if owner.setdefault(sid, name) != name:
+                sys.exit(f"FAIL: {fmt} splits: {sid} is in {owner[sid]} and {name}")
+            if expected[sid] != name:
+                sys.exit(f"FAIL: {fmt} splits: {sid} is in {name}, the documented hash says {expected[sid]}")
+    check(sum(len(s) for s in dd.values()) == len(rows[fmt]), f"{fmt} splits: the splits together hold every row once")
+    if fmt == "parquet":
+        img = dd["train"][0]["image"]
+        check(isinstance(img, Image.Image), "parquet splits: images decode to PIL")
 
 check(rows["parquet"] == rows["arrow"] == rows["jsonl"] == rows["webdataset"], "all formats hold the same rows in the same order")
 print("exports readable by pyarrow, DuckDB, Polars, datasets, webdataset")

@@ -81,6 +81,7 @@ const SLT_NOW: &str = "2026-11-25T00:00:00Z";
 /// * `EXPORT KEYS <spec json>` → the export rows' `key`s, in export order;
 /// * `EXPORT ROWS <spec json>` → `key`, `cardinality(events)`, `cardinality(actions)`;
 /// * `EXPORT SQL <spec json>` → the compiled SQL text;
+/// * `EXPORT SPLITS <spec json>` → `key`, `split` of a spec with splits;
 /// * `EXPORT ERROR <spec json>` → the spec's errors, one row each.
 ///
 /// Anything else is plain SQL.
@@ -119,6 +120,9 @@ fn expand_export_directive(sql: &str) -> Result<Directive, DataFusionError> {
             counts: true,
         },
         "SQL" => Directive::Sql(format!("SELECT {} AS sql", quote(&compiled))),
+        "SPLITS" => Directive::Sql(format!(
+            "SELECT key, split FROM ({compiled}) AS e ORDER BY key"
+        )),
         "ERROR" => Directive::Sql("SELECT 'spec is valid' AS error".to_string()),
         other => {
             return Err(DataFusionError::Plan(format!(

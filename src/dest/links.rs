@@ -81,7 +81,7 @@ impl ShardLinks for Links {
                 ttl,
                 prefix,
             } => {
-                let path = prefix.clone().join(name);
+                let path = crate::store::relative_key(prefix, name);
                 // S3 and GCS refuse presigned lifetimes over 7 days.
                 let ttl = (*ttl).min(MAX_PRESIGN_TTL);
                 let sign = |ttl: Duration| {

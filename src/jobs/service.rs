@@ -395,16 +395,16 @@ impl JobService {
             return 0;
         };
         let mut removed = 0;
-        if let Ok(names) = crate::sink::objects_under(&t.store, &t.prefix).await {
-            for name in names.keys() {
-                let key = t.prefix.clone().join(name.as_str());
-                if t.store.delete(&key).await.is_ok() {
-                    removed += 1;
-                }
+        let listed: Vec<_> = futures::StreamExt::collect(t.store.list(Some(&t.prefix))).await;
+        for meta in listed.into_iter().flatten() {
+            if t.store.delete(&meta.location).await.is_ok() {
+                removed += 1;
             }
         }
         if let Some(dir) = &t.local_dir {
-            let _ = std::fs::remove_dir(dir);
+            // Split folders emptied above; the export's folder is the
+            // service's own.
+            let _ = std::fs::remove_dir_all(dir);
         }
         removed
     }
@@ -519,7 +519,12 @@ impl JobService {
             .with_progress(progress);
         match export.await {
             Err(Error::Cancelled) => {
-                purge_unpublished(&target, &job_id).await;
+                let series: Vec<String> = spec
+                    .splits
+                    .iter()
+                    .flat_map(|s| s.parts.iter().map(|(n, _)| n.clone()))
+                    .collect();
+                purge_unpublished(&target, &job_id, &series).await;
                 Err(Error::Cancelled)
             }
             other => other,

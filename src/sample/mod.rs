@@ -1,17 +1,20 @@
 //! SQL functions the export query uses, registered by `crate::engine::register()`:
 //! the frame sampling tests of SPEC §4 (one per mode, each with the
 //! `keep_action_frames` union built in) and two row helpers (`frame_key`,
-//! `event_actions`). All are vectorised over Arrow arrays and are per-row
+//! `event_actions`), `split_of` (leak-free splits, `split.rs`) and
+//! `redact_text` (`redact.rs`). All are vectorised over Arrow arrays and are per-row
 //! tests over columns the store precomputed, so they parallelise and can be
 //! pushed into scans.
 
 mod row;
 mod sampling;
+mod split;
 
 use datafusion::logical_expr::ScalarUDF;
 
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
+pub use split::{group_hash, SplitOf, SplitPlan};
 
 /// Every function of this module.
 pub fn udfs() -> Vec<ScalarUDF> {
@@ -21,5 +24,6 @@ pub fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(SampleKeyframesOnly::new()),
         ScalarUDF::new_from_impl(FrameKey::new()),
         ScalarUDF::new_from_impl(EventActions::new()),
+        ScalarUDF::new_from_impl(SplitOf::new()),
     ]
 }

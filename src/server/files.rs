@@ -75,7 +75,9 @@ pub(super) async fn download(
     if let Err(e) = signer.verify(&id, &name, expires, signature, SystemTime::now()) {
         return forbidden(format!("link refused: {e}"));
     }
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+    // A file of the export: a name, or a split folder and a name.
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 2 || parts.iter().any(|p| p.is_empty() || p.starts_with('.')) {
         return error_body(StatusCode::NOT_FOUND, "no such file");
     }
     let target = match ExportTarget::open(&Destination::SignedUrl, &id, cfg) {
@@ -89,7 +91,7 @@ pub(super) async fn download(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_range);
-    let path = target.prefix.clone().join(name.as_str());
+    let path = crate::store::relative_key(&target.prefix, &name);
     let range = match range {
         Some(Err(())) => return unsatisfiable(&target, &path, "malformed Range").await,
         Some(Ok(r)) => Some(r),

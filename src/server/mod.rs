@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(routes::healthz))
-        .route("/v1/exports/{id}/files/{name}", get(files::download))
+        .route("/v1/exports/{id}/files/{*name}", get(files::download))
         .merge(guarded)
         .fallback(routes::not_found)
         .layer(axum::middleware::map_response(close_after_unread_body))

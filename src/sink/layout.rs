@@ -1,18 +1,23 @@
 //! [`ExportLayout`]: every name in an export folder, as `store/layout.rs`
 //! is for the store. An export under a prefix holds `shard-000000.<ext>`,
 //! `shard-000001.<ext>`, … (the extension is the format's), the dataset
-//! card `README.md` and, written last, `manifest.json`. Nothing else in the
-//! crate spells these names.
+//! card `README.md` and, written last, `manifest.json`. An export with
+//! splits writes one shard series per split in a folder named after it
+//! (`train/shard-000000.<ext>`): shard names are then relative paths. Nothing
+//! else in the crate spells these names.
 
 use object_store::path::Path;
 
 use crate::spec::OutputFormat;
+use crate::store::relative_key;
 
 /// The names of one export's files under its prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportLayout {
     prefix: Path,
     format: OutputFormat,
+    /// The split folder this layout's shards go to, if any.
+    series: Option<String>,
 }
 
 impl ExportLayout {
@@ -27,7 +32,20 @@ impl ExportLayout {
 
     /// The layout of a `format` export under `prefix`.
     pub fn new(prefix: Path, format: OutputFormat) -> Self {
-        ExportLayout { prefix, format }
+        ExportLayout {
+            prefix,
+            format,
+            series: None,
+        }
+    }
+
+    /// The same export's shard series of split `name`
+    /// (`name/shard-000000.<ext>`).
+    pub fn series(&self, name: &str) -> Self {
+        ExportLayout {
+            series: Some(name.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The prefix.
@@ -42,11 +60,25 @@ impl ExportLayout {
 
     /// Name of shard number `index` (`shard-000003.parquet`).
     pub fn shard_name(&self, index: usize) -> String {
-        format!("{}{index:06}.{}", Self::SHARD_STEM, self.format.extension())
+        let name = format!("{}{index:06}.{}", Self::SHARD_STEM, self.format.extension());
+        match &self.series {
+            Some(s) => format!("{s}/{name}"),
+            None => name,
+        }
     }
 
-    /// Whether `name` is a shard name of this export's format.
+    /// Whether `name` is a shard name of this export's format (and series).
     pub fn is_shard(&self, name: &str) -> bool {
+        let name = match &self.series {
+            Some(s) => match name
+                .strip_prefix(s.as_str())
+                .and_then(|n| n.strip_prefix('/'))
+            {
+                Some(n) => n,
+                None => return false,
+            },
+            None => name,
+        };
         name.strip_prefix(Self::SHARD_STEM)
             .and_then(|rest| rest.strip_suffix(self.format.extension()))
             .is_some_and(|stem| stem.ends_with('.'))
@@ -60,9 +92,10 @@ impl ExportLayout {
             || name == Self::LEASE
     }
 
-    /// The object key of `name` under the prefix.
+    /// The object key of `name` (a name or a relative path such as
+    /// `train/shard-000000.tar`) under the prefix.
     pub fn key(&self, name: &str) -> Path {
-        self.prefix.clone().join(name)
+        relative_key(&self.prefix, name)
     }
 
     /// The manifest's key.
@@ -95,5 +128,13 @@ mod tests {
         assert_eq!(l.manifest().as_ref(), "a/b/manifest.json");
         assert!(ExportLayout::is_export_file("README.md"));
         assert!(!ExportLayout::is_export_file("notes.txt"));
+        let train = l.series("train");
+        assert_eq!(train.shard_name(0), "train/shard-000000.tar");
+        assert!(train.is_shard("train/shard-000000.tar"));
+        assert!(!train.is_shard("shard-000000.tar") && !l.is_shard("train/shard-000000.tar"));
+        assert_eq!(
+            train.key("train/shard-000000.tar").as_ref(),
+            "a/b/train/shard-000000.tar"
+        );
     }
 }

@@ -24,6 +24,23 @@ pub struct ShardInfo {
     pub url: Option<String>,
 }
 
+/// One split's section of the manifest: its own shard series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSection {
+    /// The split's name (and folder).
+    pub name: String,
+    /// Rows in the split.
+    pub rows: u64,
+    /// Sessions with rows in the split.
+    pub sessions: u64,
+    /// Action events in the split's rows.
+    pub actions: u64,
+    /// Its shards (paths as in `shards`), in order.
+    pub shards: Vec<String>,
+    /// SHA-256 over its shards' hex digests, each followed by `\n`.
+    pub digest: String,
+}
+
 /// The manifest of a finished export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -47,6 +64,10 @@ pub struct Manifest {
     pub shards: Vec<ShardInfo>,
     /// SHA-256 over each shard's hex digest followed by `\n`, in order.
     pub digest: String,
+    /// Per split, its shard series (exports with `splits` only; the
+    /// splits' series follow each other in `shards`, in this order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<Vec<SplitSection>>,
     /// The snapshot instant.
     pub as_of: Option<String>,
     /// The spec as given (null for `COPY` exports).
@@ -116,11 +137,48 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
             "import pyarrow as pa, glob\ntable = pa.concat_tables(pa.ipc.open_file(f).read_all() for f in sorted(glob.glob(\"shard-*.arrow\")))",
         ),
     };
+    let data_files = match &manifest.splits {
+        None => format!("  - split: train\n    path: \"shard-*.{ext}\"\n"),
+        // Splits without rows have no shards, and a pattern matching no
+        // file fails `load_dataset`: they are left out.
+        Some(splits) => splits
+            .iter()
+            .filter(|s| !s.shards.is_empty())
+            .map(|s| {
+                format!(
+                    "  - split: {}\n    path: \"{}/shard-*.{ext}\"\n",
+                    s.name, s.name
+                )
+            })
+            .collect(),
+    };
     let configs = builder.map_or(String::new(), |_| {
-        format!(
-            "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"shard-*.{ext}\"\n---\n\n"
-        )
+        format!("---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}---\n\n")
     });
+    let split_lines = match &manifest.splits {
+        None => String::new(),
+        Some(splits) => {
+            let lines: Vec<String> = splits
+                .iter()
+                .map(|s| {
+                    format!(
+                        "- `{}`: {} rows from {} sessions in {} shard(s) under `{}/`",
+                        s.name,
+                        s.rows,
+                        s.sessions,
+                        s.shards.len(),
+                        s.name
+                    )
+                })
+                .collect();
+            format!(
+                "## Splits\n\nWhole sessions (grouped by the spec's `splits.by`) go to one split by a \
+                 stable hash, so no group is in two splits. `datasets.load_dataset(\"path/to/this/folder\")` \
+                 reads the `configs` above and returns a `DatasetDict`.\n\n{}\n\n",
+                lines.join("\n")
+            )
+        }
+    };
     let columns = manifest
         .schema
         .as_array()
@@ -156,7 +214,7 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
         "{configs}# {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \
          in {shards} {what}; `events` and `actions` hold each frame's events as `{{t_ms, type, action, data}}` with `data` as \
          JSON text. `manifest.json` lists every shard with its SHA-256 (`nusomi export verify .` checks them).\n\n\
-         ```python\n{load}\n```\n\n## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
+         ```python\n{load}\n```\n\n{split_lines}## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
         version = manifest.version,
         rows = manifest.rows,
         sessions = manifest.sessions,
@@ -188,6 +246,7 @@ mod tests {
             sql: None,
             schema: serde_json::json!([{"name": "key", "type": "Utf8", "nullable": false}]),
             links_expire_at: None,
+            splits: None,
         }
     }
 

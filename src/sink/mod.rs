@@ -22,8 +22,8 @@ mod verify;
 
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
-pub use manifest::{shards_digest, Manifest, ShardInfo};
-pub(crate) use publish::{objects_under, purge_unpublished};
+pub use manifest::{shards_digest, Manifest, ShardInfo, SplitSection};
+pub(crate) use publish::purge_unpublished;
 pub use publish::{ExportMeta, ExportWriter};
 pub use row_schema::{output_schema, to_output_batch};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

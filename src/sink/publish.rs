@@ -23,6 +23,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arrow::array::{Array, AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{StreamExt, TryStreamExt};
@@ -33,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::ExportLayout;
 use super::lease::{self, Claim, Lease};
-use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo};
+use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo, SplitSection};
 use super::row_schema::{schema_json, to_output_batch};
 use super::sharded::{Progress, ShardTotals, ShardedWriter};
 use crate::dest::{ExportTarget, ShardLinks};
@@ -66,6 +68,8 @@ pub struct ExportWriter<'a> {
     shard_size_bytes: u64,
     meta: ExportMeta,
     progress: Arc<Progress>,
+    /// Split names, in series order (empty: one series at the prefix).
+    splits: Vec<String>,
 }
 
 impl<'a> ExportWriter<'a> {
@@ -87,7 +91,25 @@ impl<'a> ExportWriter<'a> {
             shard_size_bytes,
             meta: ExportMeta::default(),
             progress: Arc::new(Progress::default()),
+            splits: Vec::new(),
         })
+    }
+
+    /// Writes one shard series per split (`name/shard-000000.<ext>`), in
+    /// this order, routing each row by its `split` column (`split_of`);
+    /// the manifest gets a section per split.
+    pub fn with_splits(mut self, names: Vec<String>) -> Self {
+        self.splits = names;
+        self
+    }
+
+    /// The layout of each shard series.
+    fn series(&self) -> Vec<ExportLayout> {
+        if self.splits.is_empty() {
+            vec![self.layout.clone()]
+        } else {
+            self.splits.iter().map(|s| self.layout.series(s)).collect()
+        }
     }
 
     /// Records where the rows came from in the manifest.
@@ -109,7 +131,7 @@ impl<'a> ExportWriter<'a> {
         if let Some(done) = self.finished_here().await? {
             return Ok(done);
         }
-        let mut existing = objects_under(store, self.layout.prefix()).await?;
+        let mut existing = objects_under(store, self.layout.prefix(), &self.splits).await?;
         let claim = lease::claim(self.target, &self.layout, &self.lease(), &existing).await?;
         existing.remove(ExportLayout::LEASE);
         if claim == Claim::Resumed {
@@ -121,20 +143,22 @@ impl<'a> ExportWriter<'a> {
                 );
             }
         }
+        let series = self.series();
         let stale_candidates: Vec<String> = existing
             .keys()
-            .filter(|n| self.layout.is_shard(n))
+            .filter(|n| series.iter().any(|l| l.is_shard(n)))
             .cloned()
             .collect();
-        let writer = ShardedWriter::with_layout(
-            Arc::clone(store),
-            self.layout.clone(),
-            self.shard_size_bytes,
-        )
-        .with_progress(Arc::clone(&self.progress))
-        .with_part_bytes(self.target.part_bytes)
-        .with_existing(existing);
-        let (shards, totals, created) = match stream_rows(writer, rows).await {
+        let writers = series
+            .into_iter()
+            .map(|layout| {
+                ShardedWriter::with_layout(Arc::clone(store), layout, self.shard_size_bytes)
+                    .with_progress(Arc::clone(&self.progress))
+                    .with_part_bytes(self.target.part_bytes)
+                    .with_existing(existing.clone())
+            })
+            .collect();
+        let (parts, created) = match stream_rows(writers, &self.splits, rows).await {
             Ok(w) => w,
             Err(e) => {
                 if claim == Claim::Fresh {
@@ -143,7 +167,7 @@ impl<'a> ExportWriter<'a> {
                 return Err(e);
             }
         };
-        let manifest = self.manifest(shards, totals).await;
+        let manifest = self.manifest(parts).await;
         let published = match manifest {
             Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
             Err(e) => Err(e),
@@ -230,7 +254,29 @@ impl<'a> ExportWriter<'a> {
 
     /// The manifest of the written shards, with download links when the
     /// target makes them.
-    async fn manifest(&self, mut shards: Vec<ShardInfo>, totals: ShardTotals) -> Result<Manifest> {
+    async fn manifest(&self, parts: Vec<(Vec<ShardInfo>, ShardTotals)>) -> Result<Manifest> {
+        let mut totals = ShardTotals::default();
+        for (_, t) in &parts {
+            // A session is in one split only: the sums are exact.
+            totals.rows += t.rows;
+            totals.actions += t.actions;
+            totals.sessions += t.sessions;
+        }
+        let splits = (!self.splits.is_empty()).then(|| {
+            self.splits
+                .iter()
+                .zip(&parts)
+                .map(|(name, (shards, t))| SplitSection {
+                    name: name.clone(),
+                    rows: t.rows,
+                    sessions: t.sessions,
+                    actions: t.actions,
+                    shards: shards.iter().map(|s| s.path.clone()).collect(),
+                    digest: shards_digest(shards),
+                })
+                .collect()
+        });
+        let mut shards: Vec<ShardInfo> = parts.into_iter().flat_map(|(s, _)| s).collect();
         let mut links_expire_at = None;
         if let Some(links) = &self.target.links {
             let mut earliest: Option<SystemTime> = None;
@@ -252,6 +298,7 @@ impl<'a> ExportWriter<'a> {
             shard_count: shards.len() as u64,
             shard_size_bytes: self.shard_size_bytes,
             digest: shards_digest(&shards),
+            splits,
             shards,
             as_of: meta.as_of,
             spec: meta.spec,
@@ -315,45 +362,117 @@ impl<'a> ExportWriter<'a> {
     }
 }
 
-/// Shards written, the totals, and per shard name whether this attempt
-/// created its key (false: an earlier attempt's shard, verified).
-type Written = (Vec<ShardInfo>, ShardTotals, Vec<(String, bool)>);
+/// Per series its shards and totals, and per shard name whether this
+/// attempt created its key (false: an earlier attempt's shard, verified).
+type Written = (Vec<(Vec<ShardInfo>, ShardTotals)>, Vec<(String, bool)>);
 
+/// Streams `rows` into `writers`: all into the one writer, or with
+/// `splits` each row into the writer of its `split` column's value.
 async fn stream_rows(
-    mut writer: ShardedWriter,
+    mut writers: Vec<ShardedWriter>,
+    splits: &[String],
     mut rows: SendableRecordBatchStream,
 ) -> Result<Written> {
     let streamed: Result<()> = async {
         while let Some(batch) = rows.next().await {
-            writer.write_batch(&to_output_batch(&batch?)?).await?;
+            let batch = batch?;
+            let out = to_output_batch(&batch)?;
+            if splits.is_empty() {
+                writers[0].write_batch(&out).await?;
+                continue;
+            }
+            let column = batch.column_by_name("split").ok_or_else(|| {
+                Error::Rows("an export with splits needs a `split` column".into())
+            })?;
+            let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
+            let names = column.as_string::<i32>();
+            let mut routed = 0;
+            for (i, split) in splits.iter().enumerate() {
+                let mask: BooleanArray = (0..names.len())
+                    .map(|r| Some(names.is_valid(r) && names.value(r) == split))
+                    .collect();
+                let n = mask.true_count();
+                if n > 0 {
+                    routed += n;
+                    writers[i]
+                        .write_batch(&filter_record_batch(&out, &mask)?)
+                        .await?;
+                }
+            }
+            if routed != out.num_rows() {
+                return Err(Error::Internal(format!(
+                    "{} row(s) in no split of {splits:?}",
+                    out.num_rows() - routed
+                )));
+            }
         }
         Ok(())
     }
     .await;
     if let Err(e) = streamed {
-        writer.abort().await;
+        for w in writers {
+            w.abort().await;
+        }
         return Err(e);
     }
-    let (shards, totals, created) = writer.finish_with_created().await?;
-    let created = shards.iter().map(|s| s.path.clone()).zip(created).collect();
-    Ok((shards, totals, created))
+    let mut parts = Vec::with_capacity(writers.len());
+    let mut created: Vec<(String, bool)> = Vec::new();
+    let mut writers = writers.into_iter();
+    while let Some(w) = writers.next() {
+        let store = w.store();
+        let layout = w.layout().clone();
+        match w.finish_with_created().await {
+            Ok((shards, totals, made)) => {
+                created.extend(shards.iter().map(|s| s.path.clone()).zip(made));
+                parts.push((shards, totals));
+            }
+            Err(e) => {
+                // This writer cleaned up after itself; the finished ones
+                // and the rest did not.
+                for (name, _) in created.iter().filter(|(_, c)| *c) {
+                    let _ = store.delete(&layout.key(name)).await;
+                }
+                for rest in writers {
+                    rest.abort().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok((parts, created))
 }
 
-/// Objects directly under `prefix` (not in sub-folders): name → size.
+/// Objects directly under `prefix`, and directly in its sub-folders named
+/// in `series` (the split folders): relative name → size. Other
+/// sub-folders are not the export's and are ignored.
 pub(crate) async fn objects_under(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
+    series: &[String],
 ) -> Result<HashMap<String, u64>> {
     let listed: Vec<_> = store
         .list(Some(prefix))
         .try_collect()
         .await
         .map_err(Error::destination("list", prefix))?;
-    let depth = prefix.parts().count() + 1;
+    let depth = prefix.parts().count();
     Ok(listed
         .into_iter()
-        .filter(|m| m.location.parts().count() == depth)
-        .filter_map(|m| m.location.filename().map(|n| (n.to_string(), m.size)))
+        .filter_map(|m| {
+            let parts: Vec<String> = m
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            match parts.as_slice() {
+                [name] => Some((name.clone(), m.size)),
+                [folder, name] if series.contains(folder) => {
+                    Some((format!("{folder}/{name}"), m.size))
+                }
+                _ => None,
+            }
+        })
         .collect())
 }
 
@@ -391,7 +510,7 @@ fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
 /// Deletes what unfinished attempts of export `export_id` left under its
 /// prefix (shards, the dataset card, the lease) — only under a lease that
 /// export created, and never once a manifest is there.
-pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str) {
+pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str, series: &[String]) {
     let layout = ExportLayout::new(target.prefix.clone(), crate::spec::OutputFormat::Parquet);
     if target.store.head(&layout.manifest()).await.is_ok() {
         return;
@@ -400,11 +519,12 @@ pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str) {
         Ok(Some(l)) if l.export_id == export_id => {}
         _ => return,
     }
-    let Ok(names) = objects_under(&target.store, &target.prefix).await else {
+    let Ok(names) = objects_under(&target.store, &target.prefix, series).await else {
         return;
     };
     for name in names.keys() {
-        let ours = ExportLayout::is_export_file(name)
+        let file = name.rsplit('/').next().unwrap_or(name);
+        let ours = ExportLayout::is_export_file(file)
             && name != ExportLayout::MANIFEST
             && name != ExportLayout::LEASE;
         if ours {

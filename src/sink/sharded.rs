@@ -214,9 +214,8 @@ impl ShardedWriter {
             }
         };
         self.finished_bytes += done.bytes;
-        self.progress
-            .bytes
-            .store(self.finished_bytes, Ordering::Relaxed);
+        // Several writers (one per split) may report into one Progress.
+        self.progress.bytes.fetch_add(done.bytes, Ordering::Relaxed);
         self.progress.shards.fetch_add(1, Ordering::Relaxed);
         if done.reused {
             self.progress.shards_reused.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +229,16 @@ impl ShardedWriter {
             url: None,
         });
         Ok(())
+    }
+
+    /// The store it writes to.
+    pub(crate) fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The names it writes.
+    pub(crate) fn layout(&self) -> &ExportLayout {
+        &self.layout
     }
 
     /// Closes the last shard; returns every shard and the totals.

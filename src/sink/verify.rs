@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::layout::ExportLayout;
-use super::manifest::{shards_digest, Manifest, ShardInfo};
+use super::manifest::{shards_digest, Manifest, ShardInfo, SplitSection};
 use crate::error::{Error, Result};
 
 /// One difference between an export and its manifest.
@@ -42,6 +42,13 @@ pub enum Mismatch {
         /// Hash of the bytes found.
         found: String,
     },
+    /// A split's section does not match the shards it lists.
+    Split {
+        /// The split.
+        split: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The manifest's `digest` does not match its own shard hashes.
     Digest {
         /// Digest the manifest lists.
@@ -68,6 +75,9 @@ impl std::fmt::Display for Mismatch {
                 expected,
                 found,
             } => write!(f, "{path}: sha256 {found}, the manifest says {expected}"),
+            Mismatch::Split { split, message } => {
+                write!(f, "manifest.json: split {split}: {message}")
+            }
             Mismatch::Digest { expected, found } => write!(
                 f,
                 "manifest.json: digest {expected} does not match its shard hashes ({found})"
@@ -123,6 +133,9 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
             out.mismatches.push(m);
         }
     }
+    for split in manifest.splits.iter().flatten() {
+        out.mismatches.extend(check_split(&manifest, split));
+    }
     let digest = shards_digest(&manifest.shards);
     if digest != manifest.digest {
         out.mismatches.push(Mismatch::Digest {
@@ -133,13 +146,44 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
     Ok(out)
 }
 
+/// A split section's shards must be listed in `shards`, and its rows and
+/// digest must be theirs.
+fn check_split(manifest: &Manifest, split: &SplitSection) -> Vec<Mismatch> {
+    let mut listed = Vec::new();
+    let mut problems = Vec::new();
+    for path in &split.shards {
+        match manifest.shards.iter().find(|s| &s.path == path) {
+            Some(s) => listed.push(s.clone()),
+            None => problems.push(format!("lists {path}, which `shards` does not")),
+        }
+    }
+    let rows: u64 = listed.iter().map(|s| s.rows).sum();
+    if problems.is_empty() && rows != split.rows {
+        problems.push(format!("{} rows, its shards hold {rows}", split.rows));
+    }
+    let digest = shards_digest(&listed);
+    if problems.is_empty() && digest != split.digest {
+        problems.push(format!(
+            "digest {} does not match its shard hashes ({digest})",
+            split.digest
+        ));
+    }
+    problems
+        .into_iter()
+        .map(|message| Mismatch::Split {
+            split: split.name.clone(),
+            message,
+        })
+        .collect()
+}
+
 async fn check_shard(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
     shard: &ShardInfo,
     read: &mut u64,
 ) -> Result<Option<Mismatch>> {
-    let key = prefix.clone().join(shard.path.as_str());
+    let key = crate::store::relative_key(prefix, &shard.path);
     let got = match store.get(&key).await {
         Ok(g) => g,
         Err(object_store::Error::NotFound { .. }) => {

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use super::model::{ExportSpec, SamplingMode};
+use super::model::{ExportSpec, SamplingMode, SplitKey};
 use super::time::format_instant;
 use crate::error::{Error, Result};
 
@@ -27,14 +27,15 @@ const SELECT: &str =
     "SELECT frame_key(f.session_id, f.frame_idx) AS key, f.session_id, s.workflow, \
     s.outcome, s.actor_kind, s.actor_id, s.started_at, s.tags, s.paths, f.frame_idx, f.t_ms, \
     f.image, f.image_format, f.width, f.height, f.is_keyframe, f.events, \
-    event_actions(f.events) AS actions \
-    FROM frames AS f JOIN sessions AS s ON f.session_id = s.session_id";
+    event_actions(f.events) AS actions";
+const FROM: &str = "FROM frames AS f JOIN sessions AS s ON f.session_id = s.session_id";
 
 /// A literal value bound into the query.
 #[derive(Debug, Clone)]
 enum Lit {
     Str(String),
     Int(i64),
+    Float(f64),
     Bool(bool),
     Timestamp(String),
 }
@@ -44,6 +45,8 @@ impl Lit {
         match self {
             Lit::Str(s) => Expr::value(Value::SingleQuotedString(s)),
             Lit::Int(n) => Expr::value(Value::Number(n.to_string(), false)),
+            // Display never uses an exponent and round-trips the value.
+            Lit::Float(f) => Expr::value(Value::Number(format!("{f}"), false)),
             Lit::Bool(b) => Expr::value(Value::Boolean(b)),
             Lit::Timestamp(s) => Expr::TypedString(TypedString {
                 data_type: DataType::Timestamp(None, TimezoneInfo::None),
@@ -182,9 +185,31 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
             ));
         }
     }
+    let split = match &spec.splits {
+        None => String::new(),
+        Some(sp) => {
+            let key = match sp.by {
+                SplitKey::SessionId => "s.session_id",
+                SplitKey::Workflow => "s.workflow",
+                SplitKey::ActorId => "coalesce(s.actor_id, s.session_id)",
+                SplitKey::Path => "coalesce(array_min(s.paths), s.session_id)",
+            };
+            let salt = w.bind(Lit::Str(sp.salt.clone()));
+            let pairs: Vec<String> = sp
+                .parts
+                .iter()
+                .map(|(n, f)| {
+                    let n = w.bind(Lit::Str(n.clone()));
+                    let f = w.bind(Lit::Float(*f));
+                    format!("{n}, {f}")
+                })
+                .collect();
+            format!(", split_of({key}, {salt}, {}) AS split", pairs.join(", "))
+        }
+    };
     let template = format!(
-        "{SELECT} WHERE {} ORDER BY f.session_id, f.frame_idx",
-        w.conditions.join(" AND ")
+        "{SELECT}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
+        w.conditions.join(" AND "),
     );
     let mut statements = Parser::parse_sql(&GenericDialect {}, &template)
         .map_err(|e| Error::Internal(format!("the export query skeleton does not parse: {e}")))?;

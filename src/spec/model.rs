@@ -183,6 +183,71 @@ pub struct SessionFilter {
     pub exclude_session_ids: Vec<String>,
 }
 
+/// What groups sessions for [`Splits`]: every session of a group goes to
+/// the same split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SplitKey {
+    /// Each session is its own group (the default).
+    SessionId,
+    /// All sessions of a workflow.
+    Workflow,
+    /// Sessions sharing their smallest `paths` id (sessions without paths
+    /// are their own group).
+    Path,
+    /// Sessions of one actor (sessions without `actor_id` are their own group).
+    ActorId,
+}
+
+impl SplitKey {
+    /// Every key.
+    pub const ALL: [SplitKey; 4] = [
+        SplitKey::SessionId,
+        SplitKey::Workflow,
+        SplitKey::Path,
+        SplitKey::ActorId,
+    ];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitKey::SessionId => "session_id",
+            SplitKey::Workflow => "workflow",
+            SplitKey::Path => "path",
+            SplitKey::ActorId => "actor_id",
+        }
+    }
+}
+
+/// `splits`: named fractions of the groups, assigned by a stable hash
+/// (`split_of`); each split is its own shard series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Splits {
+    /// `(name, fraction)` in byte order of the names: the order hash
+    /// ranges are laid out in, and the order of the shard series.
+    pub parts: Vec<(String, f64)>,
+    /// What groups sessions.
+    pub by: SplitKey,
+    /// Mixed into the hash: another salt gives another assignment.
+    pub salt: String,
+}
+
+/// The pattern names `redact.patterns` knows besides custom regexes.
+pub const BUILTIN_PATTERNS: [&str; 4] = ["email", "credit_card", "phone", "iban"];
+
+/// `redact`: what is masked before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// Match the patterns also across a typing run (consecutive `type`
+    /// actions of a session, joined), so text typed in chunks is found.
+    pub typed_text: bool,
+    /// Built-in pattern names ([`BUILTIN_PATTERNS`]) and custom regexes,
+    /// matched in every string of every event's `data`.
+    pub patterns: Vec<String>,
+    /// Paint `{"type": "redact", "data": {x, y, w, h}}` rectangles over
+    /// frames from the frame carrying the event on (default true).
+    pub rectangles: bool,
+}
+
 /// A validated export spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportSpec {
@@ -204,6 +269,10 @@ pub struct ExportSpec {
     pub as_of: DateTime<Utc>,
     /// Shard size cap in bytes.
     pub shard_size_bytes: u64,
+    /// Splits, if asked for.
+    pub splits: Option<Splits>,
+    /// Redaction, if asked for.
+    pub redact: Option<Redaction>,
 }
 
 /// What stands in a written spec for key material given inline.
@@ -234,6 +303,25 @@ impl ExportSpec {
     }
 
     fn resolved_unredacted(&self) -> Value {
+        let mut v = self.resolved_base();
+        // Present only when asked for: specs without them resolve as before.
+        if let (Some(s), Some(o)) = (&self.splits, v.as_object_mut()) {
+            let mut m: serde_json::Map<String, Value> =
+                s.parts.iter().map(|(n, f)| (n.clone(), json!(f))).collect();
+            m.insert("by".into(), json!(s.by.as_str()));
+            m.insert("salt".into(), json!(s.salt));
+            o.insert("splits".into(), Value::Object(m));
+        }
+        if let (Some(r), Some(o)) = (&self.redact, v.as_object_mut()) {
+            o.insert(
+                "redact".into(),
+                json!({"typed_text": r.typed_text, "patterns": r.patterns, "rectangles": r.rectangles}),
+            );
+        }
+        v
+    }
+
+    fn resolved_base(&self) -> Value {
         let f = &self.filter;
         let strs = |v: &[&str]| v.iter().map(|s| json!(s)).collect::<Vec<_>>();
         let outcomes: Vec<&str> = f.outcomes.iter().map(|o| o.as_str()).collect();

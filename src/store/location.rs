@@ -131,3 +131,10 @@ impl StoreLocation {
         })
     }
 }
+
+/// The key of `name` under `prefix`, each `/`-separated part of `name` one
+/// path segment (object_store escapes a `/` inside a segment). Parts such
+/// as `..` stay literal segments: they never climb out of `prefix`.
+pub(crate) fn relative_key(prefix: &Path, name: &str) -> Path {
+    name.split('/').fold(prefix.clone(), |p, part| p.join(part))
+}

@@ -22,8 +22,8 @@ pub use bundle::{
 };
 pub(crate) use bundle_reader::json_type_name;
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
-pub(crate) use location::local_folder;
 pub use location::StoreLocation;
+pub(crate) use location::{local_folder, relative_key};
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
 pub use seal::{SealOptions, SealOutcome, SealSummary};

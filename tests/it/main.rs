@@ -8,6 +8,7 @@ mod s3_store;
 mod seal;
 mod server;
 mod spec_prop;
+mod splits;
 mod support;
 mod tables;
 mod tenancy;

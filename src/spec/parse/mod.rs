@@ -13,7 +13,10 @@ use crate::error::{SpecError, SpecErrors};
 use crate::store::json_type_name;
 
 mod destination;
+mod extras;
 mod filter;
+
+pub(crate) use extras::is_split_name;
 
 impl ExportSpec {
     /// Parses a spec from JSON text; `now` is the creation time used as
@@ -206,7 +209,7 @@ impl Parser {
     }
 
     fn spec(&mut self, v: &Value, now: DateTime<Utc>) -> Option<ExportSpec> {
-        const TOP: [&str; 8] = [
+        const TOP: [&str; 10] = [
             "workflow",
             "filter",
             "format",
@@ -215,6 +218,8 @@ impl Parser {
             "tag",
             "as_of",
             "shard_size_bytes",
+            "splits",
+            "redact",
         ];
         let obj = self.object(v, "", &TOP)?;
         let as_of = match obj.get("as_of") {
@@ -279,8 +284,18 @@ impl Parser {
                     .ok()
             }),
         };
+        let splits = match obj.get("splits") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.splits(v).map(Some),
+        };
+        let redact = match obj.get("redact") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.redaction(v).map(Some),
+        };
         Some(ExportSpec {
             raw: v.clone(),
+            splits: splits?,
+            redact: redact?,
             workflows: workflows?,
             filter: filter?,
             format: format?,
