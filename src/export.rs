@@ -25,14 +25,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use rand::Rng;
 
 use crate::dest::{DestConfig, ExportTarget};
 use crate::error::{Error, Result};
 use crate::error::{SpecError, SpecErrors};
+use crate::sample::PlanBuilder;
 use crate::sink::{ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
-use crate::spec::{compile_sql, format_instant, ExportSpec};
+use crate::spec::{compile_redaction_sql, compile_sql, format_instant, ExportSpec, Redaction};
 use crate::store::SealedStore;
 
 /// What a finished export produced.
@@ -152,6 +156,10 @@ impl Export {
         let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
         crate::engine::register(&ctx, &self.store)?;
         let rows = ctx.sql(&sql).await?.execute_stream().await?;
+        let rows = match &spec.redact {
+            Some(r) => redacted(&ctx, spec, r, rows).await?,
+            None => rows,
+        };
         let meta = ExportMeta {
             spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
@@ -190,6 +198,41 @@ impl IntoFuture for Export {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// `rows` with the spec's redaction applied ([`crate::sample::RedactionPlan`]):
+/// the plan is read first from every frame's events of the selected
+/// sessions (no images), then each batch is rewritten as it streams.
+async fn redacted(
+    ctx: &SessionContext,
+    spec: &ExportSpec,
+    r: &Redaction,
+    rows: SendableRecordBatchStream,
+) -> Result<SendableRecordBatchStream> {
+    let redactor = crate::sample::redactor(&r.patterns).map_err(|message| Error::Config {
+        field: "redact.patterns".into(),
+        message,
+    })?;
+    let mut builder = PlanBuilder::new(Arc::clone(&redactor), r.typed_text, r.rectangles);
+    if r.typed_text || r.rectangles {
+        let mut events = ctx
+            .sql(&compile_redaction_sql(spec)?)
+            .await?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = events.next().await {
+            builder.add(&batch?)?;
+        }
+    }
+    let plan = Arc::new(builder.finish());
+    let schema = rows.schema();
+    let stream = rows.map(move |batch| {
+        batch.and_then(|b| {
+            plan.apply(&redactor, &b)
+                .map_err(datafusion::error::DataFusionError::from)
+        })
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
 }
 
 /// `exp_` + a ULID (48-bit millisecond time, 80 random bits, Crockford base32).

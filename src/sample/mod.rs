@@ -2,16 +2,21 @@
 //! the frame sampling tests of SPEC §4 (one per mode, each with the
 //! `keep_action_frames` union built in) and two row helpers (`frame_key`,
 //! `event_actions`), `split_of` (leak-free splits, `split.rs`) and
-//! `redact_text` (`redact.rs`). All are vectorised over Arrow arrays and are per-row
+//! `redact_text` (`redact.rs`), and the redaction a `redact` spec applies to
+//! export rows (`redaction.rs`). All are vectorised over Arrow arrays and are per-row
 //! tests over columns the store precomputed, so they parallelise and can be
 //! pushed into scans.
 
+mod redact;
+mod redaction;
 mod row;
 mod sampling;
 mod split;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use redact::{redactor, RedactText, Redactor};
+pub use redaction::{paint_image, PlanBuilder, Rect, RedactionPlan};
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
 pub use split::{group_hash, SplitOf, SplitPlan};
@@ -25,5 +30,6 @@ pub fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(FrameKey::new()),
         ScalarUDF::new_from_impl(EventActions::new()),
         ScalarUDF::new_from_impl(SplitOf::new()),
+        ScalarUDF::new_from_impl(RedactText::new()),
     ]
 }

@@ -103,7 +103,7 @@ impl ScalarUDFImpl for EventActions {
     }
 }
 
-fn actions_only(list: &ListArray) -> Result<ArrayRef> {
+pub(crate) fn actions_only(list: &ListArray) -> Result<ArrayRef> {
     let values = list.values();
     let Some(structs) = values.as_any().downcast_ref::<StructArray>() else {
         return exec_err!("event_actions: events must be a list of structs");

@@ -210,11 +210,36 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
             )
         }
     };
+    let redaction = match manifest.resolved.get("redact") {
+        Some(r) if r.is_object() => format!(
+            "## Redaction\n\nBefore anything was written, matches of {} were replaced by \
+             `[REDACTED:<pattern>]` in every string of every event's `data`{}{}.\n\n",
+            r["patterns"]
+                .as_array()
+                .map(|p| p
+                    .iter()
+                    .map(|x| format!("`{}`", x.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            if r["typed_text"] == true {
+                ", also across typing runs (consecutive `type` actions joined)"
+            } else {
+                ""
+            },
+            if r["rectangles"] == true {
+                ", and `redact` event rectangles were painted black on every frame from theirs on"
+            } else {
+                ""
+            },
+        ),
+        _ => String::new(),
+    };
     format!(
         "{configs}# {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \
          in {shards} {what}; `events` and `actions` hold each frame's events as `{{t_ms, type, action, data}}` with `data` as \
          JSON text. `manifest.json` lists every shard with its SHA-256 (`nusomi export verify .` checks them).\n\n\
-         ```python\n{load}\n```\n\n{split_lines}## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
+         ```python\n{load}\n```\n\n{split_lines}{redaction}## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
         version = manifest.version,
         rows = manifest.rows,
         sessions = manifest.sessions,

@@ -126,6 +126,19 @@ pub fn compile_sql(spec: &ExportSpec) -> Result<String> {
 
 /// Compiles `spec` to the export query as a sqlparser statement.
 pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
+    statement(spec, SELECT, true)
+}
+
+/// The query a `redact` spec reads first: `session_id`, `frame_idx` and
+/// `events` of every frame of the selected sessions, sampled or not (a
+/// typing run or a redaction rectangle may sit on a frame sampling drops),
+/// in export order, without images.
+pub fn compile_redaction_sql(spec: &ExportSpec) -> Result<String> {
+    let select = "SELECT f.session_id, f.frame_idx, f.events";
+    Ok(statement(spec, select, false)?.to_string())
+}
+
+fn statement(spec: &ExportSpec, select: &str, sampled: bool) -> Result<Statement> {
     let mut w = Where::default();
     let p = w.bind(Lit::Timestamp(format_instant(spec.as_of)));
     w.push(format!("s.sealed_at <= {p}"));
@@ -164,6 +177,7 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
     let s = &spec.sampling;
     let keep = s.keep_action_frames;
     match s.mode {
+        _ if !sampled => {}
         SamplingMode::All => {}
         SamplingMode::EventOnly => {
             let k = w.bind(Lit::Bool(keep));
@@ -186,8 +200,7 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
         }
     }
     let split = match &spec.splits {
-        None => String::new(),
-        Some(sp) => {
+        Some(sp) if sampled => {
             let key = match sp.by {
                 SplitKey::SessionId => "s.session_id",
                 SplitKey::Workflow => "s.workflow",
@@ -206,9 +219,10 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
                 .collect();
             format!(", split_of({key}, {salt}, {}) AS split", pairs.join(", "))
         }
+        _ => String::new(),
     };
     let template = format!(
-        "{SELECT}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
+        "{select}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
         w.conditions.join(" AND "),
     );
     let mut statements = Parser::parse_sql(&GenericDialect {}, &template)

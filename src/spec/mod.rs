@@ -9,11 +9,11 @@ mod parse;
 mod time;
 
 pub use crate::error::{SpecError, SpecErrors};
-pub use compile::{compile_sql, compile_statement};
+pub use compile::{compile_redaction_sql, compile_sql, compile_statement};
 pub use model::{
     check_shard_size, Destination, ExportSpec, FrameSampling, OutputFormat, Redaction,
     SamplingMode, SessionFilter, SplitKey, Splits, BUILTIN_PATTERNS, DEFAULT_SHARD_SIZE_BYTES,
     MIN_SHARD_SIZE_BYTES,
 };
-pub(crate) use parse::is_split_name;
+pub(crate) use parse::{is_split_name, regex_problem};
 pub use time::{format_instant, TimeExpr};

@@ -125,8 +125,9 @@ impl Parser {
                 self.err(
                     &path,
                     format!(
-                        "is neither a pattern name ({}) nor a regex: {e}",
-                        BUILTIN_PATTERNS.join(", ")
+                        "is neither a pattern name ({}) nor a regex: {}",
+                        BUILTIN_PATTERNS.join(", "),
+                        regex_problem(&e)
                     ),
                 );
             } else if regex::Regex::new(p).is_ok_and(|r| r.is_match("")) {
@@ -139,4 +140,12 @@ impl Parser {
             rectangles,
         })
     }
+}
+
+/// A regex error on one line (the crate's own text draws the pattern over
+/// several lines).
+pub(crate) fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
