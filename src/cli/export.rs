@@ -221,8 +221,15 @@ fn write_plan(batches: &[arrow::array::RecordBatch]) -> Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let (store, prefix) = open_location(&args.location)?;
-    let report = crate::sink::verify(&store, &prefix).await?;
+    let link = ["http://", "https://"]
+        .iter()
+        .any(|p| args.location.starts_with(p));
+    let report = if link {
+        crate::sink::verify_link(&args.location).await?
+    } else {
+        let (store, prefix) = open_location(&args.location)?;
+        crate::sink::verify(&store, &prefix).await?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_intact() {
@@ -341,11 +348,37 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
             (None, None) => {}
         }
     }
+    // Name the sessions behind the differences: the rows of every shard
+    // from the first that differs on, in both exports, session by session.
+    let sessions = if differences.is_empty() {
+        Vec::new()
+    } else {
+        let first = (0..original.shards.len().max(again.shards.len()))
+            .find(|&i| {
+                original.shards.get(i).map(|s| &s.sha256) != again.shards.get(i).map(|s| &s.sha256)
+            })
+            .unwrap_or(0);
+        let id = job["id"].as_str().unwrap_or_default();
+        let target = Export::open_target(&spec, id, &cfg)?;
+        let format = spec.format;
+        let mut a = Vec::new();
+        for s in original.shards.iter().skip(first) {
+            a.extend(crate::sink::shard_rows(&store, &prefix, &s.path, format).await?);
+        }
+        let mut b = Vec::new();
+        for s in again.shards.iter().skip(first) {
+            b.extend(
+                crate::sink::shard_rows(&target.store, &target.prefix, &s.path, format).await?,
+            );
+        }
+        crate::sink::session_changes(&a, &b)
+    };
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"job": job, "identical": differences.is_empty(), "differences": differences})
+                &serde_json::json!({"job": job, "identical": differences.is_empty(),
+                                    "differences": differences, "sessions": sessions})
             )?
         );
     } else if differences.is_empty() {
@@ -358,6 +391,9 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
     } else {
         for d in &differences {
             println!("{d}");
+        }
+        for s in &sessions {
+            println!("session {s}");
         }
         eprintln!(
             "{location}: {} shard(s) differ from the original (rows {} now, {} then; sessions {} now, {} then)",

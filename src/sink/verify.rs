@@ -133,8 +133,14 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
             out.mismatches.push(m);
         }
     }
+    check_sections(&manifest, &mut out);
+    Ok(out)
+}
+
+/// The manifest's own consistency: each split section and the digest.
+fn check_sections(manifest: &Manifest, out: &mut Verification) {
     for split in manifest.splits.iter().flatten() {
-        out.mismatches.extend(check_split(&manifest, split));
+        out.mismatches.extend(check_split(manifest, split));
     }
     let digest = shards_digest(&manifest.shards);
     if digest != manifest.digest {
@@ -143,6 +149,96 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
             found: digest,
         });
     }
+}
+
+/// Verifies an export published behind HTTP(S) links: `url` is its
+/// manifest's link (a `signed_url` export's manifest link, or any
+/// `…/manifest.json` a web server serves). Each shard is fetched through
+/// its own `url` in the manifest (the service re-signs them when it serves
+/// the manifest), else next to the manifest (`…/<shard path>`).
+pub async fn verify_link(url: &str) -> Result<Verification> {
+    let bad = |message: String| Error::Location {
+        location: url.to_string(),
+        message,
+    };
+    let base = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let got = client
+        .get(base.clone())
+        .send()
+        .await
+        .map_err(|e| bad(format!("cannot fetch the manifest: {e}")))?;
+    if !got.status().is_success() {
+        return Err(bad(format!("the manifest link answers {}", got.status())));
+    }
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| bad(format!("cannot read the manifest: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: url.to_string(),
+        message: format!("not an export manifest: {e}"),
+    })?;
+    let mut out = Verification {
+        shards: manifest.shards.len() as u64,
+        bytes: 0,
+        mismatches: Vec::new(),
+    };
+    for shard in &manifest.shards {
+        let link = match &shard.url {
+            Some(u) => url::Url::parse(u).map_err(|e| bad(format!("{}: {e}", shard.path)))?,
+            None => {
+                let mut u = base.join(&shard.path).map_err(|e| bad(e.to_string()))?;
+                u.set_query(None);
+                u
+            }
+        };
+        let got = client
+            .get(link)
+            .send()
+            .await
+            .map_err(|e| bad(format!("{}: {e}", shard.path)))?;
+        if got.status() == reqwest::StatusCode::NOT_FOUND {
+            out.mismatches.push(Mismatch::Missing {
+                path: shard.path.clone(),
+            });
+            continue;
+        }
+        if !got.status().is_success() {
+            return Err(bad(format!(
+                "{}: the link answers {}",
+                shard.path,
+                got.status()
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = got.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| bad(format!("{}: {e}", shard.path)))?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        out.bytes += size;
+        let found = hex::encode(hasher.finalize());
+        if size != shard.bytes {
+            out.mismatches.push(Mismatch::Size {
+                path: shard.path.clone(),
+                expected: shard.bytes,
+                found: size,
+            });
+        } else if found != shard.sha256 {
+            out.mismatches.push(Mismatch::Sha256 {
+                path: shard.path.clone(),
+                expected: shard.sha256.clone(),
+                found,
+            });
+        }
+    }
+    check_sections(&manifest, &mut out);
     Ok(out)
 }
 

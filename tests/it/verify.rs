@@ -200,7 +200,7 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
     ]);
     assert!(ok, "{text}");
     // Sessions sealed later do not change a reproduction at the same as_of.
-    let (_, later) = crate::support::write_session(tmp.path(), 86, 0);
+    let (later_draft, later) = crate::support::write_session(tmp.path(), 86, 0);
     let (ok, text) = nusomi(&["seal", "--store", &store, later.to_str().unwrap()]);
     assert!(ok, "{text}");
     let again = tmp.path().join("again");
@@ -220,25 +220,48 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
             assert_eq!(std::fs::read(again.join(&name)).unwrap(), bytes, "{name}");
         }
     }
-    // A store that lost a sealed session: the difference is reported.
+    // A store that lost a sealed session whole (its row and its frames):
+    // the report names it.
     let frames: Vec<_> = walk(&Path::new(&store).join("frames"));
+    let session_of = |p: &Path| {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        stem.split('-').next().unwrap().to_string()
+    };
+    let gone = session_of(&frames[0]);
     std::fs::remove_file(&frames[0]).unwrap();
-    let lost = frames[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let session = lost.split('-').next().unwrap().to_string();
-    let (ok, text) = nusomi(&[
-        "export",
-        "create",
-        "--store",
-        &store,
-        "--from-manifest",
-        original.to_str().unwrap(),
-        "--to",
-        tmp.path().join("third").to_str().unwrap(),
-    ]);
+    for row in walk(&Path::new(&store).join("sessions")) {
+        if session_of(&row) == gone {
+            std::fs::remove_file(row).unwrap();
+        }
+    }
+    let reproduce = |to: &str| {
+        nusomi(&[
+            "export",
+            "create",
+            "--store",
+            &store,
+            "--from-manifest",
+            original.to_str().unwrap(),
+            "--to",
+            tmp.path().join(to).to_str().unwrap(),
+        ])
+    };
+    let (ok, text) = reproduce("third");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!("session {gone}: lost: its ")),
+        "the lost session {gone} is not named: {text}"
+    );
+    assert_eq!(text.matches("session ses_").count(), 1, "{text}");
+    // Frames lost under a session row that is still there: the run fails
+    // naming the missing file (and so the session).
+    let frame_file = frames
+        .iter()
+        .find(|f| ![gone.as_str(), later_draft.session_id()].contains(&session_of(f).as_str()))
+        .unwrap();
+    let session = session_of(frame_file);
+    std::fs::remove_file(frame_file).unwrap();
+    let (ok, text) = reproduce("fourth");
     assert!(!ok, "{text}");
     assert!(
         text.contains(&session),
@@ -268,4 +291,46 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+#[tokio::test]
+async fn verify_follows_signed_links_of_a_split_export_and_names_a_damaged_shard() {
+    let (tmp, store) = store_dir(87, 4).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let (s, created) = server
+        .post(&spec_json(
+            "webdataset",
+            json!({"destination": {"kind": "signed_url"}, "shard_size_bytes": 64 * 1024,
+                   "splits": {"train": 0.5, "rest": 0.5}}),
+        ))
+        .await;
+    assert_eq!(s, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let job = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let link = job["manifest_url"].as_str().unwrap().to_string();
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.contains("signature="),
+        "{link}"
+    );
+    let (ok, text) = verify_cli(&link, false);
+    assert!(ok && text.contains("intact"), "{text}");
+    // One shard of a split series, damaged where the service keeps it.
+    let kept = server.data_dir.join("files").join(&id);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(kept.join("manifest.json")).unwrap()).unwrap();
+    let shard = m["splits"][0]["shards"][0].as_str().unwrap().to_string();
+    assert!(shard.contains('/'), "{shard}");
+    let path = kept.join(&shard);
+    let mut b = std::fs::read(&path).unwrap();
+    b[600] ^= 1;
+    std::fs::write(&path, b).unwrap();
+    let (ok, text) = verify_cli(&link, true);
+    assert!(!ok, "{text}");
+    let report: Value = serde_json::from_str(&text[..text.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(report["mismatches"][0]["path"], shard.as_str(), "{report}");
+    assert_eq!(report["mismatches"][0]["problem"], "sha256", "{report}");
+    // A link whose signature is wrong is refused, not reported intact.
+    let (ok, text) = verify_cli(&link.replace("signature=", "signature=0"), false);
+    assert!(!ok && text.contains("403"), "{text}");
 }
