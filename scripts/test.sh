@@ -65,6 +65,10 @@ cat > "$WORK/seaweed/iam.json" <<JSON
  "roles":[{"roleName":"exporter","roleArn":"arn:aws:iam::000000000000:role/exporter",
    "trustPolicy":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},
      "Action":["sts:AssumeRole"]}]},
+   "attachedPolicies":["S3Write"]},
+  {"roleName":"stranger","roleArn":"arn:aws:iam::000000000000:role/stranger",
+   "trustPolicy":{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+     "Principal":{"AWS":"arn:aws:iam::111122223333:user/someone-else"},"Action":["sts:AssumeRole"]}]},
    "attachedPolicies":["S3Write"]}],
  "policies":[{"name":"S3Write","document":{"Version":"2012-10-17","Statement":[
    {"Effect":"Allow","Action":"s3:*","Resource":"*"},

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 #![warn(clippy::clone_on_ref_ptr)]
+#![recursion_limit = "256"] // the OpenAPI document is one json! literal
 
 pub mod cli;
 pub mod datagen;

@@ -24,6 +24,12 @@ pub struct DestConfig {
     pub sts_from_destination: bool,
     /// Assumed-role sessions are renewed when less than this is left.
     pub credential_refresh: Duration,
+    /// IAM Credentials API (`NUSOMI_GCP_IAM_URL`; default
+    /// `https://iamcredentials.googleapis.com`) for impersonated GCS accounts.
+    pub gcp_iam_url: String,
+    /// Length of assumed-role sessions (`NUSOMI_ROLE_SESSION_SECS`, 900 to
+    /// 43,200 s; STS's default of 1 h when unset).
+    pub role_session: Option<Duration>,
     /// Retry policy for transient object-store errors.
     pub retry: RetryConfig,
     /// HTTP client options for cloud stores (timeouts, proxies, pooling).
@@ -54,6 +60,8 @@ impl Default for DestConfig {
             sts_endpoint: None,
             sts_from_destination: true,
             credential_refresh: Duration::from_secs(300),
+            role_session: None,
+            gcp_iam_url: super::IAM_CREDENTIALS_URL.into(),
             retry: RetryConfig::default(),
             client: ClientOptions::default(),
             signed_storage: Destination::Local {
@@ -69,7 +77,9 @@ impl Default for DestConfig {
 
 impl DestConfig {
     /// Reads `NUSOMI_WORKSPACE_ID`, `NUSOMI_STS_ENDPOINT`,
-    /// `NUSOMI_CREDENTIAL_REFRESH_SECS`, `NUSOMI_SIGNED_STORAGE` (a folder or
+    /// `NUSOMI_CREDENTIAL_REFRESH_SECS`, `NUSOMI_ROLE_SESSION_SECS`,
+    /// `NUSOMI_GCP_IAM_URL`,
+    /// `NUSOMI_SIGNED_STORAGE` (a folder or
     /// a destination object as JSON), `NUSOMI_PUBLIC_URL`,
     /// `NUSOMI_LINK_TTL_SECS`, `NUSOMI_SIGNING_KEY`, `NUSOMI_MAX_RETRIES` and
     /// `NUSOMI_PART_BYTES` over the defaults.
@@ -92,6 +102,21 @@ impl DestConfig {
         c.sts_endpoint = var("NUSOMI_STS_ENDPOINT");
         if let Some(d) = secs("NUSOMI_CREDENTIAL_REFRESH_SECS")? {
             c.credential_refresh = d;
+        }
+        if let Some(u) = var("NUSOMI_GCP_IAM_URL") {
+            c.gcp_iam_url = u;
+        }
+        if let Some(d) = secs("NUSOMI_ROLE_SESSION_SECS")? {
+            if !(900..=43_200).contains(&d.as_secs()) {
+                return Err(Error::Config {
+                    field: "NUSOMI_ROLE_SESSION_SECS".into(),
+                    message: format!(
+                        "{} s is outside what STS grants (900 to 43200)",
+                        d.as_secs()
+                    ),
+                });
+            }
+            c.role_session = Some(d);
         }
         if let Some(s) = var("NUSOMI_SIGNED_STORAGE") {
             c.signed_storage = parse_storage(&s)?;

@@ -4,13 +4,15 @@
 //! `signed_url` the way download links are made (`links.rs`). Process-wide
 //! settings (workspace id, STS endpoint, retry policy, `signed_url` storage,
 //! link lifetime and key) live in [`DestConfig`] (`config.rs`); each cloud
-//! has its own file (`s3.rs` with assumed roles, `azure.rs`, `gcs.rs`) and
+//! has its own file (`s3.rs` with assumed roles, `azure.rs`, `gcs.rs` with
+//! `gcp_identity.rs` for impersonated accounts) and
 //! `signing.rs` makes and checks the service's HMAC links. Credentials are
 //! read from the environment by the object-store builders and never copied
 //! into anything this crate prints or stores.
 
 mod azure;
 mod config;
+mod gcp_identity;
 mod gcs;
 mod links;
 mod s3;
@@ -18,6 +20,9 @@ mod signing;
 mod target;
 
 pub use config::{parse_storage, DestConfig, DEFAULT_PART_BYTES, MAX_PRESIGN_TTL};
+pub use gcp_identity::{
+    v4_string_to_sign, BaseIdentity, ImpersonatedAccount, ImpersonatedSigner, IAM_CREDENTIALS_URL,
+};
 pub use links::{Links, ShardLinks};
 pub use s3::AssumedRole;
 pub use signing::{capped_ttl, files_url, LinkError, UrlSigner};

@@ -20,6 +20,9 @@ use tokio::sync::{Mutex, OnceCell};
 use super::DestConfig;
 use crate::error::{Error, Result};
 
+/// The STS session name when no export id is known.
+const DEFAULT_SESSION_NAME: &str = "nusomi-export";
+
 /// An S3 destination's client and, with a role, its credentials.
 #[derive(Debug)]
 pub(crate) struct S3Client {
@@ -35,6 +38,7 @@ pub(crate) fn client(
     region: Option<&str>,
     endpoint: Option<&str>,
     role_arn: Option<&str>,
+    export_id: &str,
     cfg: &DestConfig,
 ) -> Result<S3Client> {
     let mut b = AmazonS3Builder::from_env()
@@ -68,13 +72,16 @@ pub(crate) fn client(
                     .filter(|_| cfg.sts_from_destination)
                     .map(str::to_string)
             });
-            let role = Arc::new(AssumedRole::new(
-                arn,
-                &external_id,
-                &region,
-                sts_endpoint,
-                cfg.credential_refresh,
-            ));
+            let role = Arc::new(
+                AssumedRole::new(
+                    arn,
+                    &external_id,
+                    &region,
+                    sts_endpoint,
+                    cfg.credential_refresh,
+                )
+                .with_session(export_id, cfg.role_session),
+            );
             b = b.with_credentials(Arc::clone(&role) as _);
             Some(role)
         }
@@ -99,6 +106,9 @@ struct Session {
 pub struct AssumedRole {
     role_arn: String,
     external_id: String,
+    session_name: String,
+    session_length: Option<Duration>,
+    base: OnceCell<aws_config::SdkConfig>,
     region: String,
     sts_endpoint: Option<String>,
     refresh_before: Duration,
@@ -132,6 +142,9 @@ impl AssumedRole {
         AssumedRole {
             role_arn: role_arn.to_string(),
             external_id: external_id.to_string(),
+            session_name: DEFAULT_SESSION_NAME.to_string(),
+            session_length: None,
+            base: OnceCell::new(),
             region: region.to_string(),
             sts_endpoint,
             refresh_before,
@@ -141,8 +154,32 @@ impl AssumedRole {
         }
     }
 
-    async fn provider(&self) -> &AssumeRoleProvider {
-        self.provider
+    /// Names the STS sessions after `export_id` (it shows in the customer's
+    /// CloudTrail; characters STS refuses become `-`) and asks for sessions
+    /// of `length` (STS's default, 1 h, when `None`).
+    pub fn with_session(mut self, export_id: &str, length: Option<Duration>) -> Self {
+        let name: String = export_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        if name.len() >= 2 {
+            self.session_name = name;
+        }
+        self.session_length = length;
+        self
+    }
+
+    /// The service's own AWS configuration (base credentials, region, STS
+    /// endpoint).
+    async fn base(&self) -> &aws_config::SdkConfig {
+        self.base
             .get_or_init(|| async {
                 let http = aws_smithy_http_client::Builder::new()
                     .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -155,16 +192,65 @@ impl AssumedRole {
                 if let Some(ep) = &self.sts_endpoint {
                     loader = loader.endpoint_url(ep);
                 }
-                let conf = loader.load().await;
-                AssumeRoleProvider::builder(self.role_arn.clone())
-                    .external_id(self.external_id.clone())
-                    .session_name("nusomi-export")
-                    .region(aws_config::Region::new(self.region.clone()))
-                    .configure(&conf)
-                    .build()
-                    .await
+                loader.load().await
             })
             .await
+    }
+
+    async fn provider(&self) -> &AssumeRoleProvider {
+        self.provider
+            .get_or_init(|| async {
+                let conf = self.base().await;
+                let mut b = AssumeRoleProvider::builder(self.role_arn.clone())
+                    .external_id(self.external_id.clone())
+                    .session_name(self.session_name.clone())
+                    .region(aws_config::Region::new(self.region.clone()))
+                    .configure(conf);
+                if let Some(d) = self.session_length {
+                    b = b.session_length(d);
+                }
+                b.build().await
+            })
+            .await
+    }
+
+    /// Whether the role can be assumed now; if not, advice for the
+    /// customer: the role, the principal the service runs as, the external
+    /// id and the trust-policy statement that lets the service in.
+    pub async fn check(&self) -> std::result::Result<(), String> {
+        let Err(e) = self.get_credential().await else {
+            return Ok(());
+        };
+        let principal = match self.caller().await {
+            Ok(arn) => arn,
+            Err(why) => format!("the service's AWS principal (GetCallerIdentity failed: {why})"),
+        };
+        let statement = serde_json::json!({
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": self.external_id}},
+        });
+        Err(format!(
+            "the service ({principal}) cannot assume role {} with external id {:?}: {}. \
+             The role's trust policy must allow it, e.g. with the statement {statement}",
+            self.role_arn,
+            self.external_id,
+            error_chain(&e)
+        ))
+    }
+
+    /// The ARN of the service's own identity (STS GetCallerIdentity).
+    async fn caller(&self) -> std::result::Result<String, String> {
+        let client = aws_sdk_sts::Client::new(self.base().await);
+        let who = client
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        who.arn()
+            .map(str::to_string)
+            .ok_or_else(|| "no ARN in the answer".to_string())
     }
 
     /// When the current session expires (None before the first one or when
@@ -252,6 +338,7 @@ mod tests {
             Some("us-east-1"),
             Some("http://caller-chosen.example:9000"),
             Some("arn:aws:iam::000000000000:role/x"),
+            "exp_T",
             cfg,
         )
         .unwrap();

@@ -33,6 +33,8 @@ pub struct ExportTarget {
     pub part_bytes: usize,
     /// The folder, when the target is one on local disk.
     pub local_dir: Option<std::path::PathBuf>,
+    /// The role an S3 destination's credentials come from.
+    role: Option<Arc<AssumedRole>>,
 }
 
 fn prefix_path(field: &str, prefix: &str) -> Result<Path> {
@@ -60,7 +62,29 @@ impl ExportTarget {
             links: None,
             part_bytes: DEFAULT_PART_BYTES,
             local_dir: None,
+            role: None,
         }
+    }
+
+    /// Checks that the destination can be used before anything is queued:
+    /// its role (if any) can be assumed — else the error is advice naming
+    /// the role, the service's principal, the external id and the trust
+    /// statement to add — and its prefix can be listed.
+    pub async fn check(&self) -> Result<()> {
+        if let Some(role) = &self.role {
+            role.check().await.map_err(|message| Error::Config {
+                field: "destination.role_arn".into(),
+                message,
+            })?;
+        }
+        self.store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Config {
+                field: "destination".into(),
+                message: format!("cannot list {}: {e}", self.url),
+            })
     }
 
     /// Sets the multipart part size.
@@ -86,7 +110,7 @@ impl ExportTarget {
     /// surface on the first operation, as an error naming it.
     pub fn open(d: &Destination, export_id: &str, cfg: &DestConfig) -> Result<Self> {
         if !matches!(d, Destination::SignedUrl) {
-            let (t, _) = Self::open_store(d, cfg)?;
+            let (t, _) = Self::open_store(d, export_id, cfg)?;
             return Ok(t.with_part_bytes(cfg.part_bytes));
         }
         if export_id.is_empty() {
@@ -95,7 +119,7 @@ impl ExportTarget {
                 message: "signed_url needs an export id (use export create or the service)".into(),
             });
         }
-        let (mut t, presigner) = Self::open_store(&cfg.signed_storage, cfg)?;
+        let (mut t, presigner) = Self::open_store(&cfg.signed_storage, export_id, cfg)?;
         t.prefix = t.prefix.clone().join(export_id);
         t.url = format!("{}{export_id}/", t.url);
         t.local_dir = t.local_dir.map(|d| d.join(export_id));
@@ -125,6 +149,7 @@ impl ExportTarget {
     #[allow(clippy::type_complexity)]
     fn open_store(
         d: &Destination,
+        export_id: &str,
         cfg: &DestConfig,
     ) -> Result<(Self, Option<(Arc<dyn Signer>, Option<Arc<AssumedRole>>)>)> {
         Ok(match d {
@@ -141,26 +166,28 @@ impl ExportTarget {
                     region.as_deref(),
                     endpoint.as_deref(),
                     role_arn.as_deref(),
+                    export_id,
                     cfg,
                 )?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("s3://{bucket}/{}", with_slash(&prefix));
                 let signer = Arc::clone(&c.store) as Arc<dyn Signer>;
-                (
-                    ExportTarget::new(c.store, prefix, url),
-                    Some((signer, c.role)),
-                )
+                let mut t = ExportTarget::new(c.store, prefix, url);
+                t.role = c.role.clone();
+                (t, Some((signer, c.role)))
             }
             Destination::Gcs {
                 bucket,
                 prefix,
                 service_account,
             } => {
-                let store = gcs::client(bucket, service_account.as_deref(), cfg)?;
+                let c = gcs::client(bucket, service_account.as_deref(), cfg)?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("gs://{bucket}/{}", with_slash(&prefix));
-                let signer = Arc::clone(&store) as Arc<dyn Signer>;
-                (ExportTarget::new(store, prefix, url), Some((signer, None)))
+                (
+                    ExportTarget::new(c.store, prefix, url),
+                    Some((c.signer, None)),
+                )
             }
             Destination::AzureBlob {
                 account,

@@ -82,6 +82,11 @@ pub struct JobRecord {
     /// `as_of`, else `created_at`. Absent in records of older versions.
     #[serde(default)]
     pub as_of: Option<String>,
+    /// The spec with defaults filled in and times absolute (what the
+    /// manifest's `resolved` records; key material redacted). Absent in
+    /// records of older versions.
+    #[serde(default)]
+    pub resolved: Option<Value>,
     /// When the current or last attempt started.
     pub started_at: Option<String>,
     /// When it finished.
@@ -122,6 +127,7 @@ impl JobRecord {
             shard_size_bytes: spec.shard_size_bytes,
             created_at: format_instant(created_at),
             as_of: Some(format_instant(spec.as_of)),
+            resolved: Some(spec.resolved_json()),
             started_at: None,
             finished_at: None,
             attempts: 0,
@@ -192,6 +198,7 @@ impl JobRecord {
             "manifest_url": self.manifest_url,
             "created_at": self.created_at,
             "as_of": self.as_of,
+            "resolved": self.resolved,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "attempts": self.attempts,

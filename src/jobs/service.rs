@@ -47,6 +47,14 @@ pub enum Rejected {
     Internal(Error),
 }
 
+/// A posted spec [`JobService::prepare`] accepted, with its export id.
+#[derive(Debug)]
+pub struct Prepared {
+    id: String,
+    spec: ExportSpec,
+    created: DateTime<Utc>,
+}
+
 /// The export job queue and its workers.
 pub struct JobService {
     /// The workspaces and their stores, swapped whole by [`JobService::reload`].
@@ -242,13 +250,52 @@ impl JobService {
         Ok(stale.len())
     }
 
-    /// Validates `body` (a spec) for workspace `ws` and stores a queued job;
-    /// the record is durable before this returns.
-    pub fn submit(&self, ws: &Workspace, body: &str) -> std::result::Result<JobRecord, Rejected> {
+    /// Validates a posted spec and checks its destination before anything
+    /// is queued: the spec (with the workspace's policy), settings the
+    /// destination cannot work without, and — for object stores — that the
+    /// role (if any) can be assumed and the prefix listed. Returns what
+    /// [`JobService::submit`] queues.
+    pub async fn prepare(
+        &self,
+        ws: &Workspace,
+        body: &str,
+    ) -> std::result::Result<Prepared, Rejected> {
         let created = Utc::now();
         let spec = self
             .checked_spec(ws, body, created)
             .map_err(Rejected::Spec)?;
+        let id = new_export_id(created);
+        let as_spec_errors = |e: Error| {
+            Rejected::Spec(match e {
+                Error::Spec(errors) => errors,
+                Error::Config { field, message } => SpecErrors(vec![SpecError { field, message }]),
+                other => SpecErrors(vec![SpecError {
+                    field: "destination".into(),
+                    message: other.to_string(),
+                }]),
+            })
+        };
+        // Settings the destination cannot work without are the caller's error.
+        let target = Export::open_target(&spec, &id, &self.dest_for(ws)).map_err(as_spec_errors)?;
+        let remote = !matches!(
+            spec.destination,
+            Some(Destination::Local { .. }) | Some(Destination::SignedUrl) | None
+        );
+        if remote {
+            target.check().await.map_err(as_spec_errors)?;
+        }
+        Ok(Prepared { id, spec, created })
+    }
+
+    /// Queues a job `prepare` accepted, unless the workspace's quota is
+    /// full or another unfinished job writes to the same destination.
+    pub fn submit(
+        &self,
+        ws: &Workspace,
+        body: &str,
+        prepared: Prepared,
+    ) -> std::result::Result<JobRecord, Rejected> {
+        let Prepared { id, spec, created } = prepared;
         // Checks and insert are one step: two posts cannot both pass them.
         let _one_at_a_time = self
             .submitting
@@ -262,18 +309,6 @@ impl JobService {
         }
         if let Some(id) = self.conflicting(ws, &spec, &active) {
             return Err(Rejected::Conflict { id });
-        }
-        let id = new_export_id(created);
-        // Settings the destination cannot work without are the caller's error.
-        if let Err(e) = Export::open_target(&spec, &id, &self.dest_for(ws)) {
-            return Err(Rejected::Spec(match e {
-                Error::Spec(errors) => errors,
-                Error::Config { field, message } => SpecErrors(vec![SpecError { field, message }]),
-                other => SpecErrors(vec![SpecError {
-                    field: "destination".into(),
-                    message: other.to_string(),
-                }]),
-            }));
         }
         let mut record = JobRecord::queued(id, &spec, body, created);
         record.workspace = Some(ws.id.clone());

@@ -127,7 +127,9 @@ pub fn openapi() -> Value {
                     "destination": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["s3", "gcs", "azure_blob", "signed_url", "local"]}}},
                     "tag": {"type": "string"},
                     "as_of": {"type": "string", "format": "date-time"},
-                    "shard_size_bytes": {"type": "integer", "minimum": 4096}
+                    "shard_size_bytes": {"type": "integer", "minimum": 4096},
+                    "splits": {"type": "object", "description": "split name → fraction (adding up to 1), plus optional by (session_id | workflow | path | actor_id) and salt", "additionalProperties": true},
+                    "redact": {"type": "object", "properties": {"typed_text": {"type": "boolean"}, "patterns": {"type": "array", "items": {"type": "string"}}, "rectangles": {"type": "boolean"}}}
                 }},
                 "Export": {"type": "object", "required": ["id", "status", "manifest_url", "created_at"], "properties": {
                     "id": {"type": "string"},
@@ -145,6 +147,8 @@ pub fn openapi() -> Value {
                     "shard_size_bytes": {"type": "integer"},
                     "manifest_url": {"type": ["string", "null"]},
                     "created_at": {"type": "string", "format": "date-time"},
+                    "as_of": {"type": ["string", "null"], "format": "date-time", "description": "The snapshot instant: only sessions sealed at or before it are exported"},
+                    "resolved": {"type": ["object", "null"], "description": "The spec with defaults filled in and times absolute, as the manifest records it"},
                     "started_at": {"type": ["string", "null"], "format": "date-time"},
                     "finished_at": {"type": ["string", "null"], "format": "date-time"},
                     "attempts": {"type": "integer"},

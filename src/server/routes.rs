@@ -114,8 +114,13 @@ pub(super) async fn create_export(
     };
     let jobs = Arc::clone(&state.jobs);
     let text = text.to_string();
-    // The database commit is blocking I/O (fsync).
-    let submitted = tokio::task::spawn_blocking(move || jobs.submit(&ws, &text)).await;
+    let submitted = match jobs.prepare(&ws, &text).await {
+        // The database commit is blocking I/O (fsync).
+        Ok(prepared) => {
+            tokio::task::spawn_blocking(move || jobs.submit(&ws, &text, prepared)).await
+        }
+        Err(rejected) => Ok(Err(rejected)),
+    };
     match submitted {
         Ok(Ok(record)) => {
             let mut r = (StatusCode::ACCEPTED, Json(record.to_api(None))).into_response();

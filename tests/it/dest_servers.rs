@@ -655,3 +655,51 @@ async fn gcs_destination_configuration_and_v4_links_offline() {
     );
     assert!(!url.contains(body_line));
 }
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS with STS: run scripts/test.sh"]
+async fn a_role_the_service_may_not_assume_is_refused_at_post_with_the_trust_policy_hint() {
+    let (tmp, store) = crate::support::store_dir(88, 1).await;
+    let server = crate::support::Server::start(&store, &tmp.path().join("data")).await;
+    let endpoint = env("NUSOMI_TEST_S3_ENDPOINT");
+    let post = |role: &str| {
+        crate::support::spec_json(
+            "jsonl",
+            json!({"destination": {"kind": "s3", "bucket": "nusomi-test", "prefix": format!("post-{}", nonce()),
+                   "region": "us-east-1", "endpoint": endpoint,
+                   "role_arn": format!("arn:aws:iam::000000000000:role/{role}")}}),
+        )
+    };
+    // SeaweedFS's `stranger` role trusts another principal only.
+    let (s, body) = server.post(&post("stranger")).await;
+    assert_eq!(s, 400, "{body}");
+    let e = &body["errors"][0];
+    assert_eq!(e["field"], "destination.role_arn", "{body}");
+    let m = e["message"].as_str().unwrap();
+    for needle in [
+        "cannot assume role arn:aws:iam::000000000000:role/stranger",
+        "with external id \"default\"",
+        "trust policy",
+        "\"sts:ExternalId\":\"default\"",
+        "\"Action\":\"sts:AssumeRole\"",
+    ] {
+        assert!(m.contains(needle), "{needle:?} not in {m}");
+    }
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    assert!(!m.contains(&secret), "the answer leaks the secret");
+    // Nothing was queued.
+    let (_, list) = server.get("/v1/exports").await;
+    assert_eq!(list["exports"].as_array().map(Vec::len), Some(0), "{list}");
+    // The role that trusts the service passes the check and is queued.
+    let (s, body) = server.post(&post("exporter")).await;
+    assert_eq!(s, 202, "{body}");
+    assert!(body["resolved"]["destination"]["role_arn"]
+        .as_str()
+        .unwrap()
+        .ends_with("role/exporter"));
+    let done = server
+        .wait_final(body["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["resolved"], body["resolved"]);
+}

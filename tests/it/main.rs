@@ -4,6 +4,7 @@ mod cli;
 mod dest;
 mod dest_servers;
 mod export;
+mod gcp;
 mod redact;
 mod s3_store;
 mod seal;
