@@ -449,6 +449,24 @@ async fn the_workspace_id_goes_to_sts_as_external_id() {
         sent.contains("AWS4-HMAC-SHA256"),
         "the request is SigV4-signed"
     );
+    // An export's session is named after it (the customer's CloudTrail
+    // shows which export acted) and lasts what NUSOMI_ROLE_SESSION_SECS says.
+    let (endpoint, seen) = tap(env("NUSOMI_TEST_MOTO")).await;
+    let role = AssumedRole::new(
+        "arn:aws:iam::123456789012:role/exporter",
+        "ws_on_the_wire_42",
+        "us-east-1",
+        Some(endpoint),
+        Duration::from_secs(300),
+    )
+    .with_session("exp_01KTESTSESSION", Some(Duration::from_secs(900)));
+    role.get_credential().await.unwrap();
+    let sent = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(
+        sent.contains("RoleSessionName=exp_01KTESTSESSION"),
+        "{sent}"
+    );
+    assert!(sent.contains("DurationSeconds=900"), "{sent}");
 }
 
 #[tokio::test]
