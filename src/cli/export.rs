@@ -286,6 +286,7 @@ fn open_location(
                 account: account.into(),
                 container: container.into(),
                 prefix: parts.next().unwrap_or("").into(),
+                tenant_id: std::env::var("AZURE_TENANT_ID").ok(),
             };
             let t = crate::dest::ExportTarget::open(&d, "", &DestConfig::from_env()?)?;
             (t.store, t.prefix)

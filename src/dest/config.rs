@@ -24,6 +24,12 @@ pub struct DestConfig {
     pub sts_from_destination: bool,
     /// Assumed-role sessions are renewed when less than this is left.
     pub credential_refresh: Duration,
+    /// The service's multi-tenant Entra ID app, for `azure_blob`
+    /// destinations naming a `tenant_id`.
+    pub azure_app: Option<AzureApp>,
+    /// Blob endpoint instead of `https://{account}.blob.core.windows.net`
+    /// (`NUSOMI_AZURE_ENDPOINT`; an emulator or a private endpoint).
+    pub azure_endpoint: Option<String>,
     /// IAM Credentials API (`NUSOMI_GCP_IAM_URL`; default
     /// `https://iamcredentials.googleapis.com`) for impersonated GCS accounts.
     pub gcp_iam_url: String,
@@ -47,6 +53,38 @@ pub struct DestConfig {
     pub part_bytes: usize,
 }
 
+/// The service's own multi-tenant Entra ID app (`AZURE_CLIENT_ID`,
+/// `AZURE_CLIENT_SECRET` or `AZURE_FEDERATED_TOKEN_FILE`,
+/// `AZURE_AUTHORITY_HOST`).
+#[derive(Debug, Clone)]
+pub struct AzureApp {
+    /// The app's client id.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: Option<Secret>,
+    /// A federated token file (workload identity) instead of a secret.
+    pub federated_token_file: Option<String>,
+    /// Entra ID authority (default `https://login.microsoftonline.com`).
+    pub authority_host: Option<String>,
+}
+
+/// A secret that `Debug` never shows.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret itself, for the one call that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// Longest presigned link S3 and GCS accept: 7 days.
 pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -62,6 +100,8 @@ impl Default for DestConfig {
             credential_refresh: Duration::from_secs(300),
             role_session: None,
             gcp_iam_url: super::IAM_CREDENTIALS_URL.into(),
+            azure_app: None,
+            azure_endpoint: None,
             retry: RetryConfig::default(),
             client: ClientOptions::default(),
             signed_storage: Destination::Local {
@@ -78,7 +118,8 @@ impl Default for DestConfig {
 impl DestConfig {
     /// Reads `NUSOMI_WORKSPACE_ID`, `NUSOMI_STS_ENDPOINT`,
     /// `NUSOMI_CREDENTIAL_REFRESH_SECS`, `NUSOMI_ROLE_SESSION_SECS`,
-    /// `NUSOMI_GCP_IAM_URL`,
+    /// `NUSOMI_GCP_IAM_URL`, the Entra ID app (`AZURE_CLIENT_ID`, …),
+    /// `NUSOMI_AZURE_ENDPOINT`,
     /// `NUSOMI_SIGNED_STORAGE` (a folder or
     /// a destination object as JSON), `NUSOMI_PUBLIC_URL`,
     /// `NUSOMI_LINK_TTL_SECS`, `NUSOMI_SIGNING_KEY`, `NUSOMI_MAX_RETRIES` and
@@ -103,6 +144,15 @@ impl DestConfig {
         if let Some(d) = secs("NUSOMI_CREDENTIAL_REFRESH_SECS")? {
             c.credential_refresh = d;
         }
+        if let Some(client_id) = var("AZURE_CLIENT_ID") {
+            c.azure_app = Some(AzureApp {
+                client_id,
+                client_secret: var("AZURE_CLIENT_SECRET").map(Secret),
+                federated_token_file: var("AZURE_FEDERATED_TOKEN_FILE"),
+                authority_host: var("AZURE_AUTHORITY_HOST"),
+            });
+        }
+        c.azure_endpoint = var("NUSOMI_AZURE_ENDPOINT");
         if let Some(u) = var("NUSOMI_GCP_IAM_URL") {
             c.gcp_iam_url = u;
         }

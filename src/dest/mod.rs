@@ -19,14 +19,16 @@ mod s3;
 mod signing;
 mod target;
 
-pub use config::{parse_storage, DestConfig, DEFAULT_PART_BYTES, MAX_PRESIGN_TTL};
+pub use config::{
+    parse_storage, AzureApp, DestConfig, Secret, DEFAULT_PART_BYTES, MAX_PRESIGN_TTL,
+};
 pub use gcp_identity::{
     v4_string_to_sign, BaseIdentity, ImpersonatedAccount, ImpersonatedSigner, IAM_CREDENTIALS_URL,
 };
 pub use links::{Links, ShardLinks};
 pub use s3::AssumedRole;
 pub use signing::{capped_ttl, files_url, LinkError, UrlSigner};
-pub use target::ExportTarget;
+pub use target::{ExportTarget, CHECK_TIMEOUT};
 
 /// Replaces `secret` (if any) in `text`.
 pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {

@@ -37,6 +37,9 @@ pub struct ExportTarget {
     role: Option<Arc<AssumedRole>>,
 }
 
+/// How long [`ExportTarget::check`] waits for a destination.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn prefix_path(field: &str, prefix: &str) -> Result<Path> {
     Path::parse(prefix.trim_matches('/')).map_err(|e| Error::Config {
         field: field.into(),
@@ -70,21 +73,35 @@ impl ExportTarget {
     /// its role (if any) can be assumed — else the error is advice naming
     /// the role, the service's principal, the external id and the trust
     /// statement to add — and its prefix can be listed.
+    /// Both steps together take at most [`CHECK_TIMEOUT`].
     pub async fn check(&self) -> Result<()> {
-        if let Some(role) = &self.role {
-            role.check().await.map_err(|message| Error::Config {
-                field: "destination.role_arn".into(),
-                message,
-            })?;
-        }
-        self.store
-            .list_with_delimiter(Some(&self.prefix))
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Config {
+        let steps = async {
+            if let Some(role) = &self.role {
+                role.check().await.map_err(|message| Error::Config {
+                    field: "destination.role_arn".into(),
+                    message,
+                })?;
+            }
+            self.store
+                .list_with_delimiter(Some(&self.prefix))
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::Config {
+                    field: "destination".into(),
+                    message: format!("cannot list {}: {e}", self.url),
+                })
+        };
+        match tokio::time::timeout(CHECK_TIMEOUT, steps).await {
+            Ok(done) => done,
+            Err(_) => Err(Error::Config {
                 field: "destination".into(),
-                message: format!("cannot list {}: {e}", self.url),
-            })
+                message: format!(
+                    "{} did not answer within {} s",
+                    self.url,
+                    CHECK_TIMEOUT.as_secs()
+                ),
+            }),
+        }
     }
 
     /// Sets the multipart part size.
@@ -193,8 +210,9 @@ impl ExportTarget {
                 account,
                 container,
                 prefix,
+                tenant_id,
             } => {
-                let store = azure::client(account, container, cfg)?;
+                let store = azure::client(account, container, tenant_id.as_deref(), cfg)?;
                 let prefix = prefix_path("destination.prefix", prefix)?;
                 let url = format!("az://{account}/{container}/{}", with_slash(&prefix));
                 let signer = Arc::clone(&store) as Arc<dyn Signer>;

@@ -155,6 +155,9 @@ pub enum Destination {
         container: String,
         /// Blob prefix.
         prefix: String,
+        /// The customer's Entra ID tenant: the service's multi-tenant app
+        /// gets its token there.
+        tenant_id: Option<String>,
     },
     /// Kept by the service; the manifest lists time-limited URLs.
     SignedUrl,
@@ -377,9 +380,17 @@ fn destination_json(d: &Destination) -> Value {
             account,
             container,
             prefix,
-        } => json!({
-            "kind": "azure_blob", "account": account, "container": container, "prefix": prefix,
-        }),
+            tenant_id,
+        } => {
+            let mut v = json!({
+                "kind": "azure_blob", "account": account, "container": container, "prefix": prefix,
+            });
+            // Present only when given: specs without it resolve as before.
+            if let Some(t) = tenant_id {
+                v["tenant_id"] = json!(t);
+            }
+            v
+        }
         Destination::SignedUrl => json!({"kind": "signed_url"}),
     }
 }

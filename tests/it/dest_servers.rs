@@ -601,6 +601,7 @@ async fn azure_blob_export_and_sas_links_on_azurite() {
             account: "devstoreaccount1".into(),
             container: "nusomi-test".into(),
             prefix: format!("signed-{}", nonce()),
+            tenant_id: None,
         },
         link_ttl: Duration::from_secs(600),
         ..Default::default()
@@ -707,7 +708,7 @@ async fn a_role_the_service_may_not_assume_is_refused_at_post_with_the_trust_pol
     assert!(!m.contains(&secret), "the answer leaks the secret");
     // Nothing was queued.
     let (_, list) = server.get("/v1/exports").await;
-    assert_eq!(list["exports"].as_array().map(Vec::len), Some(0), "{list}");
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(0), "{list}");
     // The role that trusts the service passes the check and is queued.
     let (s, body) = server.post(&post("exporter")).await;
     assert_eq!(s, 202, "{body}");

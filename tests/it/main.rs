@@ -3,6 +3,7 @@
 mod cli;
 mod dest;
 mod dest_servers;
+mod entra;
 mod export;
 mod gcp;
 mod redact;

@@ -665,23 +665,19 @@ async fn lifecycle_with_an_s3_destination_on_seaweedfs() {
             }
         }
     }
-    // An unreachable destination fails the job with an error, not the request.
+    // An unreachable destination is refused at POST (the service lists the
+    // prefix before it queues anything), naming the destination.
     let bad = json!({"kind": "s3", "bucket": "nusomi-test", "prefix": "x", "region": "us-east-1", "endpoint": "http://127.0.0.1:1"});
-    let (s, created) = server
+    let (s, refused) = server
         .post(&spec_json(
             "jsonl",
             json!({"shard_size_bytes": 200 * 1024, "destination": bad}),
         ))
         .await;
-    assert_eq!(s, 202);
-    let job = server
-        .wait_final(created["id"].as_str().unwrap(), Duration::from_secs(300))
-        .await;
-    assert_eq!(job["status"], "failed");
-    assert!(
-        job["error"].as_str().unwrap().contains("manifest.json"),
-        "{job}"
-    );
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "destination", "{refused}");
+    let m = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(m.contains("cannot list s3://nusomi-test/x/"), "{m}");
     // The credentials appear nowhere: not in the job records, the log, or
     // any job object.
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();

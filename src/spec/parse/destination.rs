@@ -27,7 +27,7 @@ impl Parser {
             "local" => &["kind", "path"],
             "s3" => &["kind", "bucket", "prefix", "region", "role_arn", "endpoint"],
             "gcs" => &["kind", "bucket", "prefix", "service_account"],
-            "azure_blob" => &["kind", "account", "container", "prefix"],
+            "azure_blob" => &["kind", "account", "container", "prefix", "tenant_id"],
             "signed_url" => &["kind"],
             other => {
                 self.err(
@@ -74,6 +74,19 @@ impl Parser {
                 account: req(self, "account"),
                 container: req(self, "container"),
                 prefix: opt(self, "prefix").unwrap_or_default(),
+                tenant_id: opt(self, "tenant_id").filter(|t| {
+                    // A GUID or a verified domain: it becomes part of a URL.
+                    let ok = !t.is_empty()
+                        && t.len() <= 64
+                        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                    if !ok {
+                        self.err(
+                            "destination.tenant_id",
+                            format!("{t:?} is not a tenant id (a GUID or a domain such as contoso.onmicrosoft.com)"),
+                        );
+                    }
+                    ok
+                }),
             },
             _ => Destination::SignedUrl,
         };
