@@ -134,7 +134,11 @@ impl Export {
     /// missing destination is refused (as a spec error on `destination`).
     /// The service calls it when a job is posted, so bad settings answer
     /// 400 before anything is queued.
-    pub fn open_target(spec: &ExportSpec, id: &str, dest: &DestConfig) -> Result<ExportTarget> {
+    pub async fn open_target(
+        spec: &ExportSpec,
+        id: &str,
+        dest: &DestConfig,
+    ) -> Result<ExportTarget> {
         let destination = spec.destination.as_ref().ok_or_else(|| {
             Error::Spec(SpecErrors(vec![SpecError {
                 field: "destination".into(),
@@ -142,14 +146,14 @@ impl Export {
                     .into(),
             }]))
         })?;
-        ExportTarget::open(destination, id, dest)
+        ExportTarget::open_resolving(destination, id, dest).await
     }
 
     async fn run(self) -> Result<ExportOutcome> {
         let id = self.id.unwrap_or_else(|| new_export_id(Utc::now()));
         let target = match self.target {
             Some(t) => t,
-            None => Self::open_target(&self.spec, &id, &self.dest)?,
+            None => Self::open_target(&self.spec, &id, &self.dest).await?,
         };
         let spec = &self.spec;
         let sql = compile_sql(spec)?;

@@ -145,7 +145,7 @@ pub(super) async fn run_job(
 ) -> Result<(serde_json::Value, crate::sink::Manifest)> {
     use std::sync::atomic::Ordering;
     let mut job = JobRecord::queued(new_export_id(created_at), spec, body, created_at);
-    let target = Export::open_target(spec, &job.id, cfg)?;
+    let target = Export::open_target(spec, &job.id, cfg).await?;
     let progress = std::sync::Arc::new(Progress::default());
     let bar = if show_progress {
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
@@ -360,7 +360,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
             })
             .unwrap_or(0);
         let id = job["id"].as_str().unwrap_or_default();
-        let target = Export::open_target(&spec, id, &cfg)?;
+        let target = Export::open_target(&spec, id, &cfg).await?;
         let format = spec.format;
         let mut a = Vec::new();
         for s in original.shards.iter().skip(first) {

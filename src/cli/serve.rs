@@ -58,6 +58,10 @@ pub(super) struct ServeArgs {
     /// export finished (checked hourly).
     #[arg(long, env = "NUSOMI_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// Posted specs may give an `as_of` at most this many seconds after
+    /// now (clock skew); later ones are refused.
+    #[arg(long, env = "NUSOMI_MAX_FUTURE_AS_OF_SECS", default_value_t = crate::jobs::MAX_FUTURE_AS_OF_SECS)]
+    max_future_as_of_secs: u64,
     /// A workspaces file: several workspaces, each with its own tokens,
     /// store and destination policy (see the README). Replaces --store,
     /// --token and --workspace-id.
@@ -113,6 +117,14 @@ fn signing_key(dir: &std::path::Path) -> Result<String> {
 
 /// Re-reads the workspaces file on every SIGHUP; a file that cannot be
 /// used is logged and the workspaces served stay as they were.
+/// Writes `line` to stderr in one write: stderr is unbuffered, and
+/// `eprintln!` writes each formatted piece separately, so a reader of the
+/// log could see half a line.
+fn log_line(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 fn reload_on_sighup(jobs: Arc<JobService>, file: PathBuf) {
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -128,16 +140,17 @@ fn reload_on_sighup(jobs: Arc<JobService>, file: PathBuf) {
                 }
                 Err(e) => Err(e),
             };
-            match reloaded {
-                Ok(n) => eprintln!(
-                    "nusomi serve: reloaded {} ({n} workspace(s))",
+            let line = match reloaded {
+                Ok(n) => format!(
+                    "nusomi serve: reloaded {} ({n} workspace(s))\n",
                     file.display()
                 ),
-                Err(e) => eprintln!(
-                    "nusomi serve: kept the workspaces served: {} cannot be used: {e}",
+                Err(e) => format!(
+                    "nusomi serve: kept the workspaces served: {} cannot be used: {e}\n",
                     file.display()
                 ),
-            }
+            };
+            log_line(&line);
         }
     });
 }
@@ -252,6 +265,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let db = JobDb::open(&args.data_dir)?;
     let open = workspaces.is_open();
     let jobs = JobService::new(workspaces, stores, db, dest, workers, exec_handle);
+    jobs.set_max_future_as_of(args.max_future_as_of_secs);
     let requeued = jobs.recover()?;
     jobs.start();
     if let Some(file) = args.workspaces.clone() {

@@ -122,9 +122,53 @@ impl ExportTarget {
         Ok(t)
     }
 
-    /// The target of destination `d` for export `export_id` under `cfg`.
-    /// Nothing is contacted yet: unreachable stores and refused credentials
-    /// surface on the first operation, as an error naming it.
+    /// The target of destination `d` for export `export_id` under `cfg`,
+    /// with a `region` missing from an AWS S3 destination (no `endpoint`, no
+    /// `AWS_REGION` in the environment) resolved from the bucket
+    /// (object_store's `resolve_bucket_region`: one HEAD to AWS) instead of
+    /// defaulting to us-east-1. Nothing else is contacted yet: unreachable
+    /// stores and refused credentials surface on the first operation.
+    pub async fn open_resolving(
+        d: &Destination,
+        export_id: &str,
+        cfg: &DestConfig,
+    ) -> Result<Self> {
+        if let Destination::S3 {
+            bucket,
+            prefix,
+            region: None,
+            role_arn,
+            endpoint: None,
+        } = d
+        {
+            let named = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+            if !named {
+                let region = object_store::aws::resolve_bucket_region(bucket, &cfg.client)
+                    .await
+                    .map_err(|e| Error::Config {
+                        field: "destination.region".into(),
+                        message: format!(
+                            "missing, and the region of bucket {bucket:?} could not be resolved: {e}"
+                        ),
+                    })?;
+                let d = Destination::S3 {
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                    region: Some(region),
+                    role_arn: role_arn.clone(),
+                    endpoint: None,
+                };
+                return Self::open(&d, export_id, cfg);
+            }
+        }
+        Self::open(d, export_id, cfg)
+    }
+
+    /// Opens `d` for export `export_id` (a `region` missing from an AWS S3
+    /// destination defaults to the environment's, else us-east-1; see
+    /// [`ExportTarget::open_resolving`]).
     pub fn open(d: &Destination, export_id: &str, cfg: &DestConfig) -> Result<Self> {
         if !matches!(d, Destination::SignedUrl) {
             let (t, _) = Self::open_store(d, export_id, cfg)?;

@@ -66,7 +66,12 @@ pub struct JobService {
     live: Mutex<LiveMap>,
     submitting: Mutex<()>,
     wake: Notify,
+    /// How far past the posting time a spec's `as_of` may lie (clock skew).
+    max_future_as_of: std::sync::atomic::AtomicU64,
 }
+
+/// Default of [`JobService::set_max_future_as_of`]: one minute of clock skew.
+pub const MAX_FUTURE_AS_OF_SECS: u64 = 60;
 
 impl std::fmt::Debug for JobService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,7 +112,15 @@ impl JobService {
             live: Mutex::new(HashMap::new()),
             submitting: Mutex::new(()),
             wake: Notify::new(),
+            max_future_as_of: MAX_FUTURE_AS_OF_SECS.into(),
         })
+    }
+
+    /// Refuses posted specs whose `as_of` lies more than `secs` after the
+    /// posting time: a snapshot in the future is not one (sessions sealed
+    /// until then would join a rerun).
+    pub fn set_max_future_as_of(&self, secs: u64) {
+        self.max_future_as_of.store(secs, Ordering::Relaxed);
     }
 
     /// The live map. Lock policy: a panic while holding it (none is known)
@@ -264,6 +277,20 @@ impl JobService {
         let spec = self
             .checked_spec(ws, body, created)
             .map_err(Rejected::Spec)?;
+        let skew = chrono::Duration::seconds(
+            i64::try_from(self.max_future_as_of.load(Ordering::Relaxed)).unwrap_or(i64::MAX / 2),
+        );
+        if spec.as_of > created + skew {
+            return Err(Rejected::Spec(SpecErrors(vec![SpecError {
+                field: "as_of".into(),
+                message: format!(
+                    "{} is in the future (now {}): a snapshot must not lie ahead, or sessions \
+                     sealed until then would join a rerun; omit as_of to export as of now",
+                    crate::spec::format_instant(spec.as_of),
+                    crate::spec::format_instant(created)
+                ),
+            }])));
+        }
         let id = new_export_id(created);
         let as_spec_errors = |e: Error| {
             Rejected::Spec(match e {
@@ -276,7 +303,9 @@ impl JobService {
             })
         };
         // Settings the destination cannot work without are the caller's error.
-        let target = Export::open_target(&spec, &id, &self.dest_for(ws)).map_err(as_spec_errors)?;
+        let target = Export::open_target(&spec, &id, &self.dest_for(ws))
+            .await
+            .map_err(as_spec_errors)?;
         let remote = !matches!(
             spec.destination,
             Some(Destination::Local { .. }) | Some(Destination::SignedUrl) | None
@@ -397,7 +426,7 @@ impl JobService {
             .map_err(|e| Error::Jobs(format!("job {id}: bad created_at: {e}")))?
             .with_timezone(&Utc);
         let spec = self.checked_spec(ws, &r.spec, created)?;
-        let target = Export::open_target(&spec, &r.id, &self.dest_for(ws))?;
+        let target = Export::open_target(&spec, &r.id, &self.dest_for(ws)).await?;
         Ok(Some(
             crate::sink::verify(&target.store, &target.prefix).await?,
         ))
@@ -546,7 +575,7 @@ impl JobService {
         };
         // Resolved against the creation time: a rerun selects the same rows.
         let spec = self.checked_spec(ws, &job.spec, created)?;
-        let target = Export::open_target(&spec, &job.id, &self.dest_for(ws))?;
+        let target = Export::open_target(&spec, &job.id, &self.dest_for(ws)).await?;
         let job_id = job.id.clone();
         let export = Export::new(store, &spec)
             .with_id(job.id.clone())

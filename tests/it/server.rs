@@ -847,3 +847,56 @@ async fn a_400_lists_at_most_100_problems() {
     assert_eq!(s, 400);
     assert_eq!(body["errors"].as_array().unwrap().len(), 100, "{body}");
 }
+
+#[tokio::test]
+async fn an_as_of_in_the_future_is_refused_and_202_and_get_carry_as_of_and_resolved() {
+    let (tmp, store) = store_dir(66, 1).await;
+    // The service's default: one minute of clock skew.
+    let server = Server::start_on(
+        &store,
+        &tmp.path().join("data"),
+        crate::support::free_port(),
+        &[("NUSOMI_MAX_FUTURE_AS_OF_SECS", "60")],
+        None,
+    )
+    .await;
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, body) = server
+        .post(&spec_json(
+            "jsonl",
+            json!({"as_of": future, "destination": {"kind": "signed_url"}}),
+        ))
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "as_of", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is in the future"),
+        "{body}"
+    );
+    // A past as_of is accepted; 202 and GET carry it and the resolved spec.
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (s, created) = server
+        .post(&spec_json(
+            "jsonl",
+            json!({"as_of": past, "filter": {"since": "30d"}, "destination": {"kind": "signed_url"}}),
+        ))
+        .await;
+    assert_eq!(s, 202, "{created}");
+    assert_eq!(created["as_of"], past.as_str());
+    assert_eq!(created["resolved"]["as_of"], past.as_str());
+    assert_eq!(created["resolved"]["frame_sampling"]["mode"], "all");
+    // Relative times are absolute in `resolved`: 30 days before as_of.
+    let since = chrono::DateTime::parse_from_rfc3339(&past).unwrap() - chrono::Duration::days(30);
+    assert_eq!(
+        created["resolved"]["filter"]["since"],
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let id = created["id"].as_str().unwrap();
+    let done = server.wait_final(id, Duration::from_secs(60)).await;
+    assert_eq!(done["resolved"], created["resolved"]);
+    assert_eq!(done["as_of"], created["as_of"]);
+}

@@ -121,7 +121,9 @@ async fn verify_reads_an_export_on_seaweedfs() {
         json!({"shard_size_bytes": 64 * 1024, "destination": {"kind": "s3", "bucket": "nusomi-test",
                "prefix": prefix, "region": "us-east-1", "endpoint": endpoint}}),
     );
-    let t = Export::open_target(&s, "exp_VERIFY", &Default::default()).unwrap();
+    let t = Export::open_target(&s, "exp_VERIFY", &Default::default())
+        .await
+        .unwrap();
     let out = Export::new(&store, &s)
         .with_target(t.clone())
         .await
@@ -149,7 +151,9 @@ async fn verify_reads_an_export_on_azurite_from_its_manifest_url() {
                "account": "devstoreaccount1", "container": "nusomi-test",
                "prefix": format!("verify-{}", std::process::id())}}),
     );
-    let t = Export::open_target(&s, "exp_VERIFY", &Default::default()).unwrap();
+    let t = Export::open_target(&s, "exp_VERIFY", &Default::default())
+        .await
+        .unwrap();
     let out = Export::new(&store, &s)
         .with_target(t.clone())
         .await

@@ -39,6 +39,10 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Seconds past now a posted `as_of` may lie in tests: enough for the
+/// fixtures' 2030-01-01.
+pub const FIXTURE_SKEW_SECS: &str = "400000000";
+
 impl Server {
     pub async fn start(store: &str, data_dir: &Path) -> Server {
         Self::start_on(store, data_dir, free_port(), &[], None).await
@@ -57,6 +61,9 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--token", TOKEN, "--workers", "2"])
+            // The fixtures pin `as_of` at 2030 (sessions are sealed with
+            // the wall clock); the refusal itself is tested with the default.
+            .env("NUSOMI_MAX_FUTURE_AS_OF_SECS", FIXTURE_SKEW_SECS)
             .stdout(Stdio::null())
             .stderr(match log {
                 Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
@@ -295,6 +302,7 @@ pub async fn spawn_serve(configure: impl FnOnce(&mut Command)) -> (KillOnDrop, S
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nusomi"));
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("NUSOMI_MAX_FUTURE_AS_OF_SECS", FIXTURE_SKEW_SECS)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     configure(&mut cmd);
