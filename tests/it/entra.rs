@@ -103,10 +103,7 @@ async fn start_fake() -> (String, Arc<Fake>) {
         let f = Arc::clone(&f);
         async move { handle(f, m, u, h, b).await }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, fake)
+    (crate::support::serve_loopback(app).await, fake)
 }
 
 fn destination(tenant: &str) -> Destination {

@@ -310,10 +310,7 @@ async fn start_fake() -> (String, Arc<Fake>) {
             async move { handle(f, method, uri, headers, body).await }
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, fake)
+    (crate::support::serve_loopback(app).await, fake)
 }
 
 /// An `external_account` file whose subject token comes from a file.

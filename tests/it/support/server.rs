@@ -320,3 +320,12 @@ pub async fn spawn_serve(configure: impl FnOnce(&mut Command)) -> (KillOnDrop, S
     }
     (child, base)
 }
+
+/// Serves `app` on a free loopback port (a fake of some HTTP API) for the
+/// rest of the test; returns its base URL.
+pub async fn serve_loopback(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
