@@ -541,6 +541,8 @@ async fn s3_export_through_an_assumed_role_on_moto() {
         json!({"shard_size_bytes": 160 * 1024, "destination": d}),
     );
     let t = ExportTarget::open(spec.destination.as_ref().unwrap(), "exp_MOTO", &cfg).unwrap();
+    // What the service runs before it answers 202: assume the role, list.
+    t.check().await.unwrap();
     let out = Export::new(&store, &spec)
         .with_target(t.clone())
         .await
