@@ -175,13 +175,8 @@ impl Export {
                 .unwrap_or_else(|| format!("{} export", spec.workflows.join(", "))),
             export_id: Some(id.clone()),
         };
-        let splits = spec
-            .splits
-            .iter()
-            .flat_map(|s| s.parts.iter().map(|(n, _)| n.clone()))
-            .collect();
         let manifest = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
-            .with_splits(splits)
+            .with_splits(spec.split_names())
             .with_meta(meta)
             .with_progress(Arc::clone(&self.progress))
             .write(rows)

@@ -52,10 +52,28 @@ fn err(message: impl Into<String>) -> object_store::Error {
     }
 }
 
-/// A response body as JSON (reqwest's `json` feature is not enabled).
-async fn json_body(r: reqwest::Response) -> Result<Value, String> {
-    let bytes = r.bytes().await.map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+/// Sends `request` (one of the Google calls, named `what` in errors) and
+/// returns its JSON answer; a refusal becomes an error with Google's own
+/// reason (`error_description` of STS, `error.message` of IAM). reqwest's
+/// `json` feature is not enabled: bodies are parsed here.
+async fn post_json(request: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+    let got = request.send().await.map_err(|e| format!("{what}: {e}"))?;
+    let status = got.status();
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| format!("{what}: unreadable answer: {e}"))?;
+    let body: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{what}: unreadable answer: {e}"))?;
+    if !status.is_success() {
+        let reason = body["error_description"]
+            .as_str()
+            .or(body["error"]["message"].as_str())
+            .or(body["error"].as_str())
+            .unwrap_or("");
+        return Err(format!("{what} answers {status}: {reason}"));
+    }
+    Ok(body)
 }
 
 /// A bearer token and when it expires.
@@ -70,6 +88,33 @@ impl Token {
         self.expires
             .duration_since(SystemTime::now())
             .is_ok_and(|left| left > RENEW_BEFORE)
+    }
+}
+
+/// A token kept until less than [`RENEW_BEFORE`] of it is left.
+#[derive(Default)]
+struct TokenCache(Mutex<Option<Token>>);
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache(..)")
+    }
+}
+
+impl TokenCache {
+    /// The kept token while fresh, else the one `fetch` gets (then kept).
+    async fn get<F, Fut, E>(&self, fetch: F) -> Result<Token, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, E>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some(t) = slot.as_ref().filter(|t| t.fresh()) {
+            return Ok(t.clone());
+        }
+        let t = fetch().await?;
+        *slot = Some(t.clone());
+        Ok(t)
     }
 }
 
@@ -193,26 +238,8 @@ impl ExternalAccount {
             ("subject_token_type", self.subject_token_type.as_str()),
             ("subject_token", subject.as_str()),
         ];
-        let got = http
-            .post(&self.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("STS token exchange at {}: {e}", self.token_url))?;
-        let status = got.status();
-        let body = json_body(got)
-            .await
-            .map_err(|e| format!("STS token exchange: unreadable answer: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "STS token exchange at {} answers {status}: {}",
-                self.token_url,
-                body["error_description"]
-                    .as_str()
-                    .or(body["error"].as_str())
-                    .unwrap_or("")
-            ));
-        }
+        let what = format!("STS token exchange at {}", self.token_url);
+        let body = post_json(http.post(&self.token_url).form(&form), &what).await?;
         let access = body["access_token"]
             .as_str()
             .ok_or("STS token exchange: no access_token")?;
@@ -254,15 +281,7 @@ impl std::fmt::Debug for BaseIdentity {
 pub struct ExternalAccountSource {
     account: ExternalAccount,
     http: reqwest::Client,
-    cache: Mutex<Option<TokenSlot>>,
-}
-
-struct TokenSlot(Token);
-
-impl std::fmt::Debug for TokenSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSlot(..)")
-    }
+    cache: TokenCache,
 }
 
 impl BaseIdentity {
@@ -293,7 +312,7 @@ impl BaseIdentity {
             ExternalAccountSource {
                 account: ExternalAccount::parse(&v, path)?,
                 http: reqwest::Client::new(),
-                cache: Mutex::new(None),
+                cache: TokenCache::default(),
             },
         ))))
     }
@@ -306,14 +325,8 @@ impl BaseIdentity {
                 .map(|c| c.bearer.clone())
                 .map_err(|e| e.to_string()),
             BaseIdentity::External(src) => {
-                let mut slot = src.cache.lock().await;
-                if let Some(TokenSlot(t)) = slot.as_ref().filter(|s| s.0.fresh()) {
-                    return Ok(t.bearer.bearer.clone());
-                }
-                let t = src.account.token(&src.http).await?;
-                let bearer = t.bearer.bearer.clone();
-                *slot = Some(TokenSlot(t));
-                Ok(bearer)
+                let t = src.cache.get(|| src.account.token(&src.http)).await?;
+                Ok(t.bearer.bearer.clone())
             }
         }
     }
@@ -344,24 +357,12 @@ async fn generate_access_token(
     base: &str,
     scope: &str,
 ) -> Result<Token, String> {
-    let got = http
+    let request = http
         .post(url)
         .bearer_auth(base)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(json!({"scope": [scope], "lifetime": "3600s"}).to_string())
-        .send()
-        .await
-        .map_err(|e| format!("generateAccessToken: {e}"))?;
-    let status = got.status();
-    let body = json_body(got)
-        .await
-        .map_err(|e| format!("generateAccessToken: unreadable answer: {e}"))?;
-    if !status.is_success() {
-        return Err(format!(
-            "generateAccessToken answers {status}: {}",
-            body["error"]["message"].as_str().unwrap_or("")
-        ));
-    }
+        .body(json!({"scope": [scope], "lifetime": "3600s"}).to_string());
+    let body = post_json(request, "generateAccessToken").await?;
     let token = body["accessToken"]
         .as_str()
         .ok_or("generateAccessToken: no accessToken")?;
@@ -385,8 +386,7 @@ pub struct ImpersonatedAccount {
     base: BaseIdentity,
     iam_url: String,
     http: reqwest::Client,
-    cache: Mutex<Option<Token>>,
-    tokens_issued: std::sync::atomic::AtomicU64,
+    cache: TokenCache,
 }
 
 impl std::fmt::Debug for ImpersonatedAccount {
@@ -406,20 +406,13 @@ impl ImpersonatedAccount {
             base,
             iam_url: iam_url.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
-            cache: Mutex::new(None),
-            tokens_issued: Default::default(),
+            cache: TokenCache::default(),
         }
     }
 
     /// The account acted as.
     pub fn email(&self) -> &str {
         &self.email
-    }
-
-    /// Tokens obtained from `generateAccessToken` so far.
-    pub fn tokens_issued(&self) -> u64 {
-        self.tokens_issued
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn method_url(&self, method: &str) -> String {
@@ -434,25 +427,15 @@ impl ImpersonatedAccount {
     pub async fn sign_blob(&self, payload: &[u8]) -> object_store::Result<Vec<u8>> {
         let base = self.base.bearer().await.map_err(|e| self.refused(&e))?;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let got = self
+        let request = self
             .http
             .post(self.method_url("signBlob"))
             .bearer_auth(base)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(json!({"payload": b64.encode(payload)}).to_string())
-            .send()
+            .body(json!({"payload": b64.encode(payload)}).to_string());
+        let body = post_json(request, "signBlob")
             .await
-            .map_err(|e| self.refused(&format!("signBlob: {e}")))?;
-        let status = got.status();
-        let body = json_body(got)
-            .await
-            .map_err(|e| self.refused(&format!("signBlob: unreadable answer: {e}")))?;
-        if !status.is_success() {
-            return Err(self.refused(&format!(
-                "signBlob answers {status}: {}",
-                body["error"]["message"].as_str().unwrap_or("")
-            )));
-        }
+            .map_err(|e| self.refused(&e))?;
         let signed = body["signedBlob"]
             .as_str()
             .ok_or_else(|| self.refused("signBlob: no signedBlob"))?;
@@ -474,24 +457,16 @@ impl CredentialProvider for ImpersonatedAccount {
     type Credential = GcpCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<GcpCredential>> {
-        let mut cache = self.cache.lock().await;
-        if let Some(t) = cache.as_ref().filter(|t| t.fresh()) {
-            return Ok(Arc::clone(&t.bearer));
-        }
-        let base = self.base.bearer().await.map_err(|e| self.refused(&e))?;
-        let t = generate_access_token(
-            &self.http,
-            &self.method_url("generateAccessToken"),
-            &base,
-            READ_WRITE,
-        )
-        .await
-        .map_err(|e| self.refused(&e))?;
-        self.tokens_issued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bearer = Arc::clone(&t.bearer);
-        *cache = Some(t);
-        Ok(bearer)
+        let t = self
+            .cache
+            .get(|| async {
+                let base = self.base.bearer().await?;
+                let url = self.method_url("generateAccessToken");
+                generate_access_token(&self.http, &url, &base, READ_WRITE).await
+            })
+            .await
+            .map_err(|e| self.refused(&e))?;
+        Ok(t.bearer)
     }
 }
 

@@ -80,8 +80,11 @@ pub(crate) fn client(
             ))
         }
         None => {
-            // object_store reads no external_account file: federate here.
-            if let Ok(BaseIdentity::External(src)) = BaseIdentity::from_env() {
+            // object_store reads no external_account file: federate here
+            // (any other file is left to object_store's own chain).
+            let adc = std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok();
+            let external = adc.and_then(|p| BaseIdentity::external_from_file(&p).ok().flatten());
+            if let Some(BaseIdentity::External(src)) = external {
                 b = b
                     .with_credentials(Arc::new(super::gcp_identity::FederatedCredential(src)) as _);
             }

@@ -583,12 +583,7 @@ impl JobService {
             .with_progress(progress);
         match export.await {
             Err(Error::Cancelled) => {
-                let series: Vec<String> = spec
-                    .splits
-                    .iter()
-                    .flat_map(|s| s.parts.iter().map(|(n, _)| n.clone()))
-                    .collect();
-                purge_unpublished(&target, &job_id, &series).await;
+                purge_unpublished(&target, &job_id, &spec.split_names()).await;
                 Err(Error::Cancelled)
             }
             other => other,

@@ -48,8 +48,9 @@ pub struct Rect {
 /// rectangles per session.
 #[derive(Debug, Default)]
 pub struct RedactionPlan {
-    /// (session, frame_idx, event index in the frame) → the event's new `data`.
-    typed: HashMap<(String, i64, usize), String>,
+    /// Session → (frame_idx, event index in the frame) → the event's new
+    /// `data` (keyed by session first, so rows look it up without allocating).
+    typed: HashMap<String, HashMap<(i64, usize), String>>,
     /// Session → (first frame_idx, rectangle).
     rects: HashMap<String, Vec<(i64, Rect)>>,
 }
@@ -128,11 +129,16 @@ impl PlanBuilder {
                 data.as_string::<i32>(),
             );
             for i in 0..list.len() {
-                let text = data.is_valid(i).then(|| data.value(i));
-                let parsed = text.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+                // Only `type` and `redact` events need their data parsed.
+                let parsed = || {
+                    data.is_valid(i)
+                        .then(|| serde_json::from_str::<serde_json::Value>(data.value(i)).ok())
+                        .flatten()
+                };
                 let is_action = action.is_valid(i) && action.value(i);
                 match kind.value(i) {
                     "type" if is_action && self.typed_text => {
+                        let parsed = parsed();
                         let typed = parsed
                             .as_ref()
                             .and_then(|v| v.get("text"))
@@ -148,7 +154,7 @@ impl PlanBuilder {
                         }
                     }
                     "redact" if self.rectangles => {
-                        if let Some(r) = parsed.as_ref().and_then(rect_of) {
+                        if let Some(r) = parsed().as_ref().and_then(rect_of) {
                             self.plan
                                 .rects
                                 .entry(sid.to_string())
@@ -201,7 +207,9 @@ impl PlanBuilder {
                 let data = serde_json::to_string(&chunk.data).unwrap_or_default();
                 self.plan
                     .typed
-                    .insert((sid.clone(), chunk.at.0, chunk.at.1), data);
+                    .entry(sid.clone())
+                    .or_default()
+                    .insert(chunk.at, data);
             }
             start = end;
         }
@@ -286,12 +294,9 @@ impl RedactionPlan {
                 append(&mut out, data, next, None);
                 next += 1;
             }
+            let session = self.typed.get(sessions.value(row));
             for v in start..end {
-                let planned = self.typed.get(&(
-                    sessions.value(row).to_string(),
-                    frames.value(row),
-                    v - start,
-                ));
+                let planned = session.and_then(|m| m.get(&(frames.value(row), v - start)));
                 let text = planned
                     .map(String::as_str)
                     .or_else(|| data.is_valid(v).then(|| data.value(v)));
@@ -332,26 +337,27 @@ impl RedactionPlan {
         sessions: &arrow::array::StringArray,
         frames: &arrow::array::Int64Array,
     ) -> Result<Option<ArrayRef>> {
-        let under = |row: usize| -> Vec<Rect> {
-            self.rects
-                .get(sessions.value(row))
-                .map(|v| {
-                    v.iter()
-                        .filter(|(from, _)| *from <= frames.value(row))
-                        .map(|(_, r)| *r)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        if !(0..batch.num_rows()).any(|row| !under(row).is_empty()) {
+        let under: Vec<Vec<Rect>> = (0..batch.num_rows())
+            .map(|row| {
+                self.rects
+                    .get(sessions.value(row))
+                    .map(|v| {
+                        v.iter()
+                            .filter(|(from, _)| *from <= frames.value(row))
+                            .map(|(_, r)| *r)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        if under.iter().all(Vec::is_empty) {
             return Ok(None);
         }
         let image = arrow::compute::cast(column(batch, "image")?, &DataType::Binary)?;
         let image = image.as_binary::<i32>();
         let formats = column(batch, "image_format")?.as_string::<i32>();
         let mut out = BinaryBuilder::with_capacity(image.len(), image.value_data().len());
-        for row in 0..batch.num_rows() {
-            let rects = under(row);
+        for (row, rects) in under.iter().enumerate() {
             if image.is_null(row) {
                 out.append_null();
             } else if rects.is_empty() {
@@ -359,7 +365,7 @@ impl RedactionPlan {
             } else {
                 let key = format!("{}_{:06}", sessions.value(row), frames.value(row));
                 let painted =
-                    paint_image(image.value(row), formats.value(row), &rects).map_err(|m| {
+                    paint_image(image.value(row), formats.value(row), rects).map_err(|m| {
                         Error::Corrupt {
                             path: key,
                             message: format!("cannot paint its redaction rectangles: {m}"),

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::spec::is_split_name;
+use crate::spec::{check_fraction, check_fraction_sum, is_split_name};
 
 /// The splits of an export laid out on the hash range.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,15 +52,9 @@ impl SplitPlan {
                     "{n:?} is not a split name (1 to 32 of a-z A-Z 0-9 _)"
                 ));
             }
-            if !(*f > 0.0 && *f <= 1.0) {
-                return Err(format!("split {n:?}: {f} is not a fraction in (0, 1]"));
-            }
+            check_fraction(*f).map_err(|m| format!("split {n:?}: {m}"))?;
         }
-        let sum: f64 = parts.iter().map(|(_, f)| f).sum();
-        if (sum - 1.0).abs() > 1e-6 {
-            let shown = (sum * 1e6).round() / 1e6;
-            return Err(format!("the fractions add up to {shown}, not 1"));
-        }
+        check_fraction_sum(parts.iter().map(|(_, f)| f))?;
         const RANGE: f64 = 18_446_744_073_709_551_616.0; // 2^64
         let mut cum = 0.0;
         let mut ends = Vec::with_capacity(parts.len());

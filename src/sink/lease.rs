@@ -50,16 +50,9 @@ pub(crate) enum Claim {
 
 /// The lease at `layout`'s prefix, if any.
 pub(crate) async fn read(target: &ExportTarget, layout: &ExportLayout) -> Result<Option<Lease>> {
-    let key = layout.lease();
-    match target.store.get(&key).await {
-        Ok(got) => {
-            let bytes = got.bytes().await.map_err(Error::destination("get", &key))?;
-            // A lease that does not parse is someone else's file.
-            Ok(serde_json::from_slice(&bytes).ok())
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::destination("get", &key)(e)),
-    }
+    let bytes = super::read::bytes_if_any(&target.store, &layout.lease()).await?;
+    // A lease that does not parse is someone else's file.
+    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// Claims the prefix for `lease`, given the objects listed under it.

@@ -14,6 +14,7 @@ mod layout;
 mod lease;
 mod manifest;
 mod publish;
+mod read;
 mod row_json;
 mod row_schema;
 mod shard_rows;

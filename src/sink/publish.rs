@@ -219,12 +219,9 @@ impl<'a> ExportWriter<'a> {
     /// export is a no-op. Any other manifest there refuses the export.
     async fn finished_here(&self) -> Result<Option<Manifest>> {
         let key = self.layout.manifest();
-        let got = match self.target.store.get(&key).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::destination("get", &key)(e)),
+        let Some(bytes) = super::read::bytes_if_any(&self.target.store, &key).await? else {
+            return Ok(None);
         };
-        let bytes = got.bytes().await.map_err(Error::destination("get", &key))?;
         let same = serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| {
             !self.meta.resolved.is_null()
                 && m.resolved == self.meta.resolved
@@ -341,13 +338,7 @@ impl<'a> ExportWriter<'a> {
         {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let existing = store
-                    .get(&path)
-                    .await
-                    .map_err(Error::destination("get", &path))?
-                    .bytes()
-                    .await
-                    .map_err(Error::destination("get", &path))?;
+                let existing = super::read::bytes(store, &path).await?;
                 if existing.as_ref() == bytes.as_slice() {
                     Ok(())
                 } else {

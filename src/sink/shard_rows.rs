@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -38,13 +38,7 @@ pub async fn shard_rows(
     format: OutputFormat,
 ) -> Result<Vec<RowDigest>> {
     let key = relative_key(prefix, path);
-    let bytes = store
-        .get(&key)
-        .await
-        .map_err(Error::destination("get", &key))?
-        .bytes()
-        .await
-        .map_err(Error::destination("get", &key))?;
+    let bytes = super::read::bytes(store, &key).await?;
     let corrupt = |message: String| Error::Corrupt {
         path: key.to_string(),
         message,

@@ -107,13 +107,7 @@ impl Verification {
 /// The manifest of the export under `prefix` in `store`.
 pub async fn read_manifest(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Manifest> {
     let key = prefix.clone().join(ExportLayout::MANIFEST);
-    let bytes = store
-        .get(&key)
-        .await
-        .map_err(Error::destination("get", &key))?
-        .bytes()
-        .await
-        .map_err(Error::destination("get", &key))?;
+    let bytes = super::read::bytes(store, &key).await?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: key.to_string(),
         message: format!("not an export manifest: {e}"),
@@ -214,29 +208,10 @@ pub async fn verify_link(url: &str) -> Result<Verification> {
                 got.status()
             )));
         }
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut stream = got.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| bad(format!("{}: {e}", shard.path)))?;
-            size += chunk.len() as u64;
-            hasher.update(&chunk);
-        }
+        let (size, found) =
+            hash_stream(got.bytes_stream(), |e| bad(format!("{}: {e}", shard.path))).await?;
         out.bytes += size;
-        let found = hex::encode(hasher.finalize());
-        if size != shard.bytes {
-            out.mismatches.push(Mismatch::Size {
-                path: shard.path.clone(),
-                expected: shard.bytes,
-                found: size,
-            });
-        } else if found != shard.sha256 {
-            out.mismatches.push(Mismatch::Sha256 {
-                path: shard.path.clone(),
-                expected: shard.sha256.clone(),
-                found,
-            });
-        }
+        out.mismatches.extend(judge(shard, size, found));
     }
     check_sections(&manifest, &mut out);
     Ok(out)
@@ -289,25 +264,50 @@ async fn check_shard(
         }
         Err(e) => return Err(Error::destination("get", &key)(e)),
     };
-    let size = got.meta.size;
+    // A size that differs needs no reading.
+    if got.meta.size != shard.bytes {
+        return Ok(judge(shard, got.meta.size, String::new()));
+    }
+    let (size, found) = hash_stream(got.into_stream(), Error::destination("get", &key)).await?;
+    *read += size;
+    Ok(judge(shard, size, found))
+}
+
+/// Bytes read from `stream` and their SHA-256 (lower-case hex), never
+/// holding more than one chunk.
+async fn hash_stream<S, E>(mut stream: S, fail: impl FnOnce(E) -> Error) -> Result<(u64, String)>
+where
+    S: futures::Stream<Item = std::result::Result<bytes::Bytes, E>> + Unpin,
+{
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return Err(fail(e)),
+        };
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// What a shard found with `size` bytes hashing to `sha256` says against
+/// the manifest: a size difference first, then a hash difference.
+fn judge(shard: &ShardInfo, size: u64, sha256: String) -> Option<Mismatch> {
     if size != shard.bytes {
-        return Ok(Some(Mismatch::Size {
+        Some(Mismatch::Size {
             path: shard.path.clone(),
             expected: shard.bytes,
             found: size,
-        }));
+        })
+    } else if sha256 != shard.sha256 {
+        Some(Mismatch::Sha256 {
+            path: shard.path.clone(),
+            expected: shard.sha256.clone(),
+            found: sha256,
+        })
+    } else {
+        None
     }
-    let mut hasher = Sha256::new();
-    let mut stream = got.into_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(Error::destination("get", &key))?;
-        *read += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
-    let found = hex::encode(hasher.finalize());
-    Ok((found != shard.sha256).then(|| Mismatch::Sha256 {
-        path: shard.path.clone(),
-        expected: shard.sha256.clone(),
-        found,
-    }))
 }

@@ -15,5 +15,5 @@ pub use model::{
     SamplingMode, SessionFilter, SplitKey, Splits, BUILTIN_PATTERNS, DEFAULT_SHARD_SIZE_BYTES,
     MIN_SHARD_SIZE_BYTES,
 };
-pub(crate) use parse::{is_split_name, regex_problem};
+pub(crate) use parse::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
 pub use time::{format_instant, TimeExpr};

@@ -293,6 +293,15 @@ fn redact_keys(mut v: Value) -> Value {
 }
 
 impl ExportSpec {
+    /// The split names in series order (their folders); empty without
+    /// `splits`.
+    pub fn split_names(&self) -> Vec<String> {
+        self.splits
+            .iter()
+            .flat_map(|s| s.parts.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
     /// The spec as given, with key material redacted: what a manifest
     /// records (credentials are never written anywhere).
     pub fn raw_redacted(&self) -> Value {

@@ -62,7 +62,7 @@ async fn store_with_secrets(dir: &Path) -> (Arc<SealedStore>, nusomi_export::dat
 /// decoded rows too (compressed pages would hide text from a byte search).
 fn all_text(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    for entry in walk(dir) {
+    for entry in crate::support::files_below(dir) {
         let bytes = std::fs::read(&entry).unwrap();
         if entry.extension().is_some_and(|e| e == "parquet") {
             let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -80,19 +80,6 @@ fn all_text(dir: &Path) -> Vec<u8> {
             }
         }
         out.extend(bytes);
-    }
-    out
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
     }
     out
 }
@@ -156,7 +143,7 @@ async fn a_redaction_rectangle_changes_exactly_the_painted_pixels_from_its_frame
     )
     .await;
     let mut seen = 0;
-    for shard in walk(&dir)
+    for shard in crate::support::files_below(&dir)
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
     {

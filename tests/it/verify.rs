@@ -170,6 +170,14 @@ async fn verify_reads_an_export_on_azurite_from_its_manifest_url() {
     assert!(!ok && text.contains(&format!("{first}: sha256")), "{text}");
 }
 
+/// The Parquet files below `dir`, sorted.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    crate::support::files_below(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect()
+}
+
 fn nusomi(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_nusomi"))
         .args(args)
@@ -281,20 +289,6 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
         original.to_str().unwrap(),
     ]);
     assert!(!ok && text.contains("--to"), "{text}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test]

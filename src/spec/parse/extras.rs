@@ -10,6 +10,27 @@ use crate::store::json_type_name;
 const MAX_SPLITS: usize = 16;
 /// How far the fractions' sum may be from 1.
 const SUM_TOLERANCE: f64 = 1e-6;
+
+/// The one rule for a split's fraction, for specs and `split_of` alike.
+pub(crate) fn check_fraction(f: f64) -> Result<(), String> {
+    if f > 0.0 && f <= 1.0 {
+        Ok(())
+    } else {
+        Err(format!("{f} is not a fraction in (0, 1]"))
+    }
+}
+
+/// The one rule for the fractions together: they add up to 1 (± 1e-6).
+pub(crate) fn check_fraction_sum<'a>(
+    fractions: impl IntoIterator<Item = &'a f64>,
+) -> Result<(), String> {
+    let sum: f64 = fractions.into_iter().sum();
+    if (sum - 1.0).abs() > SUM_TOLERANCE {
+        let shown = (sum * 1e6).round() / 1e6;
+        return Err(format!("the fractions add up to {shown}, not 1"));
+    }
+    Ok(())
+}
 /// Most patterns in `redact.patterns`, and the longest custom regex.
 const MAX_PATTERNS: usize = 64;
 const MAX_PATTERN_LEN: usize = 1024;
@@ -54,8 +75,10 @@ impl Parser {
                     "is not a split name (1 to 32 of a-z A-Z 0-9 _; `by` and `salt` are options)",
                 ),
                 name => match val.as_f64() {
-                    Some(f) if f > 0.0 && f <= 1.0 => parts.push((name.to_string(), f)),
-                    Some(f) => self.err(&path, format!("{f} is not a fraction in (0, 1]")),
+                    Some(f) => match check_fraction(f) {
+                        Ok(()) => parts.push((name.to_string(), f)),
+                        Err(m) => self.err(&path, m),
+                    },
                     None => self.err(
                         &path,
                         format!("expected a fraction, found {}", json_type_name(val)),
@@ -75,11 +98,11 @@ impl Parser {
                 format!("{} splits; at most {MAX_SPLITS}", parts.len()),
             );
         }
-        let sum: f64 = parts.iter().map(|(_, f)| f).sum();
         let clean = self.errors.len() == before;
-        if clean && !parts.is_empty() && (sum - 1.0).abs() > SUM_TOLERANCE {
-            let shown = (sum * 1e6).round() / 1e6;
-            self.err("splits", format!("the fractions add up to {shown}, not 1"));
+        if clean && !parts.is_empty() {
+            if let Err(m) = check_fraction_sum(parts.iter().map(|(_, f)| f)) {
+                self.err("splits", m);
+            }
         }
         if self.errors.len() > before {
             return None;

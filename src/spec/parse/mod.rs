@@ -16,7 +16,7 @@ mod destination;
 mod extras;
 mod filter;
 
-pub(crate) use extras::{is_split_name, regex_problem};
+pub(crate) use extras::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
 
 impl ExportSpec {
     /// Parses a spec from JSON text; `now` is the creation time used as

@@ -223,6 +223,21 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Every file below `dir` (recursively), sorted.
+pub fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Asserts two folders hold the same files with the same bytes, naming the
 /// ones that differ (never printing contents).
 pub fn assert_same_files(a: &Path, b: &Path) {
