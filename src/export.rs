@@ -34,7 +34,7 @@ use rand::Rng;
 use crate::dest::{DestConfig, ExportTarget};
 use crate::error::{Error, Result};
 use crate::error::{SpecError, SpecErrors};
-use crate::sample::PlanBuilder;
+use crate::sample::{PlanBuilder, StepRows};
 use crate::sink::{ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
 use crate::spec::{compile_redaction_sql, compile_sql, format_instant, ExportSpec, Redaction};
 use crate::store::SealedStore;
@@ -156,14 +156,9 @@ impl Export {
             None => Self::open_target(&self.spec, &id, &self.dest).await?,
         };
         let spec = &self.spec;
-        let sql = compile_sql(spec)?;
         let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
         crate::engine::register(&ctx, &self.store)?;
-        let rows = ctx.sql(&sql).await?.execute_stream().await?;
-        let rows = match &spec.redact {
-            Some(r) => redacted(&ctx, spec, r, rows).await?,
-            None => rows,
-        };
+        let (sql, rows) = export_rows(&ctx, spec).await?;
         let meta = ExportMeta {
             spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
@@ -177,6 +172,7 @@ impl Export {
         };
         let manifest = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
             .with_splits(spec.split_names())
+            .with_steps(spec.steps.is_some())
             .with_meta(meta)
             .with_progress(Arc::clone(&self.progress))
             .write(rows)
@@ -197,6 +193,36 @@ impl IntoFuture for Export {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// The rows `spec` exports from the store registered in `ctx`, in export
+/// order, before the sink: the compiled query's rows, redacted when the
+/// spec says so, and for `"unit": "step"` turned into step rows
+/// ([`crate::sample::StepRows`]; the observation image in an
+/// `observation` column). Returns the query text too.
+pub async fn export_rows(
+    ctx: &SessionContext,
+    spec: &ExportSpec,
+) -> Result<(String, SendableRecordBatchStream)> {
+    let sql = compile_sql(spec)?;
+    let rows = ctx.sql(&sql).await?.execute_stream().await?;
+    let rows = match &spec.redact {
+        Some(r) => redacted(ctx, spec, r, rows).await?,
+        None => rows,
+    };
+    let Some(unit) = &spec.steps else {
+        return Ok((sql, rows));
+    };
+    let mut steps = StepRows::new(unit.clone(), spec.format, rows.schema())?;
+    let schema = steps.schema();
+    let stream = rows.map(move |batch| {
+        batch.and_then(|b| {
+            steps
+                .push(&b)
+                .map_err(datafusion::error::DataFusionError::from)
+        })
+    });
+    Ok((sql, Box::pin(RecordBatchStreamAdapter::new(schema, stream))))
 }
 
 /// `rows` with the spec's redaction applied ([`crate::sample::RedactionPlan`]):

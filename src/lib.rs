@@ -55,4 +55,4 @@ pub mod workspace;
 
 pub use engine::{register, session_config};
 pub use error::{Error, Result};
-pub use export::{new_export_id, Export, ExportOutcome};
+pub use export::{export_rows, new_export_id, Export, ExportOutcome};

@@ -29,6 +29,7 @@ impl sqllogictest::AsyncDB for Db {
         let sql = match expand_export_directive(sql)? {
             Directive::Sql(sql) => sql,
             Directive::Rows { sql, counts } => return export_rows(&self.ctx, &sql, counts).await,
+            Directive::Steps(spec) => return step_rows(&self.ctx, &spec).await,
         };
         let df = self.ctx.sql(&sql).await?;
         let schema = df.schema().as_arrow().clone();
@@ -82,7 +83,11 @@ const SLT_NOW: &str = "2026-11-25T00:00:00Z";
 /// * `EXPORT ROWS <spec json>` → `key`, `cardinality(events)`, `cardinality(actions)`;
 /// * `EXPORT SQL <spec json>` → the compiled SQL text;
 /// * `EXPORT SPLITS <spec json>` → `key`, `split` of a spec with splits;
-/// * `EXPORT ERROR <spec json>` → the spec's errors, one row each.
+/// * `EXPORT ERROR <spec json>` → the spec's errors, one row each;
+/// * `EXPORT STEPS <spec json>` → the step rows of a `"unit": "step"`
+///   spec through the real pipeline (`export_rows`): `key`,
+///   `observation_key`, `image_width`×`image_height`, `action_text`,
+///   `history_actions` and `history_keys` (joined with ` | `).
 ///
 /// Anything else is plain SQL.
 fn expand_export_directive(sql: &str) -> Result<Directive, DataFusionError> {
@@ -109,6 +114,9 @@ fn expand_export_directive(sql: &str) -> Result<Directive, DataFusionError> {
         }
         Err(errors) => return Err(DataFusionError::External(Box::new(errors))),
     };
+    if kind == "STEPS" {
+        return Ok(Directive::Steps(Box::new(spec)));
+    }
     let compiled = compile_sql(&spec).map_err(DataFusionError::from)?;
     Ok(match kind {
         "KEYS" => Directive::Rows {
@@ -140,6 +148,68 @@ enum Directive {
         sql: String,
         counts: bool,
     },
+    /// Run a step spec's whole row pipeline and show its steps.
+    Steps(Box<ExportSpec>),
+}
+
+async fn step_rows(
+    ctx: &SessionContext,
+    spec: &ExportSpec,
+) -> Result<DBOutput<DefaultColumnType>, DataFusionError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int32Type;
+    use futures::TryStreamExt;
+    let (_, stream) = nusomi_export::export_rows(ctx, spec)
+        .await
+        .map_err(DataFusionError::from)?;
+    let batches: Vec<_> = stream.try_collect().await?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .cloned()
+                .ok_or_else(|| DataFusionError::Plan(format!("no column {name}")))
+        };
+        let text = |name: &str| -> Result<Vec<String>, DataFusionError> {
+            let c = col(name)?;
+            let c = c.as_string::<i32>();
+            Ok((0..c.len()).map(|i| c.value(i).to_string()).collect())
+        };
+        let joined = |name: &str| -> Result<Vec<String>, DataFusionError> {
+            let c = col(name)?;
+            let l = c.as_list::<i32>();
+            Ok((0..l.len())
+                .map(|i| {
+                    let v = l.value(i);
+                    let v = v.as_string::<i32>();
+                    let items: Vec<&str> = (0..v.len()).map(|j| v.value(j)).collect();
+                    if items.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        items.join(" | ")
+                    }
+                })
+                .collect())
+        };
+        let (w, h) = (col("image_width")?, col("image_height")?);
+        let (w, h) = (w.as_primitive::<Int32Type>(), h.as_primitive::<Int32Type>());
+        let (keys, obs, actions) = (text("key")?, text("observation_key")?, text("action_text")?);
+        let (hist, frames) = (joined("history_actions")?, joined("history_keys")?);
+        for r in 0..b.num_rows() {
+            rows.push(vec![
+                keys[r].clone(),
+                obs[r].clone(),
+                format!("{}x{}", w.value(r), h.value(r)),
+                actions[r].replace('\n', " ; "),
+                hist[r].replace('\n', " ; "),
+                frames[r].clone(),
+            ]);
+        }
+    }
+    Ok(DBOutput::Rows {
+        types: vec![DefaultColumnType::Any; 6],
+        rows,
+    })
 }
 
 async fn export_rows(

@@ -61,7 +61,8 @@ pub fn fixture_bundles() -> Vec<(BundleDraft, DateTime<Utc>)> {
                     "session_id": "ses_a1", "workflow": "process_invoice", "outcome": "success",
                     "actor": {"kind": "model", "id": "agent-7"},
                     "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:05Z",
-                    "tags": ["eu", "batch-a"], "paths": ["p_approve_invoice"]
+                    "tags": ["eu", "batch-a"], "paths": ["p_approve_invoice"],
+                    "instruction": "Approve invoice INV-7 from ACME — «net 30»"
                 }),
                 frames: vec![
                     frame(0, true, 0, None),

@@ -173,6 +173,12 @@ impl Generator {
         if actor != "script" || rng.random_bool(0.5) {
             session["actor"]["id"] = json!(format!("{actor}-{}", rng.random_range(1..20)));
         }
+        session["instruction"] = json!(format!(
+            "{} in the {} app: go through {}.",
+            wf.name.replace('_', " "),
+            wf.name.split('_').next_back().unwrap_or(wf.name),
+            wf.pages.join(", then ")
+        ));
         BundleDraft {
             session,
             frames,

@@ -7,19 +7,23 @@
 //! tests over columns the store precomputed, so they parallelise and can be
 //! pushed into scans.
 
+mod action;
 mod redact;
 mod redaction;
 mod row;
 mod sampling;
 mod split;
+mod steps;
 
 use datafusion::logical_expr::ScalarUDF;
 
+pub use action::{smart_resize, Action, Convert, Coord, SmartResizeUdf, StepAction, ACTION_TYPES};
 pub use redact::{redactor, RedactText, Redactor};
 pub use redaction::{paint_image, PlanBuilder, Rect, RedactionPlan};
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
 pub use split::{group_hash, SplitOf, SplitPlan};
+pub use steps::{StepRows, IMAGES_FOLDER};
 
 /// Every function of this module.
 pub fn udfs() -> Vec<ScalarUDF> {
@@ -31,5 +35,7 @@ pub fn udfs() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(EventActions::new()),
         ScalarUDF::new_from_impl(SplitOf::new()),
         ScalarUDF::new_from_impl(RedactText::new()),
+        ScalarUDF::new_from_impl(StepAction::new()),
+        ScalarUDF::new_from_impl(SmartResizeUdf::new()),
     ]
 }

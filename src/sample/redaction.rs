@@ -410,12 +410,28 @@ pub fn paint_image(
             }
         }
     }
-    let mut out = std::io::Cursor::new(Vec::with_capacity(bytes.len()));
+    encode_image(&img, codec, bytes.len(), false)
+}
+
+/// `img` encoded as a frame of `codec`: PNG lossless with fixed settings
+/// (deterministic; `fast`: fast compression, ~15× quicker, ~10 % larger),
+/// JPEG at quality 90; `hint` is the expected size.
+pub(crate) fn encode_image(
+    img: &image::DynamicImage,
+    codec: ImageFormat,
+    hint: usize,
+    fast: bool,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut out = std::io::Cursor::new(Vec::with_capacity(hint));
     match codec {
         ImageFormat::Png => {
             let enc = image::codecs::png::PngEncoder::new_with_quality(
                 &mut out,
-                image::codecs::png::CompressionType::Default,
+                if fast {
+                    image::codecs::png::CompressionType::Fast
+                } else {
+                    image::codecs::png::CompressionType::Default
+                },
                 image::codecs::png::FilterType::Adaptive,
             );
             img.write_with_encoder(enc).map_err(|e| e.to_string())?;

@@ -41,6 +41,30 @@ pub struct SplitSection {
     pub digest: String,
 }
 
+/// What the rows of a `"unit": "step"` export hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSection {
+    /// Distinct observation frames (= images stored).
+    pub observations: u64,
+    /// Steps whose event maps to no canonical action (`"type": "other"`).
+    pub unmapped: u64,
+    /// Steps per canonical action type.
+    pub types: std::collections::BTreeMap<String, u64>,
+}
+
+/// Image files beside the shards (JSON Lines step exports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFiles {
+    /// Number of files.
+    pub count: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// SHA-256 over their hex digests, each followed by `\n`, in order.
+    pub digest: String,
+    /// The files (`rows` is 0), in order.
+    pub files: Vec<ShardInfo>,
+}
+
 /// The manifest of a finished export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -68,6 +92,12 @@ pub struct Manifest {
     /// splits' series follow each other in `shards`, in this order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splits: Option<Vec<SplitSection>>,
+    /// `"unit": "step"` exports: observations and action types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepSection>,
+    /// Image files beside the shards (JSON Lines step exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageFiles>,
     /// The snapshot instant.
     pub as_of: Option<String>,
     /// The spec as given (null for `COPY` exports).
@@ -264,6 +294,8 @@ mod tests {
             shard_size_bytes: 4096,
             shards: Vec::new(),
             digest: String::new(),
+            steps: None,
+            images: None,
             as_of: Some("2030-01-01T00:00:00Z".into()),
             spec: serde_json::json!({"workflow": "a", "tag": "demo@v1",
                                       "destination": {"kind": "local", "path": "/x"}}),

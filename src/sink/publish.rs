@@ -35,9 +35,13 @@ use sha2::{Digest, Sha256};
 
 use super::layout::ExportLayout;
 use super::lease::{self, Claim, Lease};
-use super::manifest::{dataset_card, shards_digest, Manifest, ShardInfo, SplitSection};
-use super::row_schema::{schema_json, to_output_batch};
+use super::manifest::{
+    dataset_card, shards_digest, ImageFiles, Manifest, ShardInfo, SplitSection, StepSection,
+};
+use super::media::MediaWriter;
+use super::row_schema::{output_schema, schema_json, to_output_batch};
 use super::sharded::{Progress, ShardTotals, ShardedWriter};
+use super::step_output::StepOutput;
 use crate::dest::{ExportTarget, ShardLinks};
 use crate::error::{Error, Result};
 use crate::spec::{check_shard_size, format_instant, OutputFormat};
@@ -70,6 +74,8 @@ pub struct ExportWriter<'a> {
     progress: Arc<Progress>,
     /// Split names, in series order (empty: one series at the prefix).
     splits: Vec<String>,
+    /// The rows are step rows (`"unit": "step"`).
+    steps: bool,
 }
 
 impl<'a> ExportWriter<'a> {
@@ -92,6 +98,7 @@ impl<'a> ExportWriter<'a> {
             meta: ExportMeta::default(),
             progress: Arc::new(Progress::default()),
             splits: Vec::new(),
+            steps: false,
         })
     }
 
@@ -101,6 +108,30 @@ impl<'a> ExportWriter<'a> {
     pub fn with_splits(mut self, names: Vec<String>) -> Self {
         self.splits = names;
         self
+    }
+
+    /// Takes step rows ([`crate::sample::StepRows`]) rather than frame rows:
+    /// images are stored once per frame (`step_output.rs`), JSON Lines
+    /// exports get their image files under `images/`, and the manifest a
+    /// `steps` section.
+    pub fn with_steps(mut self, steps: bool) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Whether image files go beside the shards.
+    fn has_media(&self) -> bool {
+        self.steps && self.layout.format() == OutputFormat::Jsonl
+    }
+
+    /// The sub-folders of the prefix this export writes: the split
+    /// folders, and `images/` for media.
+    fn folders(&self) -> Vec<String> {
+        let mut f = self.splits.clone();
+        if self.has_media() {
+            f.push(crate::sample::IMAGES_FOLDER.to_string());
+        }
+        f
     }
 
     /// The layout of each shard series.
@@ -131,7 +162,7 @@ impl<'a> ExportWriter<'a> {
         if let Some(done) = self.finished_here().await? {
             return Ok(done);
         }
-        let mut existing = objects_under(store, self.layout.prefix(), &self.splits).await?;
+        let mut existing = objects_under(store, self.layout.prefix(), &self.folders()).await?;
         let claim = lease::claim(self.target, &self.layout, &self.lease(), &existing).await?;
         existing.remove(ExportLayout::LEASE);
         if claim == Claim::Resumed {
@@ -158,7 +189,19 @@ impl<'a> ExportWriter<'a> {
                     .with_existing(existing.clone())
             })
             .collect();
-        let (parts, created) = match stream_rows(writers, &self.splits, rows).await {
+        let shape = if self.steps {
+            let media = self.has_media().then(|| {
+                MediaWriter::new(Arc::clone(store), self.layout.clone(), existing.clone())
+            });
+            Shape::Steps(Box::new(StepOutput::new(
+                self.layout.format(),
+                &rows.schema(),
+                media,
+            )))
+        } else {
+            Shape::Frames
+        };
+        let (parts, created, shape) = match stream_rows(writers, &self.splits, rows, shape).await {
             Ok(w) => w,
             Err(e) => {
                 if claim == Claim::Fresh {
@@ -167,7 +210,7 @@ impl<'a> ExportWriter<'a> {
                 return Err(e);
             }
         };
-        let manifest = self.manifest(parts).await;
+        let manifest = self.manifest(parts, shape).await;
         let published = match manifest {
             Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
             Err(e) => Err(e),
@@ -251,7 +294,11 @@ impl<'a> ExportWriter<'a> {
 
     /// The manifest of the written shards, with download links when the
     /// target makes them.
-    async fn manifest(&self, parts: Vec<(Vec<ShardInfo>, ShardTotals)>) -> Result<Manifest> {
+    async fn manifest(
+        &self,
+        parts: Vec<(Vec<ShardInfo>, ShardTotals)>,
+        shape: Finished,
+    ) -> Result<Manifest> {
         let mut totals = ShardTotals::default();
         for (_, t) in &parts {
             // A session is in one split only: the sums are exact.
@@ -285,12 +332,40 @@ impl<'a> ExportWriter<'a> {
             links_expire_at = earliest.map(|e| format_instant(chrono::DateTime::from(e)));
         }
         let meta = self.meta.clone();
+        let (schema, steps, mut images) = match shape {
+            Finished::Frames => (schema_json(&output_schema()), None, None),
+            Finished::Steps {
+                schema,
+                section,
+                media,
+            } => {
+                let images = media.map(|files| ImageFiles {
+                    count: files.len() as u64,
+                    bytes: files.iter().map(|f| f.bytes).sum(),
+                    digest: shards_digest(&files),
+                    files,
+                });
+                (schema_json(&schema), Some(section), images)
+            }
+        };
+        if let (Some(links), Some(images)) = (&self.target.links, images.as_mut()) {
+            for f in &mut images.files {
+                f.url = Some(links.link(&f.path).await?.0);
+            }
+        }
+        // A step row is one action on one observed frame.
+        let (frames, actions) = match &steps {
+            Some(s) => (s.observations, totals.rows),
+            None => (totals.rows, totals.actions),
+        };
         Ok(Manifest {
             version: env!("CARGO_PKG_VERSION").to_string(),
             format: self.layout.format().as_str().to_string(),
             rows: totals.rows,
-            frames: totals.rows,
-            actions: totals.actions,
+            frames,
+            actions,
+            steps,
+            images,
             sessions: totals.sessions,
             shard_count: shards.len() as u64,
             shard_size_bytes: self.shard_size_bytes,
@@ -301,7 +376,7 @@ impl<'a> ExportWriter<'a> {
             spec: meta.spec,
             resolved: meta.resolved,
             sql: meta.sql,
-            schema: schema_json(),
+            schema,
             links_expire_at,
         })
     }
@@ -353,9 +428,79 @@ impl<'a> ExportWriter<'a> {
     }
 }
 
-/// Per series its shards and totals, and per shard name whether this
-/// attempt created its key (false: an earlier attempt's shard, verified).
-type Written = (Vec<(Vec<ShardInfo>, ShardTotals)>, Vec<(String, bool)>);
+/// What rows an export writes.
+enum Shape {
+    /// Frame rows (SPEC §5).
+    Frames,
+    /// Step rows.
+    Steps(Box<StepOutput>),
+}
+
+/// What the manifest needs of the rows once they are written.
+enum Finished {
+    Frames,
+    Steps {
+        schema: arrow::datatypes::SchemaRef,
+        section: StepSection,
+        /// The image files (JSON Lines).
+        media: Option<Vec<ShardInfo>>,
+    },
+}
+
+impl Shape {
+    async fn convert(
+        &mut self,
+        batch: &arrow::array::RecordBatch,
+    ) -> Result<arrow::array::RecordBatch> {
+        match self {
+            Shape::Frames => to_output_batch(batch),
+            Shape::Steps(s) => s.convert(batch).await,
+        }
+    }
+
+    async fn abort(self) {
+        if let Shape::Steps(s) = self {
+            if let Some(m) = s.media {
+                m.abort().await;
+            }
+        }
+    }
+
+    /// What the manifest needs, and the media names this attempt created.
+    fn finish(self) -> (Finished, Vec<String>) {
+        match self {
+            Shape::Frames => (Finished::Frames, Vec::new()),
+            Shape::Steps(mut s) => {
+                let section = s.section();
+                let schema = s.schema();
+                let (media, created) = match s.media.take() {
+                    Some(m) => {
+                        let (files, created) = m.finish();
+                        (Some(files), created)
+                    }
+                    None => (None, Vec::new()),
+                };
+                (
+                    Finished::Steps {
+                        schema,
+                        section,
+                        media,
+                    },
+                    created,
+                )
+            }
+        }
+    }
+}
+
+/// Per series its shards and totals, per shard or image name whether this
+/// attempt created its key (false: an earlier attempt's, verified), and
+/// what the manifest needs of the rows.
+type Written = (
+    Vec<(Vec<ShardInfo>, ShardTotals)>,
+    Vec<(String, bool)>,
+    Finished,
+);
 
 /// Streams `rows` into `writers`: all into the one writer, or with
 /// `splits` each row into the writer of its `split` column's value.
@@ -363,11 +508,12 @@ async fn stream_rows(
     mut writers: Vec<ShardedWriter>,
     splits: &[String],
     mut rows: SendableRecordBatchStream,
+    mut shape: Shape,
 ) -> Result<Written> {
     let streamed: Result<()> = async {
         while let Some(batch) = rows.next().await {
             let batch = batch?;
-            let out = to_output_batch(&batch)?;
+            let out = shape.convert(&batch).await?;
             if splits.is_empty() {
                 writers[0].write_batch(&out).await?;
                 continue;
@@ -404,8 +550,10 @@ async fn stream_rows(
         for w in writers {
             w.abort().await;
         }
+        shape.abort().await;
         return Err(e);
     }
+    let (finished, media_created) = shape.finish();
     let mut parts = Vec::with_capacity(writers.len());
     let mut created: Vec<(String, bool)> = Vec::new();
     let mut writers = writers.into_iter();
@@ -423,6 +571,9 @@ async fn stream_rows(
                 for (name, _) in created.iter().filter(|(_, c)| *c) {
                     let _ = store.delete(&layout.key(name)).await;
                 }
+                for name in &media_created {
+                    let _ = store.delete(&layout.key(name)).await;
+                }
                 for rest in writers {
                     rest.abort().await;
                 }
@@ -430,7 +581,8 @@ async fn stream_rows(
             }
         }
     }
-    Ok((parts, created))
+    created.extend(media_created.into_iter().map(|n| (n, true)));
+    Ok((parts, created, finished))
 }
 
 /// Objects directly under `prefix`, and directly in its sub-folders named
@@ -510,12 +662,15 @@ pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str, se
         Ok(Some(l)) if l.export_id == export_id => {}
         _ => return,
     }
-    let Ok(names) = objects_under(&target.store, &target.prefix, series).await else {
+    let mut folders = series.to_vec();
+    folders.push(crate::sample::IMAGES_FOLDER.to_string());
+    let Ok(names) = objects_under(&target.store, &target.prefix, &folders).await else {
         return;
     };
+    let media = format!("{}/", crate::sample::IMAGES_FOLDER);
     for name in names.keys() {
         let file = name.rsplit('/').next().unwrap_or(name);
-        let ours = ExportLayout::is_export_file(file)
+        let ours = (ExportLayout::is_export_file(file) || name.starts_with(&media))
             && name != ExportLayout::MANIFEST
             && name != ExportLayout::LEASE;
         if ours {

@@ -4,7 +4,7 @@
 //! Keys are sorted, so the bytes are stable.
 
 use arrow::array::{Array, AsArray, RecordBatch, StructArray};
-use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -35,6 +35,7 @@ fn value(col: &dyn Array, i: usize) -> Result<Value> {
         DataType::Utf8 => Value::String(col.as_string::<i32>().value(i).to_string()),
         DataType::Int64 => Value::from(col.as_primitive::<Int64Type>().value(i)),
         DataType::Int32 => Value::from(col.as_primitive::<Int32Type>().value(i)),
+        DataType::Float64 => Value::from(col.as_primitive::<Float64Type>().value(i)),
         DataType::Boolean => Value::Bool(col.as_boolean().value(i)),
         DataType::Timestamp(_, _) => {
             let us = col.as_primitive::<TimestampMicrosecondType>().value(i);

@@ -71,7 +71,7 @@ pub fn output_schema() -> SchemaRef {
 }
 
 /// Hugging Face `Features` for the output columns.
-fn hf_features(fields: &[Field]) -> Value {
+pub(super) fn hf_features(fields: &[Field]) -> Value {
     let mut map = serde_json::Map::new();
     for f in fields {
         let feature = if f.name() == "image" {
@@ -89,6 +89,7 @@ fn hf_type(dt: &DataType) -> Value {
         DataType::Utf8 => json!({"dtype": "string", "_type": "Value"}),
         DataType::Int64 => json!({"dtype": "int64", "_type": "Value"}),
         DataType::Int32 => json!({"dtype": "int32", "_type": "Value"}),
+        DataType::Float64 => json!({"dtype": "float64", "_type": "Value"}),
         DataType::Boolean => json!({"dtype": "bool", "_type": "Value"}),
         DataType::Binary => json!({"dtype": "binary", "_type": "Value"}),
         DataType::Timestamp(_, Some(tz)) => {
@@ -129,7 +130,11 @@ pub fn to_output_batch(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn image_struct(image: &ArrayRef, key: &ArrayRef, format: &ArrayRef) -> Result<ArrayRef> {
+pub(super) fn image_struct(
+    image: &ArrayRef,
+    key: &ArrayRef,
+    format: &ArrayRef,
+) -> Result<ArrayRef> {
     let bytes = arrow::compute::cast(image, &DataType::Binary)?;
     let (key, format) = (
         arrow::compute::cast(key, &DataType::Utf8)?,
@@ -158,10 +163,10 @@ pub(super) fn extension(image_format: &str) -> &'static str {
     }
 }
 
-/// The output schema as the manifest records it: `[{name, type, nullable}]`.
-pub(super) fn schema_json() -> Value {
+/// A shard schema as the manifest records it: `[{name, type, nullable}]`.
+pub(super) fn schema_json(schema: &Schema) -> Value {
     Value::Array(
-        output_schema()
+        schema
             .fields()
             .iter()
             .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))

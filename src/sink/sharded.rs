@@ -155,7 +155,7 @@ impl ShardedWriter {
             }
         }
         if self.open.is_none() {
-            self.open = Some(self.open_shard().await?);
+            self.open = Some(self.open_shard(row.schema()).await?);
         }
         if let Some(open) = self.open.as_mut() {
             open.file.add(row).await?;
@@ -182,7 +182,7 @@ impl ShardedWriter {
         self.progress.rows.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn open_shard(&mut self) -> Result<OpenShard> {
+    async fn open_shard(&mut self, schema: arrow::datatypes::SchemaRef) -> Result<OpenShard> {
         let name = self.layout.shard_name(self.shards.len());
         let path = self.layout.key(&name);
         let existed = self.existing.contains_key(&name);
@@ -192,7 +192,7 @@ impl ShardedWriter {
             HashingWriter::upload(Arc::clone(&self.store), path.clone(), self.part_bytes)
         };
         Ok(OpenShard {
-            file: open_shard(self.layout.format(), out)?,
+            file: open_shard(self.layout.format(), out, schema)?,
             path,
             name,
             rows: 0,

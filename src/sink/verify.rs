@@ -122,7 +122,7 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
         bytes: 0,
         mismatches: Vec::new(),
     };
-    for shard in &manifest.shards {
+    for shard in files_of(&manifest) {
         if let Some(m) = check_shard(store, prefix, shard, &mut out.bytes).await? {
             out.mismatches.push(m);
         }
@@ -131,8 +131,25 @@ pub async fn verify(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Verif
     Ok(out)
 }
 
-/// The manifest's own consistency: each split section and the digest.
+/// Every file the manifest lists: the shards, then the image files.
+fn files_of(manifest: &Manifest) -> impl Iterator<Item = &ShardInfo> {
+    manifest
+        .shards
+        .iter()
+        .chain(manifest.images.iter().flat_map(|i| i.files.iter()))
+}
+
+/// The manifest's own consistency: each split section and the digests.
 fn check_sections(manifest: &Manifest, out: &mut Verification) {
+    if let Some(images) = &manifest.images {
+        let digest = shards_digest(&images.files);
+        if digest != images.digest {
+            out.mismatches.push(Mismatch::Digest {
+                expected: images.digest.clone(),
+                found: digest,
+            });
+        }
+    }
     for split in manifest.splits.iter().flatten() {
         out.mismatches.extend(check_split(manifest, split));
     }
@@ -181,7 +198,7 @@ pub async fn verify_link(url: &str) -> Result<Verification> {
         bytes: 0,
         mismatches: Vec::new(),
     };
-    for shard in &manifest.shards {
+    for shard in files_of(&manifest) {
         let link = match &shard.url {
             Some(u) => url::Url::parse(u).map_err(|e| bad(format!("{}: {e}", shard.path)))?,
             None => {

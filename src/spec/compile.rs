@@ -28,6 +28,11 @@ const SELECT: &str =
     s.outcome, s.actor_kind, s.actor_id, s.started_at, s.tags, s.paths, f.frame_idx, f.t_ms, \
     f.image, f.image_format, f.width, f.height, f.is_keyframe, f.events, \
     event_actions(f.events) AS actions";
+const STEP_SELECT: &str =
+    "SELECT frame_key(f.session_id, f.frame_idx) AS key, f.session_id, s.workflow, \
+    s.outcome, s.actor_kind, s.actor_id, s.started_at, s.tags, s.paths, s.instruction, \
+    f.frame_idx, f.t_ms, f.image, f.image_format, f.width, f.height, f.is_keyframe, f.events, \
+    event_actions(f.events) AS actions";
 const FROM: &str = "FROM frames AS f JOIN sessions AS s ON f.session_id = s.session_id";
 
 /// A literal value bound into the query.
@@ -124,9 +129,33 @@ pub fn compile_sql(spec: &ExportSpec) -> Result<String> {
     Ok(compile_statement(spec)?.to_string())
 }
 
-/// Compiles `spec` to the export query as a sqlparser statement.
+/// Compiles `spec` to the export query as a sqlparser statement. For a
+/// `"unit": "step"` spec it is the step query ([`compile_step_sql`]).
 pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
-    statement(spec, SELECT, true)
+    if spec.steps.is_some() {
+        return statement(spec, STEP_SELECT, Query::Steps);
+    }
+    statement(spec, SELECT, Query::Export)
+}
+
+/// The query a `"unit": "step"` spec reads its steps from: the **action
+/// frames** of the selected sessions (every one, sampled or not: each
+/// action is a step) with the export columns, the session's
+/// `instruction`, and `sampled` — whether the spec's frame sampling keeps
+/// the frame, which decides what history may reference — in export order.
+pub fn compile_step_sql(spec: &ExportSpec) -> Result<String> {
+    Ok(statement(spec, STEP_SELECT, Query::Steps)?.to_string())
+}
+
+/// What a compiled query returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Query {
+    /// The export rows: sampled frames.
+    Export,
+    /// Every frame, sampled or not (the redaction plan).
+    Redaction,
+    /// Action frames, with `sampled` as a column.
+    Steps,
 }
 
 /// The query a `redact` spec reads first: `session_id`, `frame_idx` and
@@ -135,10 +164,10 @@ pub fn compile_statement(spec: &ExportSpec) -> Result<Statement> {
 /// in export order, without images.
 pub fn compile_redaction_sql(spec: &ExportSpec) -> Result<String> {
     let select = "SELECT f.session_id, f.frame_idx, f.events";
-    Ok(statement(spec, select, false)?.to_string())
+    Ok(statement(spec, select, Query::Redaction)?.to_string())
 }
 
-fn statement(spec: &ExportSpec, select: &str, sampled: bool) -> Result<Statement> {
+fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement> {
     let mut w = Where::default();
     let p = w.bind(Lit::Timestamp(format_instant(spec.as_of)));
     w.push(format!("s.sealed_at <= {p}"));
@@ -176,29 +205,43 @@ fn statement(spec: &ExportSpec, select: &str, sampled: bool) -> Result<Statement
     }
     let s = &spec.sampling;
     let keep = s.keep_action_frames;
-    match s.mode {
-        _ if !sampled => {}
-        SamplingMode::All => {}
+    let test = match s.mode {
+        SamplingMode::All => None,
         SamplingMode::EventOnly => {
             let k = w.bind(Lit::Bool(keep));
-            w.push(format!(
+            Some(format!(
                 "sample_event_only(f.is_event_frame, f.is_action_frame, {k})"
-            ));
+            ))
         }
         SamplingMode::KeyframesOnly => {
             let k = w.bind(Lit::Bool(keep));
-            w.push(format!(
+            Some(format!(
                 "sample_keyframes_only(f.is_keyframe, f.is_action_frame, {k})"
-            ));
+            ))
         }
         SamplingMode::EveryNMs => {
             let n = w.bind(Lit::Int(s.interval_ms.unwrap_or(1)));
             let k = w.bind(Lit::Bool(keep));
-            w.push(format!(
+            Some(format!(
                 "sample_every_n_ms(f.t_ms, f.prev_t_ms, {n}, f.is_action_frame, {k})"
-            ));
+            ))
+        }
+    };
+    let mut sampled_column = String::new();
+    match query {
+        Query::Export => {
+            if let Some(t) = test {
+                w.push(t);
+            }
+        }
+        Query::Redaction => {}
+        Query::Steps => {
+            w.push("f.is_action_frame".into());
+            let t = test.unwrap_or_else(|| "true".into());
+            sampled_column = format!(", {t} AS sampled");
         }
     }
+    let sampled = query != Query::Redaction;
     let split = match &spec.splits {
         Some(sp) if sampled => {
             let key = match sp.by {
@@ -222,7 +265,7 @@ fn statement(spec: &ExportSpec, select: &str, sampled: bool) -> Result<Statement
         _ => String::new(),
     };
     let template = format!(
-        "{select}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
+        "{select}{sampled_column}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
         w.conditions.join(" AND "),
     );
     let mut statements = Parser::parse_sql(&GenericDialect {}, &template)

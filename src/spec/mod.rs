@@ -6,14 +6,16 @@
 mod compile;
 mod model;
 mod parse;
+mod steps;
 mod time;
 
 pub use crate::error::{SpecError, SpecErrors};
-pub use compile::{compile_redaction_sql, compile_sql, compile_statement};
+pub use compile::{compile_redaction_sql, compile_sql, compile_statement, compile_step_sql};
 pub use model::{
     check_shard_size, Destination, ExportSpec, FrameSampling, OutputFormat, Redaction,
     SamplingMode, SessionFilter, SplitKey, Splits, BUILTIN_PATTERNS, DEFAULT_SHARD_SIZE_BYTES,
     MIN_SHARD_SIZE_BYTES,
 };
 pub(crate) use parse::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
+pub use steps::{ActionSyntax, ChatPreset, Coordinates, History, Messages, SmartResize, StepUnit};
 pub use time::{format_instant, TimeExpr};

@@ -276,6 +276,8 @@ pub struct ExportSpec {
     pub splits: Option<Splits>,
     /// Redaction, if asked for.
     pub redact: Option<Redaction>,
+    /// `"unit": "step"`: one row per action instead of one per frame.
+    pub steps: Option<super::steps::StepUnit>,
 }
 
 /// What stands in a written spec for key material given inline.
@@ -329,6 +331,10 @@ impl ExportSpec {
                 "redact".into(),
                 json!({"typed_text": r.typed_text, "patterns": r.patterns, "rectangles": r.rectangles}),
             );
+        }
+        if let (Some(st), Some(o)) = (&self.steps, v.as_object_mut()) {
+            o.insert("unit".into(), json!("step"));
+            o.insert("step".into(), st.to_json());
         }
         v
     }

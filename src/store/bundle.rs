@@ -88,7 +88,13 @@ pub struct SessionMeta {
     pub tags: Vec<String>,
     /// Memory-graph subpath ids, in bundle order.
     pub paths: Vec<String>,
+    /// The task text the actor was given (at most
+    /// [`MAX_INSTRUCTION_BYTES`] of UTF-8), if the bundle gives one.
+    pub instruction: Option<String>,
 }
+
+/// Longest accepted `instruction` in `session.json`: 8 KB of UTF-8.
+pub const MAX_INSTRUCTION_BYTES: usize = 8192;
 
 impl SessionMeta {
     /// `ended_at − started_at` in whole milliseconds.

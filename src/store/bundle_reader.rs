@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::bundle::{
     check_id, check_relative, read_regular, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome,
-    SessionMeta,
+    SessionMeta, MAX_INSTRUCTION_BYTES,
 };
 use super::frame_image::FrameImage;
 use crate::error::BundleError;
@@ -86,6 +86,11 @@ fn seal_digest(session: &SessionMeta, frames: &[Frame]) -> String {
         "tags": session.tags,
         "paths": session.paths,
     });
+    // Present only when given: bundles without it keep their seal.
+    let mut canonical = canonical;
+    if let Some(text) = &session.instruction {
+        canonical["instruction"] = serde_json::json!(text);
+    }
     h.update(canonical.to_string().as_bytes());
     h.update(b"\n");
     for f in frames {
@@ -161,6 +166,7 @@ impl BundleReader<'_> {
             "ended_at",
             "tags",
             "paths",
+            "instruction",
         ])?;
         let session_id = obj.required_str("session_id")?;
         check_id(&session_id, 128, |c| {
@@ -197,6 +203,18 @@ impl BundleReader<'_> {
         }
         let tags = obj.optional_str_list("tags")?;
         let paths = obj.optional_str_list("paths")?;
+        let instruction = obj.optional_str("instruction")?;
+        if let Some(text) = &instruction {
+            if text.len() > MAX_INSTRUCTION_BYTES {
+                return Err(obj.field_err(
+                    "instruction",
+                    format!(
+                        "{} bytes; at most {MAX_INSTRUCTION_BYTES} are accepted",
+                        text.len()
+                    ),
+                ));
+            }
+        }
         Ok(SessionMeta {
             session_id,
             workflow,
@@ -207,6 +225,7 @@ impl BundleReader<'_> {
             ended_at_us,
             tags,
             paths,
+            instruction,
         })
     }
 

@@ -54,6 +54,7 @@ pub(crate) fn session_row(bundle: &Bundle, sealed_at_us: i64) -> Result<RecordBa
         ints(bundle.action_count() as i64),
         ts(sealed_at_us),
         strs(&bundle.seal),
+        Arc::new(arrow::array::StringArray::from(vec![s.instruction.clone()])) as ArrayRef,
     ];
     Ok(RecordBatch::try_new(sessions_schema(), columns)?)
 }

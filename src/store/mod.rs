@@ -19,6 +19,7 @@ pub use crate::error::BundleError;
 pub(crate) use bundle::symlink_on_path;
 pub use bundle::{
     is_valid_session_id, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome, SessionMeta,
+    MAX_INSTRUCTION_BYTES,
 };
 pub(crate) use bundle_reader::json_type_name;
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};

@@ -55,6 +55,7 @@ static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("action_count", DataType::Int64, false),
         Field::new("sealed_at", timestamp_type(), false),
         Field::new("seal", DataType::Utf8, false),
+        Field::new("instruction", DataType::Utf8, true),
     ]))
 });
 

@@ -208,6 +208,10 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
         .ok_or_else(|| corrupt(format!("footer lacks a numeric {META_FRAMES_BYTES}")))?;
     let batches: Vec<RecordBatch> = builder.build()?.collect::<Result<_, _>>()?;
     let schema = sessions_schema();
+    let batches = batches
+        .into_iter()
+        .map(with_instruction)
+        .collect::<Result<Vec<_>>>()?;
     let row = concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string()))?;
     if row.num_rows() != 1 || row.schema().fields() != schema.fields() {
         return Err(corrupt(format!(
@@ -241,4 +245,20 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
         frames_footer_bytes: kv.get(META_FRAMES_FOOTER).and_then(|v| v.parse().ok()),
         row,
     })
+}
+
+/// A session row of a store sealed before `instruction` existed, with a
+/// null `instruction` appended (the column is last and nullable); rows of
+/// today's schema as they are.
+fn with_instruction(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = sessions_schema();
+    if batch.num_columns() + 1 != schema.fields().len() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    columns.push(arrow::array::new_null_array(
+        &arrow::datatypes::DataType::Utf8,
+        batch.num_rows(),
+    ));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -3,6 +3,7 @@
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::FileWriter;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,7 +12,6 @@ use super::super::hashing::{HashingWriter, ShardDone};
 use super::parquet::Drain;
 use super::{row_value_bytes, ShardFile};
 use crate::error::{Error, Result};
-use crate::sink::row_schema::output_schema;
 
 /// Rows per Arrow IPC record batch.
 const ARROW_BATCH_ROWS: usize = 64;
@@ -23,6 +23,9 @@ pub(super) struct ArrowShard {
     pending: Vec<RecordBatch>,
     pending_bytes: u64,
     batches: u64,
+    schema: SchemaRef,
+    /// Framing bound of one record batch for this schema.
+    batch_overhead: u64,
 }
 
 /// Upper bound of one IPC record batch's framing (message header, 64-byte
@@ -31,10 +34,15 @@ const IPC_BATCH_OVERHEAD: u64 = 8 * 1024;
 const IPC_FOOTER_BASE: u64 = 8 * 1024;
 
 impl ArrowShard {
-    pub(super) fn new(out: HashingWriter) -> Result<Self> {
+    pub(super) fn new(out: HashingWriter, schema: SchemaRef) -> Result<Self> {
         let drain = Drain::default();
-        let writer = FileWriter::try_new(drain.clone(), &output_schema())?;
+        let writer = FileWriter::try_new(drain.clone(), &schema)?;
+        // Up to three buffers per leaf column, each padded to 64 bytes.
+        let leaves = schema.flattened_fields().len() as u64;
+        let batch_overhead = IPC_BATCH_OVERHEAD.max(4096 + leaves * 3 * 64);
         Ok(ArrowShard {
+            schema,
+            batch_overhead,
             out,
             drain,
             writer: Some(writer),
@@ -48,7 +56,7 @@ impl ArrowShard {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = concat_batches(&output_schema(), &self.pending)?;
+        let batch = concat_batches(&self.schema, &self.pending)?;
         self.pending.clear();
         self.pending_bytes = 0;
         let w = self
@@ -71,7 +79,7 @@ impl ShardFile for ArrowShard {
         Ok(self.out.bytes()
             + buffered
             + pending
-            + batches * IPC_BATCH_OVERHEAD
+            + batches * self.batch_overhead
             + IPC_FOOTER_BASE
             + batches * 64)
     }

@@ -12,7 +12,7 @@ mod rows;
 mod webdataset;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 
 use super::hashing::{HashingWriter, ShardDone};
@@ -34,13 +34,17 @@ pub(super) trait ShardFile: Send {
     async fn abort(self: Box<Self>) -> bool;
 }
 
-/// Opens a shard of `format` on `out`.
-pub(super) fn open_shard(format: OutputFormat, out: HashingWriter) -> Result<Box<dyn ShardFile>> {
+/// Opens a shard of `format` on `out` for rows of `schema`.
+pub(super) fn open_shard(
+    format: OutputFormat,
+    out: HashingWriter,
+    schema: SchemaRef,
+) -> Result<Box<dyn ShardFile>> {
     Ok(match format {
         OutputFormat::Jsonl => Box::new(rows::RowShard::new(out, rows::RowEncoding::Jsonl)),
         OutputFormat::Webdataset => Box::new(rows::RowShard::new(out, rows::RowEncoding::Tar)),
-        OutputFormat::Parquet => Box::new(parquet::ParquetShard::new(out)?),
-        OutputFormat::Arrow => Box::new(arrow_ipc::ArrowShard::new(out)?),
+        OutputFormat::Parquet => Box::new(parquet::ParquetShard::new(out, schema)?),
+        OutputFormat::Arrow => Box::new(arrow_ipc::ArrowShard::new(out, schema)?),
     })
 }
 

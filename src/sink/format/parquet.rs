@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -15,7 +16,6 @@ use parquet::schema::types::ColumnPath;
 use super::super::hashing::{HashingWriter, ShardDone};
 use super::{row_value_bytes, ShardFile};
 use crate::error::{Error, Result};
-use crate::sink::row_schema::output_schema;
 use crate::store::image_parquet_props;
 
 /// Rows per Parquet row group (images are large; ~100 rows or ~100 MB).
@@ -53,8 +53,7 @@ impl Drain {
 /// Upper bound of a Parquet footer: schema, key-value metadata (the Arrow
 /// schema and Hugging Face features), and per row group per column metadata
 /// with statistics.
-fn parquet_footer_bound(row_groups: usize) -> u64 {
-    let columns = 24u64;
+fn parquet_footer_bound(row_groups: usize, columns: u64) -> u64 {
     16 * 1024 + (row_groups as u64 + 1) * columns * 400
 }
 
@@ -63,6 +62,8 @@ pub(super) struct ParquetShard {
     drain: Drain,
     writer: Option<ArrowWriter<Drain>>,
     row_groups: usize,
+    /// Leaf columns of the schema.
+    columns: u64,
 }
 
 fn parquet_props() -> WriterProperties {
@@ -71,14 +72,16 @@ fn parquet_props() -> WriterProperties {
 }
 
 impl ParquetShard {
-    pub(super) fn new(out: HashingWriter) -> Result<Self> {
+    pub(super) fn new(out: HashingWriter, schema: SchemaRef) -> Result<Self> {
         let drain = Drain::default();
-        let writer = ArrowWriter::try_new(drain.clone(), output_schema(), Some(parquet_props()))?;
+        let columns = schema.flattened_fields().len().max(1) as u64;
+        let writer = ArrowWriter::try_new(drain.clone(), schema, Some(parquet_props()))?;
         Ok(ParquetShard {
             out,
             drain,
             writer: Some(writer),
             row_groups: 0,
+            columns,
         })
     }
 
@@ -108,7 +111,7 @@ impl ShardFile for ParquetShard {
             + self.drain.0.lock().map_or(0, |b| b.len() as u64)
             + buffered
             + next
-            + parquet_footer_bound(rg + 1))
+            + parquet_footer_bound(rg + 1, self.columns))
     }
 
     async fn add(&mut self, row: &RecordBatch) -> Result<()> {

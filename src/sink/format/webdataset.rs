@@ -2,7 +2,7 @@
 //! other column) as tar members with fixed header fields (mtime 0, uid 0,
 //! mode 0644), long names in pax headers, so the bytes are deterministic.
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, AsArray, RecordBatch};
 use serde_json::Value;
 
 use super::image_of;
@@ -16,6 +16,9 @@ pub(super) const TRAILER: u64 = 1024;
 /// `{key}.png|jpg` then `{key}.json` (every other column), as pax tar members
 /// with fixed header fields.
 pub(super) fn sample(row: &RecordBatch) -> Result<Vec<u8>> {
+    if row.column_by_name("observation_key").is_some() {
+        return step_sample(row);
+    }
     let (bytes, format) = image_of(row)?;
     let obj = row_object(row, 0, &["image"])?;
     let key = obj
@@ -27,6 +30,29 @@ pub(super) fn sample(row: &RecordBatch) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(bytes.len() + json.len() + 2048);
     tar_member(&mut out, &format!("{key}.{}", extension(&format)), bytes)?;
     tar_member(&mut out, &format!("{key}.json"), &json)?;
+    Ok(out)
+}
+
+/// A step row: `{observation_key}.png|jpg` when the row carries the image
+/// (the first step observing that frame; later ones refer to it by key),
+/// then `{key}.json`.
+fn step_sample(row: &RecordBatch) -> Result<Vec<u8>> {
+    let obj = row_object(row, 0, &["image"])?;
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default();
+    let json = serde_json::to_vec(&obj)?;
+    let mut out = Vec::with_capacity(json.len() + 2048);
+    let image = row
+        .column_by_name("image")
+        .map(|c| c.as_struct().column(0).as_binary::<i32>().clone());
+    if let Some(bytes) = image.filter(|b| b.is_valid(0)) {
+        let name = format!(
+            "{}.{}",
+            text("observation_key"),
+            extension(text("image_format"))
+        );
+        tar_member(&mut out, &name, bytes.value(0))?;
+    }
+    tar_member(&mut out, &format!("{}.json", text("key")), &json)?;
     Ok(out)
 }
 

@@ -15,6 +15,7 @@ use crate::store::json_type_name;
 mod destination;
 mod extras;
 mod filter;
+mod steps;
 
 pub(crate) use extras::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
 
@@ -209,7 +210,7 @@ impl Parser {
     }
 
     fn spec(&mut self, v: &Value, now: DateTime<Utc>) -> Option<ExportSpec> {
-        const TOP: [&str; 10] = [
+        const TOP: [&str; 14] = [
             "workflow",
             "filter",
             "format",
@@ -220,6 +221,10 @@ impl Parser {
             "shard_size_bytes",
             "splits",
             "redact",
+            "unit",
+            "coordinates",
+            "history",
+            "messages",
         ];
         let obj = self.object(v, "", &TOP)?;
         let as_of = match obj.get("as_of") {
@@ -292,8 +297,10 @@ impl Parser {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.redaction(v).map(Some),
         };
+        let steps = self.step_unit(obj);
         Some(ExportSpec {
             raw: v.clone(),
+            steps: steps?,
             splits: splits?,
             redact: redact?,
             workflows: workflows?,
