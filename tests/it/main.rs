@@ -12,6 +12,7 @@ mod seal;
 mod server;
 mod spec_prop;
 mod splits;
+mod steps;
 mod support;
 mod tables;
 mod tenancy;

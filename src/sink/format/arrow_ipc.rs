@@ -56,7 +56,7 @@ impl ArrowShard {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = concat_batches(&self.schema, &self.pending)?;
+        let batch = fresh(&concat_batches(&self.schema, &self.pending)?)?;
         self.pending.clear();
         self.pending_bytes = 0;
         let w = self
@@ -68,6 +68,26 @@ impl ArrowShard {
         let bytes = self.drain.take();
         self.out.put(Bytes::from(bytes)).await
     }
+}
+
+/// `batch` copied into fresh buffers. A row sliced out of a larger batch
+/// keeps that batch's buffers, and the IPC writer copies validity bitmaps
+/// of byte-aligned slices whole: the unused bits of the last byte would
+/// be the neighbouring rows' validity, so the bytes would depend on how the
+/// engine batched the rows. `concat_batches` of one batch returns it as it
+/// is; a copy zeroes them.
+fn fresh(batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            let mut m = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
+            m.extend(0, 0, data.len());
+            arrow::array::make_array(m.freeze())
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 #[async_trait]
