@@ -130,6 +130,9 @@ tail -n 3 "$WORK/demo.log"
 step "real readers on exports of every format (pyarrow, DuckDB, Polars, datasets, webdataset)"
 "$VENV/bin/python" scripts/check_exports.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$WORK"
 
+step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL shape, webdataset)"
+"$VENV/bin/python" scripts/check_steps.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
+
 step "OpenAPI document validates (openapi-spec-validator)"
 "$TARGET/debug/nusomi" serve --print-openapi > "$WORK/openapi.json"
 "$VENV/bin/python" -c "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('openapi.json: valid OpenAPI', json.load(open(sys.argv[1]))['openapi'])" "$WORK/openapi.json"

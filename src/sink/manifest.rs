@@ -182,6 +182,10 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
             })
             .collect(),
     };
+    // Step WebDatasets hold image-only and JSON-only samples (an image is
+    // stored once, steps refer to it by key): `datasets`' webdataset
+    // builder cannot type those, so the card sends readers to `webdataset`.
+    let builder = builder.filter(|b| manifest.steps.is_none() || *b != "webdataset");
     let configs = builder.map_or(String::new(), |_| {
         format!("---\nconfigs:\n- config_name: default\n  data_files:\n{data_files}---\n\n")
     });
@@ -265,11 +269,31 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
         ),
         _ => String::new(),
     };
+    let steps = match &manifest.steps {
+        None => String::new(),
+        Some(st) => {
+            let types: Vec<String> = st.types.iter().map(|(t, n)| format!("`{t}` {n}")).collect();
+            let images = match manifest.format.as_str() {
+                "webdataset" => "each observed frame's image is the member `{observation_key}.png|jpg`, stored once with the first step that observes it; every step is `{key}.json`",
+                "jsonl" => "each observed frame's image is the file `images/{observation_key}.png|jpg`, stored once (listed under `images` in the manifest); `image` is its path",
+                _ => "`image` is the step's observation (Hugging Face `Image`)",
+            };
+            format!(
+                "## Steps\n\nOne row per action (`\"unit\": \"step\"`): {rows} steps on {obs} observed frames; {images}. \
+                 `history_keys` name earlier observation frames of the same export. Action types: {types}; \
+                 {unmapped} step(s) map to no canonical action (`other`, the event in `raw`).\n\n",
+                rows = manifest.rows,
+                obs = st.observations,
+                types = types.join(", "),
+                unmapped = st.unmapped,
+            )
+        }
+    };
     format!(
         "{configs}# {title}\n\nComputer-use frames exported by nusomi-export {version}: {rows} rows from {sessions} sessions \
          in {shards} {what}; `events` and `actions` hold each frame's events as `{{t_ms, type, action, data}}` with `data` as \
          JSON text. `manifest.json` lists every shard with its SHA-256 (`nusomi export verify .` checks them).\n\n\
-         ```python\n{load}\n```\n\n{split_lines}{redaction}## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
+         ```python\n{load}\n```\n\n{steps}{split_lines}{redaction}## Columns\n\n{columns}\n\n## Spec\n\nSnapshot `as_of`: {as_of}\n\n{spec}\n",
         version = manifest.version,
         rows = manifest.rows,
         sessions = manifest.sessions,

@@ -83,10 +83,10 @@ fn fresh(batch: &RecordBatch) -> Result<RecordBatch> {
         .map(|c| {
             let data = c.to_data();
             let mut m = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
-            m.extend(0, 0, data.len());
-            arrow::array::make_array(m.freeze())
+            m.try_extend(0, 0, data.len())?;
+            Ok(arrow::array::make_array(m.freeze()))
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
