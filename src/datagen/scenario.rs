@@ -174,10 +174,9 @@ impl Generator {
             session["actor"]["id"] = json!(format!("{actor}-{}", rng.random_range(1..20)));
         }
         session["instruction"] = json!(format!(
-            "{} in the {} app: go through {}.",
+            "Complete the {} workflow: {}.",
             wf.name.replace('_', " "),
-            wf.name.split('_').next_back().unwrap_or(wf.name),
-            wf.pages.join(", then ")
+            wf.pages.join(" → ")
         ));
         BundleDraft {
             session,

@@ -22,12 +22,19 @@ use crate::store::{FramesTable, SealedStore, SessionsTable};
 /// filter or join; 64 keeps an export's memory at a few MB per partition.
 pub const IMAGE_BATCH_SIZE: usize = 64;
 
-/// A `SessionConfig` suited to frame data: [`IMAGE_BATCH_SIZE`] rows per
+/// A `SessionConfig` suited to frame data: DataFusion's settings from the
+/// `DATAFUSION_*` environment variables (e.g.
+/// `DATAFUSION_EXECUTION_TARGET_PARTITIONS=4`; a variable that does not
+/// parse is ignored with a warning), then [`IMAGE_BATCH_SIZE`] rows per
 /// batch and `information_schema` on. `register()` works with any config;
-/// this one keeps memory bounded when queries move images.
+/// this one keeps memory bounded when queries move images. Exports do not
+/// depend on it: the same spec gives the same bytes under any partitioning.
 pub fn session_config() -> SessionConfig {
-    SessionConfig::new()
-        .with_batch_size(IMAGE_BATCH_SIZE)
+    let base = SessionConfig::from_env().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring DATAFUSION_* settings from the environment");
+        SessionConfig::new()
+    });
+    base.with_batch_size(IMAGE_BATCH_SIZE)
         .with_information_schema(true)
 }
 

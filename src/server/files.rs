@@ -185,7 +185,7 @@ async fn unsatisfiable(
     r
 }
 
-/// The stored manifest with every shard `url` of this service and
+/// The stored manifest with every shard (and image file) `url` of this service and
 /// `links_expire_at` renewed for the configured lifetime.
 fn resigned_manifest(
     stored: &[u8],
@@ -199,8 +199,24 @@ fn resigned_manifest(
     let base = &cfg.public_url;
     let expires = SystemTime::now() + cfg.link_ttl;
     let mut renewed = false;
-    if let Some(shards) = m.get_mut("shards").and_then(|s| s.as_array_mut()) {
-        for s in shards {
+    let mut lists: Vec<&mut Vec<serde_json::Value>> = Vec::new();
+    let obj = m.as_object_mut();
+    if let Some(o) = obj {
+        for (k, v) in o.iter_mut() {
+            match (k.as_str(), v) {
+                ("shards", serde_json::Value::Array(a)) => lists.push(a),
+                // Image files of a JSON Lines step export.
+                ("images", serde_json::Value::Object(i)) => {
+                    if let Some(serde_json::Value::Array(a)) = i.get_mut("files") {
+                        lists.push(a);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for shards in lists {
+        for s in shards.iter_mut() {
             let own = s["url"]
                 .as_str()
                 .is_some_and(|u| crate::dest::UrlSigner::is_own_link(u, base, id));

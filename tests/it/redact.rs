@@ -212,3 +212,39 @@ async fn a_redaction_rectangle_changes_exactly_the_painted_pixels_from_its_frame
     let first = base64::engine::general_purpose::STANDARD.encode(&draft.frames[3].image);
     assert!(contains(&text, &first), "frame 3 unpainted");
 }
+
+#[tokio::test]
+async fn redaction_applies_before_steps_are_built() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (store, _) = store_with_secrets(tmp.path()).await;
+    let steps = json!({
+        "unit": "step",
+        "history": {"actions": 8},
+        "messages": {"preset": "sharegpt", "action_syntax": "pyautogui"},
+    });
+    for f in ["jsonl", "webdataset"] {
+        let plain = tmp.path().join(format!("steps-plain-{f}"));
+        export(&store, f, steps.clone(), &plain).await;
+        let text = all_text(&plain);
+        for s in ["zoe.q", "4111 1111 1111 1111"] {
+            assert!(
+                contains(&text, s),
+                "{f}: without redact, {s:?} is in the steps"
+            );
+        }
+        let mut fields = steps.clone();
+        fields["redact"] = json!({"typed_text": true});
+        let dir = tmp.path().join(format!("steps-redacted-{f}"));
+        export(&store, f, fields, &dir).await;
+        let text = all_text(&dir);
+        for s in SECRETS {
+            assert!(!contains(&text, s), "{f}: {s:?} leaked into a step");
+        }
+        for label in ["email", "credit_card"] {
+            assert!(
+                contains(&text, &format!("[REDACTED:{label}]")),
+                "{f}: no {label} mask in the steps"
+            );
+        }
+    }
+}
