@@ -349,16 +349,30 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
             (None, None) => {}
         }
     }
+    // Image files beside the shards (JSON Lines step exports).
+    let files = |m: &crate::sink::Manifest| -> Vec<crate::sink::ShardInfo> {
+        m.images.iter().flat_map(|i| i.files.clone()).collect()
+    };
+    let (was, now) = (files(&original), files(&again));
+    for i in 0..was.len().max(now.len()) {
+        match (was.get(i), now.get(i)) {
+            (Some(a), Some(b)) if a.path == b.path && a.sha256 == b.sha256 => {}
+            (Some(a), Some(b)) => differences.push(format!(
+                "{}: {} bytes sha256 {}, the original has {} ({} bytes sha256 {})",
+                b.path, b.bytes, b.sha256, a.path, a.bytes, a.sha256
+            )),
+            (Some(a), None) => differences.push(format!("{}: not produced again", a.path)),
+            (None, Some(b)) => differences.push(format!("{}: not in the original", b.path)),
+            (None, None) => {}
+        }
+    }
     // Name the sessions behind the differences: the rows of every shard
     // from the first that differs on, in both exports, session by session.
-    let sessions = if differences.is_empty() {
-        Vec::new()
-    } else {
-        let first = (0..original.shards.len().max(again.shards.len()))
-            .find(|&i| {
-                original.shards.get(i).map(|s| &s.sha256) != again.shards.get(i).map(|s| &s.sha256)
-            })
-            .unwrap_or(0);
+    // (Only image files differing: their names carry the session id.)
+    let first_differing = (0..original.shards.len().max(again.shards.len())).find(|&i| {
+        original.shards.get(i).map(|s| &s.sha256) != again.shards.get(i).map(|s| &s.sha256)
+    });
+    let sessions = if let Some(first) = first_differing {
         let id = job["id"].as_str().unwrap_or_default();
         let target = Export::open_target(&spec, id, &cfg).await?;
         let format = spec.format;
@@ -373,6 +387,8 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
             );
         }
         crate::sink::session_changes(&a, &b)
+    } else {
+        Vec::new()
     };
     if args.json {
         println!(

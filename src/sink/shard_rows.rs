@@ -101,6 +101,14 @@ fn tar_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
         let mut body = Vec::new();
         entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
         let key = name.split('.').next().unwrap_or_default().to_string();
+        // A step export stores a frame's image once, as its own member
+        // before the first step's `.json`: it belongs to that step's row.
+        let image_only = out.last().is_some_and(|r| r.session_id.is_empty());
+        if image_only && name.ends_with(".json") {
+            if let Some(r) = out.last_mut() {
+                r.key = key.clone();
+            }
+        }
         if out.last().is_none_or(|r| r.key != key) {
             out.push(RowDigest {
                 session_id: String::new(),

@@ -362,3 +362,63 @@ async fn step_exports_split_by_session_and_parquet_keeps_the_observation() {
         "both splits have steps: {sections:?}"
     );
 }
+
+fn nusomi(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn step_exports_reproduce_byte_for_byte_and_name_a_differing_image() {
+    let (tmp, store) = crate::support::store_dir(SEED, 2).await;
+    for format in ["jsonl", "webdataset"] {
+        let original = tmp.path().join(format!("original-{format}"));
+        let spec_file = tmp.path().join(format!("spec-{format}.json"));
+        let mut v = crate::support::spec_json(format, step_fields(json!({})));
+        v["destination"] = json!({"kind": "local", "path": original});
+        std::fs::write(&spec_file, v.to_string()).unwrap();
+        let (ok, text) = nusomi(&[
+            "export",
+            "create",
+            "--store",
+            &store,
+            spec_file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        let reproduce = |to: &str| {
+            let to = tmp.path().join(format!("{to}-{format}"));
+            nusomi(&[
+                "export",
+                "create",
+                "--store",
+                &store,
+                "--from-manifest",
+                original.to_str().unwrap(),
+                "--to",
+                to.to_str().unwrap(),
+            ])
+        };
+        let (ok, text) = reproduce("again");
+        assert!(ok && text.contains("byte for byte"), "{format}: {text}");
+        if format == "jsonl" {
+            // The manifest says another image was written: named by path.
+            let path = original.join("manifest.json");
+            let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let name = m["images"]["files"][1]["path"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            m["images"]["files"][1]["sha256"] = json!("0".repeat(64));
+            std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+            let (ok, text) = reproduce("third");
+            assert!(!ok, "{text}");
+            assert!(text.contains(&format!("{name}: ")), "{text}");
+        }
+    }
+}
