@@ -241,6 +241,7 @@ impl StepRows {
             .ok_or_else(|| Error::Rows("events lack data".into()))?
             .as_string::<i32>();
 
+        let mut resized = self.resized_observations(batch)?;
         let mut out = Out::new(&self.unit);
         for r in 0..batch.num_rows() {
             let session = sessions.value(r);
@@ -275,8 +276,10 @@ impl StepRows {
                 let action = Action::from_event(ev_type.value(e), &data);
                 let text = action.to_text(self.unit.action_syntax, &convert);
                 if observation.is_none() {
-                    observation =
-                        Some(self.observation(images.value(r), formats.value(r), &convert, key)?);
+                    observation = Some(match resized.get_mut(r).and_then(Option::take) {
+                        Some(bytes) => bytes,
+                        None => images.value(r).to_vec(),
+                    });
                 }
                 let history_actions: Vec<String> = self.actions.iter().cloned().collect();
                 let history_keys: Vec<String> =
@@ -352,6 +355,60 @@ impl StepRows {
             }
         }
         out.finish(self, batch, events)
+    }
+
+    /// For `smart_resize`, every row's image resized, computed on all cores
+    /// (one row per thread at a time; a resize is tens of milliseconds);
+    /// otherwise nothing (the bytes are copied as they are).
+    fn resized_observations(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
+        let Coordinates::SmartResize(_) = self.unit.coordinates else {
+            return Ok(Vec::new());
+        };
+        let keys = column(batch, "key")?.as_string::<i32>();
+        let images = column(batch, "image")?.as_binary::<i32>();
+        let formats = column(batch, "image_format")?.as_string::<i32>();
+        let widths = column(batch, "width")?.as_primitive::<Int32Type>();
+        let heights = column(batch, "height")?.as_primitive::<Int32Type>();
+        let one = |r: usize| -> Result<Vec<u8>> {
+            let (w, h) = (
+                widths.value(r).max(0) as u32,
+                heights.value(r).max(0) as u32,
+            );
+            let convert = Convert::new(self.unit.coordinates, w, h);
+            self.observation(images.value(r), formats.value(r), &convert, keys.value(r))
+        };
+        let n = batch.num_rows();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |p| p.get())
+            .clamp(1, n.max(1));
+        let mut results: Vec<Option<Result<Vec<u8>>>> = (0..n).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let one = &one;
+                    scope.spawn(move || {
+                        (t..n)
+                            .step_by(threads)
+                            .map(|r| (r, one(r)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Ok(done) = h.join() {
+                    for (r, res) in done {
+                        results[r] = Some(res);
+                    }
+                }
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| match r {
+                Some(res) => res.map(Some),
+                None => Err(Error::Internal("a resize thread panicked".into())),
+            })
+            .collect()
     }
 
     /// The observation image: the frame's bytes, or for `smart_resize` the
