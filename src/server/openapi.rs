@@ -119,7 +119,7 @@ pub fn openapi() -> Value {
                     "error": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}, "required": ["field", "message"]}}
                 }, "required": ["error", "errors"]},
-                "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes", "required": ["workflow", "format", "destination"], "properties": {
+                "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes; splits, redact; unit, coordinates, history, messages", "required": ["workflow", "format", "destination"], "properties": {
                     "workflow": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
                     "filter": {"type": "object"},
                     "format": {"type": "string", "enum": ["parquet", "webdataset", "jsonl", "arrow"]},
@@ -129,7 +129,11 @@ pub fn openapi() -> Value {
                     "as_of": {"type": "string", "format": "date-time"},
                     "shard_size_bytes": {"type": "integer", "minimum": 4096},
                     "splits": {"type": "object", "description": "split name → fraction (adding up to 1), plus optional by (session_id | workflow | path | actor_id) and salt", "additionalProperties": true},
-                    "redact": {"type": "object", "properties": {"typed_text": {"type": "boolean"}, "patterns": {"type": "array", "items": {"type": "string"}}, "rectangles": {"type": "boolean"}}}
+                    "redact": {"type": "object", "properties": {"typed_text": {"type": "boolean"}, "patterns": {"type": "array", "items": {"type": "string"}}, "rectangles": {"type": "boolean"}}},
+                    "unit": {"type": "string", "enum": ["frame", "step"], "description": "frame (default): one row per frame; step: one row per action (docs/steps.md)"},
+                    "coordinates": {"description": "step exports: pixels | normalized | normalized_1000 | smart_resize | {\"smart_resize\": {factor, min_pixels, max_pixels}}", "oneOf": [{"type": "string", "enum": ["pixels", "normalized", "normalized_1000", "smart_resize"]}, {"type": "object", "properties": {"smart_resize": {"type": "object", "properties": {"factor": {"type": "integer", "minimum": 1}, "min_pixels": {"type": "integer", "minimum": 1}, "max_pixels": {"type": "integer", "minimum": 1}}}}}]},
+                    "history": {"type": "object", "description": "step exports: previous actions and observation frames per row", "properties": {"actions": {"type": "integer", "minimum": 0, "maximum": 64}, "frames": {"type": "integer", "minimum": 0, "maximum": 16}}},
+                    "messages": {"type": "object", "description": "step exports: a chat sample per step", "required": ["preset"], "properties": {"preset": {"type": "string", "enum": ["sharegpt", "qwen_vl"]}, "system": {"type": "string"}, "action_syntax": {"type": "string", "enum": ["pyautogui", "json"]}}}
                 }},
                 "Export": {"type": "object", "required": ["id", "status", "manifest_url", "created_at"], "properties": {
                     "id": {"type": "string"},

@@ -61,24 +61,11 @@ async fn run(
 /// Every file under `dir`, relative path → bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for e in walk(dir) {
+    for e in crate::support::files_below(dir) {
         let rel = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
         out.insert(rel, std::fs::read(&e).unwrap());
     }
     out
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v
 }
 
 /// The members of every tar shard, in order: (name, bytes).
@@ -363,17 +350,6 @@ async fn step_exports_split_by_session_and_parquet_keeps_the_observation() {
     );
 }
 
-fn nusomi(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[tokio::test]
 async fn step_exports_reproduce_byte_for_byte_and_name_a_differing_image() {
     let (tmp, store) = crate::support::store_dir(SEED, 2).await;
@@ -383,7 +359,7 @@ async fn step_exports_reproduce_byte_for_byte_and_name_a_differing_image() {
         let mut v = crate::support::spec_json(format, step_fields(json!({})));
         v["destination"] = json!({"kind": "local", "path": original});
         std::fs::write(&spec_file, v.to_string()).unwrap();
-        let (ok, text) = nusomi(&[
+        let (ok, text) = crate::support::nusomi(&[
             "export",
             "create",
             "--store",
@@ -393,7 +369,7 @@ async fn step_exports_reproduce_byte_for_byte_and_name_a_differing_image() {
         assert!(ok, "{text}");
         let reproduce = |to: &str| {
             let to = tmp.path().join(format!("{to}-{format}"));
-            nusomi(&[
+            crate::support::nusomi(&[
                 "export",
                 "create",
                 "--store",

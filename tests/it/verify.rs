@@ -4,14 +4,13 @@
 //! by name, with a non-zero exit.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nusomi_export::dest::ExportTarget;
 use nusomi_export::Export;
 use serde_json::{json, Value};
 
-use crate::support::{sealed_memory_store, spec, spec_json, store_dir, Server};
+use crate::support::{nusomi, sealed_memory_store, spec, spec_json, store_dir, Server};
 
 fn verify_cli(location: &str, json: bool) -> (bool, String) {
     let mut args = vec!["export", "verify", location];
@@ -176,17 +175,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
         .collect()
-}
-
-fn nusomi(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nusomi"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 #[tokio::test]

@@ -223,6 +223,18 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Runs the `nusomi` binary: (success, stdout + stderr).
+pub fn nusomi(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 /// Every file below `dir` (recursively), sorted.
 pub fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
