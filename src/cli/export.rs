@@ -189,6 +189,12 @@ async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let sql = compile_sql(&spec)?;
     println!("-- as_of: {}", format_instant(spec.as_of));
     println!("-- resolved: {}", spec.resolved_json());
+    if spec.steps.is_some() {
+        println!(
+            "-- unit: step — this query returns the action frames (with `sampled`); \
+             one row per action event is built from them (docs/steps.md)"
+        );
+    }
     println!("{sql};");
     let store = SealedStore::open(&args.store).await?;
     let ctx = crate::engine::new_context();
