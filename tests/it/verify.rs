@@ -320,3 +320,49 @@ async fn verify_follows_signed_links_of_a_split_export_and_names_a_damaged_shard
     let (ok, text) = verify_cli(&link.replace("signature=", "signature=0"), false);
     assert!(!ok && text.contains("403"), "{text}");
 }
+
+#[tokio::test]
+async fn a_signed_url_step_export_serves_and_verifies_its_image_files() {
+    let (tmp, store) = store_dir(88, 2).await;
+    let server = Server::start(&store, &tmp.path().join("data")).await;
+    let (s, created) = server
+        .post(&spec_json(
+            "jsonl",
+            json!({"destination": {"kind": "signed_url"}, "unit": "step",
+                   "history": {"frames": 2}, "messages": {"preset": "sharegpt"}}),
+        ))
+        .await;
+    assert_eq!(s, 202, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let job = server.wait_final(&id, Duration::from_secs(60)).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let link = job["manifest_url"].as_str().unwrap().to_string();
+    // The manifest the service serves carries a fresh link per image file.
+    let body = reqwest::get(&link).await.unwrap().bytes().await.unwrap();
+    let served: Value = serde_json::from_slice(&body).unwrap();
+    let files = served["images"]["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{served}");
+    let first = files[0]["url"].as_str().unwrap();
+    assert!(
+        first.contains("/files/images/") && first.contains("signature="),
+        "{first}"
+    );
+    let got = reqwest::get(first).await.unwrap();
+    assert_eq!(got.status(), 200);
+    let bytes = got.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        files[0]["sha256"].as_str().unwrap()
+    );
+    let (ok, text) = verify_cli(&link, false);
+    assert!(ok && text.contains("intact"), "{text}");
+    // A damaged image file where the service keeps it is named.
+    let kept = server.data_dir.join("files").join(&id);
+    let name = files[0]["path"].as_str().unwrap();
+    let mut b = std::fs::read(kept.join(name)).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(kept.join(name), b).unwrap();
+    let (ok, text) = verify_cli(&link, false);
+    assert!(!ok && text.contains(name), "{text}");
+}
