@@ -1,6 +1,8 @@
 //! `nusomi demo [--dir DIR] [--sessions N]`: the README's first command.
 //! Renders realistic recording bundles into `DIR/bundles/`, seals them into
-//! `DIR/store/`, and prints a per-workflow, per-outcome summary through SQL.
+//! `DIR/store/`, prints a per-workflow, per-outcome summary through SQL, and
+//! runs two exports: event frames to Parquet, and steps as LLaMA-Factory
+//! chat samples in JSON Lines.
 //! Re-running it is cheap: the bundles are the same, so sealing is a no-op.
 
 use std::path::PathBuf;
@@ -62,13 +64,24 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
     let export_started = Instant::now();
     let export_dir = args.dir.join("exports").join("event-frames");
     let spec_path = args.dir.join("export-spec.json");
-    let job = sample_export(&store, &export_dir, &spec_path).await?;
+    let job = sample_export(&store, &export_dir, &spec_path, frames_spec(&export_dir)).await?;
     println!(
         "\nsample export (spec: {}): {} rows from {} sessions, {} actions, {} Parquet shard(s)\nmanifest: {}",
         spec_path.display(),
         job["rows"],
         job["sessions"],
         job["actions"],
+        job["shards"],
+        job["manifest_url"].as_str().unwrap_or_default()
+    );
+    let steps_dir = args.dir.join("exports").join("steps-sharegpt");
+    let steps_spec = args.dir.join("steps-spec.json");
+    let job = sample_export(&store, &steps_dir, &steps_spec, steps_spec_json(&steps_dir)).await?;
+    println!(
+        "\nstep export (spec: {}): {} steps from {} sessions, LLaMA-Factory sharegpt samples in {} JSON Lines shard(s), images under images/\nmanifest: {}",
+        steps_spec.display(),
+        job["rows"],
+        job["sessions"],
         job["shards"],
         job["manifest_url"].as_str().unwrap_or_default()
     );
@@ -87,6 +100,10 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
         spec_path.display()
     );
     println!(
+        "steps:   {}  (LLaMA-Factory sharegpt; see docs/steps.md)",
+        steps_dir.display()
+    );
+    println!(
         "store:   {}  (try: nusomi sql --store {} \"SELECT * FROM sessions LIMIT 5\")",
         store_dir.display(),
         store_dir.display()
@@ -98,25 +115,48 @@ pub(super) async fn run(args: DemoArgs) -> Result<ExitCode> {
     })
 }
 
-/// Exports every workflow's event frames (plus action frames) to Parquet in
-/// `dir` (replacing an earlier demo export), and saves the spec it used.
-async fn sample_export(
-    store: &std::sync::Arc<SealedStore>,
-    dir: &std::path::Path,
-    spec_path: &std::path::Path,
-) -> Result<serde_json::Value> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
+/// Every workflow's event frames (plus action frames) as Parquet into `dir`.
+fn frames_spec(dir: &std::path::Path) -> serde_json::Value {
     let workflows: Vec<&str> = WORKFLOWS.iter().map(|w| w.name).collect();
-    let spec = serde_json::json!({
+    serde_json::json!({
         "workflow": workflows,
         "format": "parquet",
         "frame_sampling": {"mode": "event_only", "keep_action_frames": true},
         "destination": {"kind": "local", "path": dir.to_string_lossy()},
         "shard_size_bytes": 16 * 1024 * 1024,
         "tag": "demo@v1"
-    });
+    })
+}
+
+/// Every workflow's actions as steps with 0–1000 coordinates, a history of
+/// three actions and two screenshots, as LLaMA-Factory sharegpt samples in
+/// JSON Lines into `dir` (images as files under `images/`).
+fn steps_spec_json(dir: &std::path::Path) -> serde_json::Value {
+    let workflows: Vec<&str> = WORKFLOWS.iter().map(|w| w.name).collect();
+    serde_json::json!({
+        "workflow": workflows,
+        "format": "jsonl",
+        "unit": "step",
+        "coordinates": "normalized_1000",
+        "history": {"actions": 3, "frames": 2},
+        "messages": {"preset": "sharegpt", "system": "You are a GUI agent. Answer with one pyautogui call.", "action_syntax": "pyautogui"},
+        "destination": {"kind": "local", "path": dir.to_string_lossy()},
+        "shard_size_bytes": 16 * 1024 * 1024,
+        "tag": "demo-steps@v1"
+    })
+}
+
+/// Runs `spec` into `dir` (replacing an earlier demo export there) and
+/// saves the spec at `spec_path`.
+async fn sample_export(
+    store: &std::sync::Arc<SealedStore>,
+    dir: &std::path::Path,
+    spec_path: &std::path::Path,
+    spec: serde_json::Value,
+) -> Result<serde_json::Value> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
     let text = serde_json::to_string_pretty(&spec)?;
     std::fs::write(spec_path, text.clone() + "\n").map_err(|e| Error::io(spec_path, e))?;
     let now = chrono::Utc::now();
