@@ -23,7 +23,7 @@ pub use redaction::{paint_image, PlanBuilder, Rect, RedactionPlan};
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
 pub use split::{group_hash, SplitOf, SplitPlan};
-pub use steps::{StepRows, IMAGES_FOLDER};
+pub use steps::{image_path, StepRows, IMAGES_FOLDER};
 
 /// Every function of this module.
 pub fn udfs() -> Vec<ScalarUDF> {

@@ -392,11 +392,9 @@ pub fn paint_image(
     format: &str,
     rects: &[Rect],
 ) -> std::result::Result<Vec<u8>, String> {
-    let codec = match format {
-        "png" => ImageFormat::Png,
-        "jpeg" => ImageFormat::Jpeg,
-        other => return Err(format!("unknown image format {other:?}")),
-    };
+    let codec = crate::store::ImageFormat::from_name(format)
+        .ok_or_else(|| format!("unknown image format {format:?}"))?
+        .codec();
     let mut img = image::load_from_memory_with_format(bytes, codec).map_err(|e| e.to_string())?;
     let (w, h) = img.dimensions();
     for r in rects {

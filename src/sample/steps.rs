@@ -23,22 +23,33 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Float64Builder, Int32Builder,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Float64Builder, Int32Builder,
     Int64Builder, ListArray, ListBuilder, RecordBatch, StringArray, StringBuilder, StructArray,
     UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type, Schema, SchemaRef};
-use image::ImageFormat;
 use serde_json::Value;
 
 use super::action::{Action, Convert};
 use crate::error::{Error, Result};
 use crate::spec::{ChatPreset, Coordinates, OutputFormat, StepUnit};
+use crate::store::ImageFormat;
 
 /// Where JSONL step exports keep the observation images.
 pub const IMAGES_FOLDER: &str = "images";
+
+/// How a step export names frame `key`'s image (format `image`): the file
+/// `images/{key}.png|jpg` beside a JSON Lines export's shards, else the
+/// name `{key}.png|jpg` (a WebDataset member, a Parquet/Arrow image path).
+pub fn image_path(format: OutputFormat, key: &str, image: ImageFormat) -> String {
+    if format == OutputFormat::Jsonl {
+        format!("{IMAGES_FOLDER}/{key}.{}", image.extension())
+    } else {
+        format!("{key}.{}", image.extension())
+    }
+}
 
 /// Input columns taken over as they are (session and frame columns).
 const TAKEN: [&str; 10] = [
@@ -65,8 +76,8 @@ pub struct StepRows {
     session: Option<String>,
     step: i64,
     actions: VecDeque<String>,
-    /// (key, extension) of previous sampled observation frames.
-    frames: VecDeque<(String, &'static str)>,
+    /// (key, image format) of previous sampled observation frames.
+    frames: VecDeque<(String, ImageFormat)>,
 }
 
 fn utf8_list() -> DataType {
@@ -198,16 +209,6 @@ impl StepRows {
         Arc::clone(&self.output)
     }
 
-    /// The file name (or, for JSON Lines, the path in the export) of
-    /// frame `key`'s image.
-    fn image_path(&self, key: &str, ext: &str) -> String {
-        if self.format == OutputFormat::Jsonl {
-            format!("{IMAGES_FOLDER}/{key}.{ext}")
-        } else {
-            format!("{key}.{ext}")
-        }
-    }
-
     /// The step rows of one batch of frame rows (action frames of the
     /// selected sessions in (`session_id`, `frame_idx`) order).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -215,7 +216,6 @@ impl StepRows {
         let keys = column(batch, "key")?.as_string::<i32>();
         let frame_idx = column(batch, "frame_idx")?.as_primitive::<Int64Type>();
         let t_ms = column(batch, "t_ms")?.as_primitive::<Int64Type>();
-        let images = column(batch, "image")?.as_binary::<i32>();
         let formats = column(batch, "image_format")?.as_string::<i32>();
         let widths = column(batch, "width")?.as_primitive::<Int32Type>();
         let heights = column(batch, "height")?.as_primitive::<Int32Type>();
@@ -241,7 +241,7 @@ impl StepRows {
             .ok_or_else(|| Error::Rows("events lack data".into()))?
             .as_string::<i32>();
 
-        let mut resized = self.resized_observations(batch)?;
+        let resized = self.resized_observations(batch)?;
         let mut out = Out::new(&self.unit);
         for r in 0..batch.num_rows() {
             let session = sessions.value(r);
@@ -257,12 +257,7 @@ impl StepRows {
             );
             let convert = Convert::new(self.unit.coordinates, w, h);
             let key = keys.value(r);
-            let ext = if formats.value(r) == "jpeg" {
-                "jpg"
-            } else {
-                "png"
-            };
-            let mut observation: Option<Vec<u8>> = None;
+            let image = ImageFormat::of_column(formats.value(r));
             let offsets = events.value_offsets();
             for e in offsets[r] as usize..offsets[r + 1] as usize {
                 if !ev_action.value(e) {
@@ -275,12 +270,6 @@ impl StepRows {
                 };
                 let action = Action::from_event(ev_type.value(e), &data);
                 let text = action.to_text(self.unit.action_syntax, &convert);
-                if observation.is_none() {
-                    observation = Some(match resized.get_mut(r).and_then(Option::take) {
-                        Some(bytes) => bytes,
-                        None => images.value(r).to_vec(),
-                    });
-                }
                 let history_actions: Vec<String> = self.actions.iter().cloned().collect();
                 let history_keys: Vec<String> =
                     self.frames.iter().map(|(k, _)| k.clone()).collect();
@@ -293,9 +282,9 @@ impl StepRows {
                     let mut paths: Vec<String> = self
                         .frames
                         .iter()
-                        .map(|(k, x)| self.image_path(k, x))
+                        .map(|(k, x)| image_path(self.format, k, *x))
                         .collect();
-                    paths.push(self.image_path(key, ext));
+                    paths.push(image_path(self.format, key, image));
                     let user = user_turn(&instruction, &history_actions, self.frames.len());
                     let turns = match m.preset {
                         ChatPreset::Sharegpt => {
@@ -329,7 +318,6 @@ impl StepRows {
                     observation_key: key.to_string(),
                     frame_idx: frame_idx.value(r),
                     frame_t_ms: t_ms.value(r),
-                    observation: observation.clone().unwrap_or_default(),
                     size: (w, h),
                     image_size: convert.target(),
                     action,
@@ -348,21 +336,21 @@ impl StepRows {
                 }
             }
             if self.unit.history.frames > 0 && sampled.is_valid(r) && sampled.value(r) {
-                self.frames.push_back((key.to_string(), ext));
+                self.frames.push_back((key.to_string(), image));
                 while self.frames.len() > self.unit.history.frames as usize {
                     self.frames.pop_front();
                 }
             }
         }
-        out.finish(self, batch, events)
+        out.finish(self, batch, events, resized.as_ref())
     }
 
     /// For `smart_resize`, every row's image resized, computed on all cores
     /// (one row per thread at a time; a resize is tens of milliseconds);
-    /// otherwise nothing (the bytes are copied as they are).
-    fn resized_observations(&self, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
+    /// otherwise `None` (the observation is the `image` column as it is).
+    fn resized_observations(&self, batch: &RecordBatch) -> Result<Option<BinaryArray>> {
         let Coordinates::SmartResize(_) = self.unit.coordinates else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let keys = column(batch, "key")?.as_string::<i32>();
         let images = column(batch, "image")?.as_binary::<i32>();
@@ -402,13 +390,11 @@ impl StepRows {
                 }
             }
         });
-        results
+        let bytes = results
             .into_iter()
-            .map(|r| match r {
-                Some(res) => res.map(Some),
-                None => Err(Error::Internal("a resize thread panicked".into())),
-            })
-            .collect()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("a resize thread panicked".into()))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(BinaryArray::from_iter_values(bytes)))
     }
 
     /// The observation image: the frame's bytes, or for `smart_resize` the
@@ -421,14 +407,7 @@ impl StepRows {
         convert: &Convert,
         key: &str,
     ) -> Result<Vec<u8>> {
-        let Coordinates::SmartResize(_) = self.unit.coordinates else {
-            return Ok(bytes.to_vec());
-        };
-        let codec = if format == "jpeg" {
-            ImageFormat::Jpeg
-        } else {
-            ImageFormat::Png
-        };
+        let codec = ImageFormat::of_column(format).codec();
         let bad = |m: String| Error::Rows(format!("frame {key}: cannot resize its image: {m}"));
         let img =
             image::load_from_memory_with_format(bytes, codec).map_err(|e| bad(e.to_string()))?;
@@ -473,7 +452,6 @@ struct StepRow {
     observation_key: String,
     frame_idx: i64,
     frame_t_ms: i64,
-    observation: Vec<u8>,
     size: (u32, u32),
     image_size: (u32, u32),
     action: Action,
@@ -622,11 +600,14 @@ impl Out {
         )?))
     }
 
+    /// The step columns; the observation is taken from `resized` (for
+    /// `smart_resize`) or the batch's `image`.
     fn finish(
         self,
         steps: &StepRows,
         batch: &RecordBatch,
         events: &ListArray,
+        resized: Option<&BinaryArray>,
     ) -> Result<RecordBatch> {
         let rows = &self.rows;
         let idx = UInt32Array::from_iter_values(rows.iter().map(|r| r.input_row));
@@ -650,10 +631,10 @@ impl Out {
             }
             Arc::new(b.finish())
         };
-        let mut observation = BinaryBuilder::new();
-        for r in rows {
-            observation.append_value(&r.observation);
-        }
+        let observation = match resized {
+            Some(r) => take(r, &idx, None)?,
+            None => taken("image")?,
+        };
         let mut columns: Vec<ArrayRef> = vec![strings(&|r| &r.key)];
         for name in &TAKEN[..9] {
             columns.push(taken(name)?);
@@ -664,7 +645,7 @@ impl Out {
             strings(&|r| &r.observation_key),
             ints(&|r| r.frame_idx),
             ints(&|r| r.frame_t_ms),
-            Arc::new(observation.finish()) as ArrayRef,
+            observation,
             taken("image_format")?,
             int32s(&|r| r.size.0),
             int32s(&|r| r.size.1),

@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::store::{event_list_type, sessions_schema};
+use crate::store::{event_list_type, sessions_schema, ImageFormat};
 
 /// Fields of the image struct.
 pub(super) fn image_fields() -> Fields {
@@ -143,8 +143,13 @@ pub(super) fn image_struct(
     let (key, format) = (key.as_string::<i32>(), format.as_string::<i32>());
     let paths: StringArray = (0..key.len())
         .map(|i| {
-            (key.is_valid(i) && format.is_valid(i))
-                .then(|| format!("{}.{}", key.value(i), extension(format.value(i))))
+            (key.is_valid(i) && format.is_valid(i)).then(|| {
+                format!(
+                    "{}.{}",
+                    key.value(i),
+                    ImageFormat::of_column(format.value(i)).extension()
+                )
+            })
         })
         .collect();
     Ok(Arc::new(StructArray::try_new(
@@ -152,15 +157,6 @@ pub(super) fn image_struct(
         vec![bytes, Arc::new(paths)],
         None,
     )?))
-}
-
-/// File extension for an `image_format` value.
-pub(super) fn extension(image_format: &str) -> &'static str {
-    if image_format == "jpeg" {
-        "jpg"
-    } else {
-        "png"
-    }
 }
 
 /// A shard schema as the manifest records it: `[{name, type, nullable}]`.

@@ -23,16 +23,20 @@ use serde_json::json;
 
 use super::manifest::StepSection;
 use super::media::MediaWriter;
-use super::row_schema::{extension, hf_features, image_fields, image_struct};
+use super::row_schema::{hf_features, image_fields, image_struct};
 use crate::error::{Error, Result};
-use crate::sample::IMAGES_FOLDER;
+use crate::sample::image_path;
 use crate::spec::OutputFormat;
+use crate::store::ImageFormat;
 
 /// Converts step rows of one export.
 #[derive(Debug)]
 pub(super) struct StepOutput {
     format: OutputFormat,
     schema: SchemaRef,
+    /// Where the observation goes in the shard rows (`image`); `None` for
+    /// Qwen's JSON Lines rows, whose `image` is the chat sample's list.
+    image_at: Option<usize>,
     /// The observation frame the previous row's image was stored for.
     last_image: Option<String>,
     /// Image files (JSON Lines).
@@ -53,14 +57,19 @@ impl StepOutput {
     pub(super) fn new(format: OutputFormat, input: &Schema, media: Option<MediaWriter>) -> Self {
         let has_image_list = input.field_with_name("image").is_ok();
         let mut fields: Vec<Field> = Vec::new();
+        let mut image_at = None;
         for f in input.fields() {
             match f.name().as_str() {
                 "split" => {}
-                "observation" => match format {
-                    OutputFormat::Jsonl if has_image_list => {}
-                    OutputFormat::Jsonl => fields.push(Field::new("image", DataType::Utf8, true)),
-                    _ => fields.push(Field::new("image", DataType::Struct(image_fields()), true)),
-                },
+                "observation" => {
+                    let image = match format {
+                        OutputFormat::Jsonl if has_image_list => continue,
+                        OutputFormat::Jsonl => DataType::Utf8,
+                        _ => DataType::Struct(image_fields()),
+                    };
+                    image_at = Some(fields.len());
+                    fields.push(Field::new("image", image, true));
+                }
                 _ => fields.push(f.as_ref().clone()),
             }
         }
@@ -70,6 +79,7 @@ impl StepOutput {
         StepOutput {
             format,
             schema: Arc::new(Schema::new_with_metadata(fields, metadata)),
+            image_at,
             last_image: None,
             media,
             observations: 0,
@@ -98,8 +108,13 @@ impl StepOutput {
         let formats = column(batch, "image_format")?.as_string::<i32>().clone();
         let action = column(batch, "action")?.as_struct();
         let types = action.column(0).as_string::<i32>();
-        for i in 0..types.len() {
-            *self.types.entry(types.value(i).to_string()).or_default() += 1;
+        for t in types.iter().flatten() {
+            match self.types.get_mut(t) {
+                Some(n) => *n += 1,
+                None => {
+                    self.types.insert(t.to_string(), 1);
+                }
+            }
         }
         // Whether row i is the first to observe its frame.
         let mut first = Vec::with_capacity(keys.len());
@@ -112,30 +127,27 @@ impl StepOutput {
             }
             first.push(new);
         }
-        let image: Option<ArrayRef> = match self.format {
-            OutputFormat::Parquet | OutputFormat::Arrow => Some(image_struct(
+        let image: ArrayRef = match self.format {
+            OutputFormat::Parquet | OutputFormat::Arrow => image_struct(
                 &(Arc::new(bytes) as ArrayRef),
                 &(Arc::new(keys) as ArrayRef),
                 &(Arc::new(formats) as ArrayRef),
-            )?),
+            )?,
             OutputFormat::Webdataset => {
                 let once: BinaryArray = (0..bytes.len())
                     .map(|i| first[i].then(|| bytes.value(i)))
                     .collect();
-                Some(image_struct(
+                image_struct(
                     &(Arc::new(once) as ArrayRef),
                     &(Arc::new(keys) as ArrayRef),
                     &(Arc::new(formats) as ArrayRef),
-                )?)
+                )?
             }
             OutputFormat::Jsonl => {
                 let mut paths = Vec::with_capacity(keys.len());
                 for (i, new) in first.iter().enumerate() {
-                    let path = format!(
-                        "{IMAGES_FOLDER}/{}.{}",
-                        keys.value(i),
-                        extension(formats.value(i))
-                    );
+                    let image = ImageFormat::of_column(formats.value(i));
+                    let path = image_path(self.format, keys.value(i), image);
                     if *new {
                         let media = self.media.as_mut().ok_or_else(|| {
                             Error::Internal("a JSON Lines step export without media".into())
@@ -144,25 +156,16 @@ impl StepOutput {
                     }
                     paths.push(path);
                 }
-                Some(Arc::new(StringArray::from(paths)) as ArrayRef)
+                Arc::new(StringArray::from(paths)) as ArrayRef
             }
         };
         let mut columns = Vec::with_capacity(self.schema.fields().len());
-        let mut image = image;
-        for f in self.schema.fields() {
-            let c = if f.name() == "image" && f.data_type() != &DataType::List(list_item()) {
-                image
-                    .take()
-                    .ok_or_else(|| Error::Internal("image column twice".into()))?
-            } else {
-                Arc::clone(column(batch, f.name())?)
-            };
-            columns.push(c);
+        for (i, f) in self.schema.fields().iter().enumerate() {
+            columns.push(match self.image_at {
+                Some(at) if at == i => Arc::clone(&image),
+                _ => Arc::clone(column(batch, f.name())?),
+            });
         }
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
-}
-
-fn list_item() -> arrow::datatypes::FieldRef {
-    Arc::new(Field::new("item", DataType::Utf8, true))
 }

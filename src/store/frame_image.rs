@@ -36,7 +36,29 @@ impl ImageFormat {
         }
     }
 
-    fn codec(self) -> image::ImageFormat {
+    /// The format a `frames.image_format` value names (`png`, `jpeg`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ImageFormat::Png, ImageFormat::Jpeg]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+    }
+
+    /// The format of a stored `image_format` value: `jpeg` is JPEG, any
+    /// other value PNG (sealing writes only these two).
+    pub fn of_column(name: &str) -> Self {
+        Self::from_name(name).unwrap_or(ImageFormat::Png)
+    }
+
+    /// `image/png` or `image/jpeg`.
+    pub fn mime(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "image/png",
+            ImageFormat::Jpeg => "image/jpeg",
+        }
+    }
+
+    /// The `image` crate's codec for it.
+    pub(crate) fn codec(self) -> image::ImageFormat {
         match self {
             ImageFormat::Png => image::ImageFormat::Png,
             ImageFormat::Jpeg => image::ImageFormat::Jpeg,

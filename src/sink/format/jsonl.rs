@@ -23,11 +23,7 @@ pub(super) fn line(row: &RecordBatch) -> Result<Vec<u8>> {
     }
     let (bytes, format) = image_of(row)?;
     let mut obj = row_object(row, 0, &["image"])?;
-    let mime = if format == "jpeg" {
-        "image/jpeg"
-    } else {
-        "image/png"
-    };
+    let mime = crate::store::ImageFormat::of_column(&format).mime();
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     obj.insert(
         "image".into(),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::image_of;
 use crate::error::{Error, Result};
 use crate::sink::row_json::row_object;
-use crate::sink::row_schema::extension;
+use crate::store::ImageFormat;
 
 /// End of a tar archive: two zero blocks.
 pub(super) const TRAILER: u64 = 1024;
@@ -28,7 +28,11 @@ pub(super) fn sample(row: &RecordBatch) -> Result<Vec<u8>> {
         .to_string();
     let json = serde_json::to_vec(&obj)?;
     let mut out = Vec::with_capacity(bytes.len() + json.len() + 2048);
-    tar_member(&mut out, &format!("{key}.{}", extension(&format)), bytes)?;
+    tar_member(
+        &mut out,
+        &format!("{key}.{}", ImageFormat::of_column(&format).extension()),
+        bytes,
+    )?;
     tar_member(&mut out, &format!("{key}.json"), &json)?;
     Ok(out)
 }
@@ -48,7 +52,7 @@ fn step_sample(row: &RecordBatch) -> Result<Vec<u8>> {
         let name = format!(
             "{}.{}",
             text("observation_key"),
-            extension(text("image_format"))
+            ImageFormat::of_column(text("image_format")).extension()
         );
         tar_member(&mut out, &name, bytes.value(0))?;
     }
