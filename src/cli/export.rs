@@ -184,6 +184,34 @@ pub(super) async fn run_job(
     Ok((job.to_api(None), outcome.manifest))
 }
 
+/// How the files of a reproduction differ from the original's, in order:
+/// one line per file whose path, size or SHA-256 differs, or that only one
+/// of them has.
+fn compare_files(
+    original: &[crate::sink::ShardInfo],
+    again: &[crate::sink::ShardInfo],
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    for i in 0..original.len().max(again.len()) {
+        match (original.get(i), again.get(i)) {
+            (Some(a), Some(b))
+                if a.path == b.path && a.sha256 == b.sha256 && a.bytes == b.bytes => {}
+            (Some(a), Some(b)) if a.path == b.path => differences.push(format!(
+                "{}: {} bytes sha256 {}, the original has {} bytes sha256 {}",
+                b.path, b.bytes, b.sha256, a.bytes, a.sha256
+            )),
+            (Some(a), Some(b)) => differences.push(format!(
+                "{}: {} bytes sha256 {}, the original has {} ({} bytes sha256 {})",
+                b.path, b.bytes, b.sha256, a.path, a.bytes, a.sha256
+            )),
+            (Some(a), None) => differences.push(format!("{}: not produced again", a.path)),
+            (None, Some(b)) => differences.push(format!("{}: not in the original", b.path)),
+            (None, None) => {}
+        }
+    }
+    differences
+}
+
 async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let spec = read_spec(&args.spec, Utc::now())?;
     let sql = compile_sql(&spec)?;
@@ -342,36 +370,12 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
         !args.json,
     )
     .await?;
-    let mut differences = Vec::new();
-    for i in 0..original.shards.len().max(again.shards.len()) {
-        match (original.shards.get(i), again.shards.get(i)) {
-            (Some(a), Some(b)) if a.sha256 == b.sha256 && a.bytes == b.bytes => {}
-            (Some(a), Some(b)) => differences.push(format!(
-                "{}: {} bytes sha256 {}, the original has {} bytes sha256 {}",
-                b.path, b.bytes, b.sha256, a.bytes, a.sha256
-            )),
-            (Some(a), None) => differences.push(format!("{}: not produced again", a.path)),
-            (None, Some(b)) => differences.push(format!("{}: not in the original", b.path)),
-            (None, None) => {}
-        }
-    }
+    let mut differences = compare_files(&original.shards, &again.shards);
     // Image files beside the shards (JSON Lines step exports).
     let files = |m: &crate::sink::Manifest| -> Vec<crate::sink::ShardInfo> {
         m.images.iter().flat_map(|i| i.files.clone()).collect()
     };
-    let (was, now) = (files(&original), files(&again));
-    for i in 0..was.len().max(now.len()) {
-        match (was.get(i), now.get(i)) {
-            (Some(a), Some(b)) if a.path == b.path && a.sha256 == b.sha256 => {}
-            (Some(a), Some(b)) => differences.push(format!(
-                "{}: {} bytes sha256 {}, the original has {} ({} bytes sha256 {})",
-                b.path, b.bytes, b.sha256, a.path, a.bytes, a.sha256
-            )),
-            (Some(a), None) => differences.push(format!("{}: not produced again", a.path)),
-            (None, Some(b)) => differences.push(format!("{}: not in the original", b.path)),
-            (None, None) => {}
-        }
-    }
+    differences.extend(compare_files(&files(&original), &files(&again)));
     // Name the sessions behind the differences: the rows of every shard
     // from the first that differs on, in both exports, session by session.
     // (Only image files differing: their names carry the session id.)

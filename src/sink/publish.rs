@@ -321,16 +321,6 @@ impl<'a> ExportWriter<'a> {
                 .collect()
         });
         let mut shards: Vec<ShardInfo> = parts.into_iter().flat_map(|(s, _)| s).collect();
-        let mut links_expire_at = None;
-        if let Some(links) = &self.target.links {
-            let mut earliest: Option<SystemTime> = None;
-            for s in &mut shards {
-                let (url, exp) = links.link(&s.path).await?;
-                s.url = Some(url);
-                earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
-            }
-            links_expire_at = earliest.map(|e| format_instant(chrono::DateTime::from(e)));
-        }
         let meta = self.meta.clone();
         let (schema, steps, mut images) = match shape {
             Finished::Frames => (schema_json(&output_schema()), None, None),
@@ -348,10 +338,17 @@ impl<'a> ExportWriter<'a> {
                 (schema_json(&schema), Some(section), images)
             }
         };
-        if let (Some(links), Some(images)) = (&self.target.links, images.as_mut()) {
-            for f in &mut images.files {
-                f.url = Some(links.link(&f.path).await?.0);
+        // Every file the manifest lists gets its link: shards, then images.
+        let mut links_expire_at = None;
+        if let Some(links) = &self.target.links {
+            let mut earliest: Option<SystemTime> = None;
+            let image_files = images.iter_mut().flat_map(|i| i.files.iter_mut());
+            for s in shards.iter_mut().chain(image_files) {
+                let (url, exp) = links.link(&s.path).await?;
+                s.url = Some(url);
+                earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
             }
+            links_expire_at = earliest.map(|e| format_instant(chrono::DateTime::from(e)));
         }
         // A step row is one action on one observed frame.
         let (frames, actions) = match &steps {
