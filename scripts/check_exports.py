@@ -10,21 +10,14 @@ import base64
 import glob
 import hashlib
 import json
-import os
 import pathlib
-import subprocess
 import sys
+
+from checks import check, export_create, listed_files_match, offline_datasets
 
 nusomi, store, bundles, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4])
 work.mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_CACHE", str(work / "hf-cache"))
-
-
-def check(cond, what):
-    if not cond:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
+offline_datasets(work)
 
 
 # The bundle bytes of every frame, by key.
@@ -49,16 +42,13 @@ def export(fmt, extra=None, name=None):
     }
     spec_path = work / f"spec-{name or fmt}.json"
     spec_path.write_text(json.dumps(spec))
-    job = json.loads(subprocess.run([nusomi, "export", "create", "--store", store, "--json", str(spec_path)],
-                                    check=True, capture_output=True, text=True).stdout)
+    job = export_create(nusomi, store, spec_path)
     check(job["status"] == "completed" and job["manifest_url"] == f"file://{out.resolve()}/manifest.json",
           f"{fmt}: export create --json reports completion")
     manifest = json.loads((out / "manifest.json").read_text())
+    listed_files_match(out, manifest, fmt)
     digest = hashlib.sha256()
     for s in manifest["shards"]:
-        data = (out / s["path"]).read_bytes()
-        if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
-            sys.exit(f"FAIL: {fmt}: {s['path']} does not match the manifest")
         digest.update((s["sha256"] + "\n").encode())
     check(digest.hexdigest() == manifest["digest"], f"{fmt}: {len(manifest['shards'])} shards match sizes, hashes, digest")
     check(manifest["rows"] == job["rows"] == sum(s["rows"] for s in manifest["shards"]), f"{fmt}: row counts agree")

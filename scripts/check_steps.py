@@ -13,23 +13,16 @@ mm_plugin: the number of `<image>` tokens must equal the number of images).
 usage: check_steps.py NUSOMI_BIN STORE_DIR WORK_DIR
 """
 import glob
-import hashlib
 import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
+from checks import check, export_create, listed_files_match, offline_datasets
+
 nusomi, store, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_CACHE", str(work / "hf-cache"))
-
-
-def check(cond, what):
-    if not cond:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
+offline_datasets(work)
 
 
 def export(name, fmt, extra, partitions=None, folder=None):
@@ -48,15 +41,10 @@ def export(name, fmt, extra, partitions=None, folder=None):
     env = dict(os.environ)
     if partitions:
         env["DATAFUSION_EXECUTION_TARGET_PARTITIONS"] = str(partitions)
-    job = json.loads(subprocess.run([nusomi, "export", "create", "--store", store, "--json", str(spec_path)],
-                                    check=True, capture_output=True, text=True, env=env).stdout)
+    job = export_create(nusomi, store, spec_path, env)
     check(job["status"] == "completed", f"{name}: step export completed")
     manifest = json.loads((out / "manifest.json").read_text())
-    listed = manifest["shards"] + (manifest.get("images") or {}).get("files", [])
-    for s in listed:
-        data = (out / s["path"]).read_bytes()
-        if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
-            sys.exit(f"FAIL: {name}: {s['path']} does not match the manifest")
+    listed = listed_files_match(out, manifest, name)
     check(manifest["rows"] > 0 and manifest["actions"] == manifest["rows"],
           f"{name}: {manifest['rows']} steps, {len(listed)} files match the manifest")
     return out, manifest

@@ -12,6 +12,8 @@ import sys
 import duckdb
 import pyarrow.dataset as ds
 
+from checks import check
+
 nusomi, store, bundles = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 
 
@@ -21,10 +23,6 @@ def nusomi_sql(query):
     return json.loads(out)
 
 
-def check(cond, what):
-    if not cond:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
 
 
 # pyarrow: the two folders are datasets of their own.

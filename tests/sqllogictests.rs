@@ -140,6 +140,16 @@ fn expand_export_directive(sql: &str) -> Result<Directive, DataFusionError> {
     })
 }
 
+/// Column `name` of a result batch.
+fn column(
+    b: &arrow::array::RecordBatch,
+    name: &str,
+) -> Result<arrow::array::ArrayRef, DataFusionError> {
+    b.column_by_name(name)
+        .cloned()
+        .ok_or_else(|| DataFusionError::Plan(format!("no column {name}")))
+}
+
 enum Directive {
     Sql(String),
     /// Run the compiled query as is (its own ORDER BY decides the order) and
@@ -165,11 +175,7 @@ async fn step_rows(
     let batches: Vec<_> = stream.try_collect().await?;
     let mut rows = Vec::new();
     for b in &batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .cloned()
-                .ok_or_else(|| DataFusionError::Plan(format!("no column {name}")))
-        };
+        let col = |name: &str| column(b, name);
         let text = |name: &str| -> Result<Vec<String>, DataFusionError> {
             let c = col(name)?;
             let c = c.as_string::<i32>();
@@ -221,11 +227,7 @@ async fn export_rows(
     let batches = ctx.sql(sql).await?.collect().await?;
     let mut rows = Vec::new();
     for b in &batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .cloned()
-                .ok_or_else(|| DataFusionError::Plan(format!("no column {name}")))
-        };
+        let col = |name: &str| column(b, name);
         let (key, events, actions) = (col("key")?, col("events")?, col("actions")?);
         let (key, events, actions) = (
             key.as_string::<i32>(),

@@ -10,7 +10,7 @@ use nusomi_export::dest::ExportTarget;
 use nusomi_export::Export;
 use serde_json::{json, Value};
 
-use crate::support::{nusomi, sealed_memory_store, spec, spec_json, store_dir, Server};
+use crate::support::{json_of, nusomi, sealed_memory_store, spec, spec_json, store_dir, Server};
 
 fn verify_cli(location: &str, json: bool) -> (bool, String) {
     let mut args = vec!["export", "verify", location];
@@ -283,17 +283,14 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
 async fn verify_follows_signed_links_of_a_split_export_and_names_a_damaged_shard() {
     let (tmp, store) = store_dir(87, 4).await;
     let server = Server::start(&store, &tmp.path().join("data")).await;
-    let (s, created) = server
-        .post(&spec_json(
+    let job = server
+        .completed(&spec_json(
             "webdataset",
             json!({"destination": {"kind": "signed_url"}, "shard_size_bytes": 64 * 1024,
                    "splits": {"train": 0.5, "rest": 0.5}}),
         ))
         .await;
-    assert_eq!(s, 202, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    let job = server.wait_final(&id, Duration::from_secs(60)).await;
-    assert_eq!(job["status"], "completed", "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
     let link = job["manifest_url"].as_str().unwrap().to_string();
     assert!(
         link.starts_with("http://127.0.0.1:") && link.contains("signature="),
@@ -325,21 +322,17 @@ async fn verify_follows_signed_links_of_a_split_export_and_names_a_damaged_shard
 async fn a_signed_url_step_export_serves_and_verifies_its_image_files() {
     let (tmp, store) = store_dir(88, 2).await;
     let server = Server::start(&store, &tmp.path().join("data")).await;
-    let (s, created) = server
-        .post(&spec_json(
+    let job = server
+        .completed(&spec_json(
             "jsonl",
             json!({"destination": {"kind": "signed_url"}, "unit": "step",
                    "history": {"frames": 2}, "messages": {"preset": "sharegpt"}}),
         ))
         .await;
-    assert_eq!(s, 202, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    let job = server.wait_final(&id, Duration::from_secs(60)).await;
-    assert_eq!(job["status"], "completed", "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
     let link = job["manifest_url"].as_str().unwrap().to_string();
     // The manifest the service serves carries a fresh link per image file.
-    let body = reqwest::get(&link).await.unwrap().bytes().await.unwrap();
-    let served: Value = serde_json::from_slice(&body).unwrap();
+    let served = json_of(reqwest::get(&link).await.unwrap()).await;
     let files = served["images"]["files"].as_array().unwrap();
     assert!(!files.is_empty(), "{served}");
     let first = files[0]["url"].as_str().unwrap();

@@ -155,6 +155,17 @@ impl Server {
             .as_u16()
     }
 
+    /// Posts `spec`, which must be accepted (202) and complete within a
+    /// minute; returns the finished job.
+    pub async fn completed(&self, spec: &Value) -> Value {
+        let (s, created) = self.post(spec).await;
+        assert_eq!(s, 202, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let job = self.wait_final(&id, Duration::from_secs(60)).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        job
+    }
+
     pub async fn wait_final(&self, id: &str, limit: Duration) -> Value {
         let t0 = Instant::now();
         loop {
