@@ -157,7 +157,9 @@ impl Export {
         };
         let spec = &self.spec;
         let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
-        crate::engine::register(&ctx, &self.store)?;
+        // Every query of the export (rows, redaction plan) reads one snapshot.
+        let store = self.store.pinned(None).await?;
+        crate::engine::register(&ctx, &store)?;
         let (sql, rows) = export_rows(&ctx, spec).await?;
         let meta = ExportMeta {
             spec: spec.raw_redacted(),

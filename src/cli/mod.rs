@@ -8,6 +8,7 @@ mod output;
 mod seal;
 mod serve;
 mod sql;
+mod store;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the HTTP job API (/v1/exports).
     Serve(serve::ServeArgs),
+    /// Store maintenance (`migrate`, `checkpoint`, `vacuum`).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -59,8 +63,12 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Export(cmd) => export::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Store(cmd) => store::run(cmd).await,
         }
     });
+    if std::env::var_os(crate::store::COUNT_REQUESTS_ENV).is_some() {
+        eprintln!("{}", crate::store::request_counts());
+    }
     match result {
         Ok(code) => code,
         Err(e) => {

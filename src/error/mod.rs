@@ -62,6 +62,27 @@ pub enum Error {
         message: String,
     },
 
+    /// A Delta Lake log of the store (`sessions/_delta_log`,
+    /// `frames/_delta_log`) could not be read or committed to.
+    #[error("store table {table}: {message}")]
+    Catalog {
+        /// `sessions` or `frames`.
+        table: &'static str,
+        /// The Delta Lake error.
+        message: String,
+    },
+
+    /// The store has session files but no Delta log: the layout of
+    /// releases before the Delta Lake catalog.
+    #[error(
+        "store {location:?} has the layout before Delta Lake (sessions/ files, no \
+         sessions/_delta_log); convert it once with `nusomi store migrate {location}`"
+    )]
+    LegacyStore {
+        /// The store root as given.
+        location: String,
+    },
+
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

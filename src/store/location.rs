@@ -70,6 +70,14 @@ impl StoreLocation {
     /// assert_eq!(loc.url.as_str(), "memory:///");
     /// ```
     pub fn parse(root: &str) -> Result<Self> {
+        let mut loc = Self::parse_uncounted(root)?;
+        if super::counting::enabled() {
+            loc.store = Arc::new(super::counting::CountingStore(loc.store));
+        }
+        Ok(loc)
+    }
+
+    fn parse_uncounted(root: &str) -> Result<Self> {
         let bad = |message: String| Error::Location {
             location: root.to_string(),
             message,

@@ -5,10 +5,13 @@
 
 mod bundle;
 mod bundle_reader;
+mod catalog;
+mod counting;
 mod frame_batch;
 mod frame_image;
 mod layout;
 mod location;
+mod maintenance;
 mod schema;
 mod seal;
 mod sealed_store;
@@ -22,12 +25,14 @@ pub use bundle::{
     MAX_INSTRUCTION_BYTES,
 };
 pub(crate) use bundle_reader::json_type_name;
+pub use counting::{request_counts, COUNT_REQUESTS_ENV};
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
 pub use location::StoreLocation;
 pub(crate) use location::{local_folder, relative_key};
+pub use maintenance::{MigrateSummary, VacuumSummary};
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
 pub use seal::{SealOptions, SealOutcome, SealSummary};
-pub use sealed_store::{SealedStore, SessionRecord, Snapshot};
+pub use sealed_store::{SealedStore, SessionRecord, Snapshot, StoreVersion};
 pub use table::{FramesTable, SessionsTable};
 pub(crate) use writer_props::image_parquet_props;

@@ -2,11 +2,14 @@
 //!
 //! Per bundle: (1) read and check everything (`Bundle::read`, nothing written
 //! yet); (2) stream the frames into `frames/…/<id>-<seal16>.parquet` (an
-//! object_store upload only becomes visible when it completes); (3) commit by
-//! creating the one-row `sessions/…/<id>.parquet` with a conditional put
-//! (`PutMode::Create`). A failure after (2) deletes the frames file; a crash
-//! between (2) and (3) leaves an unreferenced frames file that no table reads
-//! and the next seal of that bundle overwrites with identical bytes.
+//! object_store upload only becomes visible when it completes); (3) claim
+//! the session id by creating the one-row `sessions/…/<id>.parquet` with a
+//! conditional put (`PutMode::Create`): of two sealers of one id, one wins
+//! and the other compares seals. (4) Commit: the claimed files of a batch of
+//! bundles are added to the `frames` and then the `sessions` Delta log
+//! (`catalog.rs`); only then are they in the store. A failure before (4)
+//! deletes what this call wrote; a crash between (3) and (4) leaves a claim
+//! the next seal of that bundle commits.
 
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
@@ -26,6 +29,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::bundle::{Bundle, BundleLimits};
+use super::catalog::{under, CommitEntry};
 use super::frame_batch::{session_row, FrameBatches};
 use super::layout::SessionPaths;
 use super::schema::{frames_file_schema, sessions_schema};
@@ -114,21 +118,52 @@ impl Drop for InFlight {
     }
 }
 
+/// Sessions committed per log entry by [`SealedStore::seal_all`].
+const COMMIT_BATCH: usize = 2000;
+/// ... or after this long, whichever comes first.
+const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A bundle read, written and claimed, waiting for its log entry.
+struct Pending {
+    entry: CommitEntry,
+    summary: SealSummary,
+    /// Whether this call wrote the sessions file (else it only repairs a
+    /// claim an interrupted earlier seal left uncommitted).
+    wrote_claim: bool,
+}
+
+/// What preparing one bundle came to.
+enum Prepared {
+    /// Nothing to commit (already sealed, or refused).
+    Done(SealOutcome),
+    /// Ready for the next log entry.
+    Pending(Box<Pending>),
+}
+
 impl SealedStore {
     /// Seals one bundle folder.
     pub async fn seal(&self, bundle_dir: &FsPath, options: &SealOptions) -> Result<SealOutcome> {
         let known = self.snapshot().await?;
-        self.seal_against(bundle_dir, options, &known).await
+        match self.prepare(bundle_dir, options, &known).await? {
+            Prepared::Done(outcome) => Ok(outcome),
+            Prepared::Pending(p) => {
+                let mut done = self.commit_batch(vec![*p]).await;
+                done.pop()
+                    .map(|(_, r)| r)
+                    .unwrap_or_else(|| Err(Error::Internal("empty commit".into())))
+            }
+        }
     }
 
-    /// Seals one bundle, taking `known` (a snapshot from before) plus what
-    /// this handle has committed since as the sessions already sealed.
-    async fn seal_against(
+    /// Reads one bundle, writes its frames file and claims its session
+    /// file, taking `known` (a snapshot from before) plus what this handle
+    /// has committed since as the sessions already sealed.
+    async fn prepare(
         &self,
         bundle_dir: &FsPath,
         options: &SealOptions,
         known: &Snapshot,
-    ) -> Result<SealOutcome> {
+    ) -> Result<Prepared> {
         let dir = bundle_dir.to_path_buf();
         let limits = options.limits;
         let bundle =
@@ -144,10 +179,10 @@ impl SealedStore {
         };
         let id = &bundle.session.session_id;
         if let Some(seal) = self.committed_seal(id) {
-            return self.compare(&seal, summary);
+            return self.compare(&seal, summary).map(Prepared::Done);
         }
         if let Some(existing) = known.get(id) {
-            return self.compare(&existing.seal, summary);
+            return self.compare(&existing.seal, summary).map(Prepared::Done);
         }
         let loc = self.location();
         let paths = SessionPaths::new(
@@ -166,24 +201,113 @@ impl SealedStore {
             }
         };
         let sealed_at = options.sealed_at.unwrap_or_else(Utc::now);
+        let sealed_at_us = sealed_at.timestamp_micros();
+        let relative = |p: &Path| {
+            p.prefix_match(&loc.prefix)
+                .map(|parts| Path::from_iter(parts).to_string())
+                .unwrap_or_else(|| p.to_string())
+        };
         match self
-            .commit(&bundle, &paths, &frames_file, sealed_at.timestamp_micros())
+            .claim(&bundle, &paths, &frames_file, sealed_at_us)
             .await
         {
-            Ok(()) => {
+            Ok(session_bytes) => {
+                // Later bundles with this id in the same call compare against it.
                 self.note_committed(&summary.session_id, &summary.seal);
-                Ok(SealOutcome::Sealed(summary))
+                Ok(Prepared::Pending(Box::new(Pending {
+                    entry: CommitEntry {
+                        session_id: summary.session_id.clone(),
+                        workflow: summary.workflow.clone(),
+                        started_at_us: bundle.session.started_at_us,
+                        sealed_at_us,
+                        seal: bundle.seal.clone(),
+                        frame_count: bundle.frames.len() as i64,
+                        session_path: relative(&paths.session),
+                        session_bytes,
+                        frames_path: relative(&paths.frames),
+                        frames_bytes: frames_file.bytes,
+                        frames_footer_bytes: frames_file.footer,
+                    },
+                    summary,
+                    wrote_claim: true,
+                })))
             }
             Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
+                // Claimed before: by a seal that committed since `known` was
+                // read, one that is committing now, or one interrupted
+                // between its claim and its log entry. Same content: commit
+                // the claim's files (adding a path again is idempotent).
                 let existing = self.read_session(&paths.session).await?;
                 if existing.seal != bundle.seal {
                     let _ = loc.store.delete(&paths.frames).await;
+                    return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
-                self.compare(&existing.seal, summary)
+                let session_bytes = loc.store.head(&paths.session).await?.size;
+                Ok(Prepared::Pending(Box::new(Pending {
+                    entry: CommitEntry {
+                        session_id: existing.session_id.clone(),
+                        workflow: existing.workflow.clone(),
+                        started_at_us: existing.started_at_us,
+                        sealed_at_us: existing.sealed_at_us,
+                        seal: existing.seal.clone(),
+                        frame_count: existing.frame_count,
+                        session_path: relative(&paths.session),
+                        session_bytes,
+                        frames_path: relative(&existing.frames_path),
+                        frames_bytes: existing.frames_bytes,
+                        frames_footer_bytes: existing.frames_footer_bytes.unwrap_or(0),
+                    },
+                    summary: SealSummary {
+                        seal: existing.seal,
+                        ..summary
+                    },
+                    wrote_claim: false,
+                })))
             }
             Err(e) => {
                 let _ = loc.store.delete(&paths.frames).await;
                 Err(e)
+            }
+        }
+    }
+
+    /// Commits `batch` as one log entry per table; on failure removes what
+    /// this call wrote for it. One result per bundle, in `batch` order.
+    async fn commit_batch(&self, batch: Vec<Pending>) -> Vec<(String, Result<SealOutcome>)> {
+        let entries: Vec<CommitEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+        match self.catalog().commit(&entries, "seal").await {
+            Ok(_) => batch
+                .into_iter()
+                .map(|p| {
+                    self.note_committed(&p.summary.session_id, &p.summary.seal);
+                    let outcome = if p.wrote_claim {
+                        SealOutcome::Sealed(p.summary)
+                    } else {
+                        SealOutcome::AlreadySealed(p.summary)
+                    };
+                    (p.entry.session_id, Ok(outcome))
+                })
+                .collect(),
+            Err(failed) => {
+                let loc = self.location();
+                let message = failed.error.to_string();
+                let mut out = Vec::with_capacity(batch.len());
+                for p in batch {
+                    self.forget_claim(&p.entry.session_id);
+                    if p.wrote_claim && !failed.frames_committed {
+                        let root = &loc.prefix;
+                        let _ = loc.store.delete(&under(root, &p.entry.session_path)).await;
+                        let _ = loc.store.delete(&under(root, &p.entry.frames_path)).await;
+                    }
+                    out.push((
+                        p.entry.session_id,
+                        Err(Error::Catalog {
+                            table: "sessions",
+                            message: message.clone(),
+                        }),
+                    ));
+                }
+                out
             }
         }
     }
@@ -200,8 +324,10 @@ impl SealedStore {
         }
     }
 
-    /// Seals many bundles, `options.parallelism` at a time; each bundle stands
-    /// alone. Results arrive in completion order.
+    /// Seals many bundles, `options.parallelism` at a time; each bundle
+    /// stands alone. Bundles are committed in batches of up to 2,000 (one
+    /// log entry per table and batch, or sooner when 20 s have passed), so
+    /// a result arrives when its batch is committed.
     pub fn seal_all<'a>(
         &'a self,
         bundles: Vec<PathBuf>,
@@ -211,10 +337,10 @@ impl SealedStore {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        // One listing for the whole call; ids committed during it are
-        // tracked by the handle, so the store is not listed per bundle.
+        // One snapshot for the whole call; ids committed during it are
+        // tracked by the handle.
         let known = futures::stream::once(async move { self.snapshot().await });
-        known
+        let prepared = known
             .flat_map(move |snapshot| {
                 let snapshot = Arc::new(snapshot);
                 let bundles = bundles.clone();
@@ -223,10 +349,10 @@ impl SealedStore {
                         let snapshot = Arc::clone(&snapshot);
                         async move {
                             let res = match snapshot.as_ref() {
-                                Ok(known) => self.seal_against(&dir, options, known).await,
+                                Ok(known) => self.prepare(&dir, options, known).await,
                                 Err(e) => Err(Error::Corrupt {
-                                    path: "sessions/".into(),
-                                    message: format!("cannot list the store: {e}"),
+                                    path: "sessions/_delta_log".into(),
+                                    message: format!("cannot read the store: {e}"),
                                 }),
                             };
                             (dir, res)
@@ -234,7 +360,63 @@ impl SealedStore {
                     })
                     .buffer_unordered(parallelism)
             })
-            .boxed()
+            .boxed();
+        struct State<'a> {
+            input: Option<BoxStream<'a, (PathBuf, Result<Prepared>)>>,
+            pending: Vec<(PathBuf, Pending)>,
+            since: Option<std::time::Instant>,
+            ready: std::collections::VecDeque<(PathBuf, Result<SealOutcome>)>,
+        }
+        let state = State {
+            input: Some(prepared),
+            pending: Vec::new(),
+            since: None,
+            ready: Default::default(),
+        };
+        futures::stream::unfold(state, move |mut st| async move {
+            loop {
+                if let Some(item) = st.ready.pop_front() {
+                    return Some((item, st));
+                }
+                let next = match st.input.as_mut() {
+                    Some(input) => input.next().await,
+                    None => None,
+                };
+                let flush = match next {
+                    Some((dir, Ok(Prepared::Done(outcome)))) => {
+                        st.ready.push_back((dir, Ok(outcome)));
+                        false
+                    }
+                    Some((dir, Err(e))) => {
+                        st.ready.push_back((dir, Err(e)));
+                        false
+                    }
+                    Some((dir, Ok(Prepared::Pending(p)))) => {
+                        st.since.get_or_insert_with(std::time::Instant::now);
+                        st.pending.push((dir, *p));
+                        st.pending.len() >= COMMIT_BATCH
+                            || st.since.is_some_and(|t| t.elapsed() >= COMMIT_AFTER)
+                    }
+                    None => {
+                        st.input = None;
+                        if st.pending.is_empty() {
+                            return None;
+                        }
+                        true
+                    }
+                };
+                if flush {
+                    st.since = None;
+                    let (dirs, batch): (Vec<PathBuf>, Vec<Pending>) =
+                        std::mem::take(&mut st.pending).into_iter().unzip();
+                    let results = self.commit_batch(batch).await;
+                    for (dir, (_, res)) in dirs.into_iter().zip(results) {
+                        st.ready.push_back((dir, res));
+                    }
+                }
+            }
+        })
+        .boxed()
     }
 
     /// Streams the frames file; returns its size and its footer's size.
@@ -274,14 +456,15 @@ impl SealedStore {
         Ok(FramesFile { bytes, footer })
     }
 
-    /// Creates the sessions file, failing with `AlreadyExists` if present.
-    async fn commit(
+    /// Creates the sessions file (the claim on the session id), failing
+    /// with `AlreadyExists` if present; returns its size.
+    async fn claim(
         &self,
         bundle: &Bundle,
         paths: &SessionPaths,
         frames_file: &FramesFile,
         sealed_at_us: i64,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let loc = self.location();
         let relative: Vec<_> = paths
             .frames
@@ -310,10 +493,11 @@ impl SealedStore {
             mode: PutMode::Create,
             ..Default::default()
         };
+        let bytes = buf.len() as u64;
         loc.store
             .put_opts(&paths.session, PutPayload::from(Bytes::from(buf)), opts)
             .await?;
-        Ok(())
+        Ok(bytes)
     }
 }
 

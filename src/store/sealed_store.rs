@@ -1,11 +1,12 @@
 //! [`SealedStore`]: a handle on one store root, and the [`Snapshot`] of its
 //! committed sessions that every query plans against.
 //!
-//! A session is committed when its one-row `sessions/…/<id>.parquet` file
-//! exists (see `layout.rs`); that file's footer also names its frames file and
-//! that file's size, so planning a `frames` scan needs one LIST of
-//! `sessions/` and no request to `frames/` at all. Session files are
-//! immutable, so their rows are cached by path for the life of the handle.
+//! A session is committed when its sessions file is in the `sessions` Delta
+//! log (`catalog.rs`); the `frames` log names its frames file, that file's
+//! size and its footer's size. A snapshot is read from the two logs alone
+//! (the latest checkpoint and the entries after it), so planning costs the
+//! same few requests whatever the number of sessions, and never lists
+//! `sessions/` or `frames/` nor opens a session's file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,12 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::catalog::{under, Catalog, LoggedFile, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::schema::sessions_schema;
@@ -32,7 +34,7 @@ pub(super) const META_FRAMES_BYTES: &str = "nusomi.frames_bytes";
 /// fetches exactly the footer (no image bytes) in its first request.
 pub(super) const META_FRAMES_FOOTER: &str = "nusomi.frames_footer_bytes";
 
-/// One committed session, as its sessions file describes it.
+/// One committed session, as the two logs describe it.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     /// Session id.
@@ -47,30 +49,38 @@ pub struct SessionRecord {
     pub seal: String,
     /// Number of frames (rows of the frames file).
     pub frame_count: i64,
+    /// The one-row sessions file.
+    pub session_path: Path,
+    /// Its size in bytes.
+    pub session_bytes: u64,
     /// The frames file.
     pub frames_path: Path,
     /// Its size in bytes.
     pub frames_bytes: u64,
     /// Size of its Parquet footer in bytes, if recorded.
     pub frames_footer_bytes: Option<u64>,
-    /// The session's row, in the `sessions` schema.
-    pub row: RecordBatch,
 }
 
-/// The committed sessions of a store at one instant, sorted by `session_id`.
+/// The table versions a [`Snapshot`] was read at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreVersion {
+    /// Version of the `sessions` Delta table.
+    pub sessions: u64,
+    /// Version of the `frames` Delta table.
+    pub frames: u64,
+}
+
+/// The committed sessions of a store at one pair of table versions, sorted
+/// by `session_id`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// The versions read; `None` for a store nothing was sealed into yet.
+    pub version: Option<StoreVersion>,
     /// Sessions in `session_id` byte order.
     pub sessions: Vec<Arc<SessionRecord>>,
 }
 
 impl Snapshot {
-    /// All session rows as one batch, in `session_id` order.
-    pub fn sessions_batch(&self) -> Result<RecordBatch> {
-        let rows: Vec<&RecordBatch> = self.sessions.iter().map(|s| &s.row).collect();
-        Ok(concat_batches(&sessions_schema(), rows)?)
-    }
-
     /// The session with this id, if committed.
     pub fn get(&self, session_id: &str) -> Option<&Arc<SessionRecord>> {
         self.sessions
@@ -85,7 +95,9 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct SealedStore {
     location: StoreLocation,
-    cache: Mutex<HashMap<Path, Arc<SessionRecord>>>,
+    catalog: Catalog,
+    /// A snapshot every query of this handle reads (see [`SealedStore::pinned`]).
+    pinned: Option<Arc<Snapshot>>,
     /// Session id → seal of every session this handle committed.
     committed: Mutex<HashMap<String, String>>,
 }
@@ -94,16 +106,30 @@ impl SealedStore {
     /// Opens (for a local path: creates) the store at `root`; see
     /// [`StoreLocation::parse`] for the accepted forms.
     pub async fn open(root: &str) -> Result<Arc<Self>> {
-        Ok(Self::new(StoreLocation::parse(root)?))
+        Self::try_new(StoreLocation::parse(root)?)
     }
 
     /// A store over an already resolved location.
+    ///
+    /// # Panics
+    /// When `location`'s URL cannot name a Delta table (never for locations
+    /// made by [`StoreLocation::parse`] or [`StoreLocation::new`] with a
+    /// valid URL); use [`SealedStore::try_new`] to get an error instead.
     pub fn new(location: StoreLocation) -> Arc<Self> {
-        Arc::new(SealedStore {
+        match Self::try_new(location) {
+            Ok(store) => store,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A store over an already resolved location.
+    pub fn try_new(location: StoreLocation) -> Result<Arc<Self>> {
+        Ok(Arc::new(SealedStore {
+            catalog: Catalog::new(&location)?,
             location,
-            cache: Mutex::new(HashMap::new()),
+            pinned: None,
             committed: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// Where the store lives.
@@ -111,53 +137,115 @@ impl SealedStore {
         &self.location
     }
 
-    /// Lists the committed sessions now. Session files already seen by this
-    /// handle are not read again.
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A handle whose queries all read one snapshot: the newest one, or the
+    /// one at `version` (an export's recorded version, for reproduction).
+    /// Sealing through the returned handle is not meant.
+    pub async fn pinned(&self, version: Option<StoreVersion>) -> Result<Arc<Self>> {
+        let snapshot = match version {
+            Some(v) => self.snapshot_at(Some(v)).await?,
+            None => self.snapshot().await?,
+        };
+        Ok(Arc::new(SealedStore {
+            location: self.location.clone(),
+            catalog: self.catalog.clone(),
+            pinned: Some(Arc::new(snapshot)),
+            committed: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The committed sessions now (or the pinned snapshot).
     pub async fn snapshot(&self) -> Result<Snapshot> {
+        if let Some(pinned) = &self.pinned {
+            return Ok(Snapshot::clone(pinned));
+        }
+        self.snapshot_at(None).await
+    }
+
+    /// The committed sessions at `version` (default: the newest).
+    pub async fn snapshot_at(&self, version: Option<StoreVersion>) -> Result<Snapshot> {
+        let sessions = self
+            .catalog
+            .files(Table::Sessions, version.map(|v| v.sessions))
+            .await?;
+        let Some((sessions_version, session_files)) = sessions else {
+            self.refuse_legacy_layout().await?;
+            return Ok(Snapshot {
+                version: None,
+                sessions: Vec::new(),
+            });
+        };
+        // The frames log is read after the sessions log, so it covers every
+        // committed session (frames are committed first).
+        let (frames_version, frames_files) = self
+            .catalog
+            .files(Table::Frames, version.map(|v| v.frames))
+            .await?
+            .unwrap_or_default();
+        let frames: HashMap<&str, &LoggedFile> = frames_files
+            .iter()
+            .map(|f| (f.session_id.as_str(), f))
+            .collect();
+        let root = &self.location.prefix;
+        // One record per session id; if a cross-process race ever committed
+        // an id twice (under two workflows), the earliest seal wins,
+        // deterministically.
+        let mut by_id: BTreeMap<&str, Arc<SessionRecord>> = BTreeMap::new();
+        for s in &session_files {
+            let Some(f) = frames.get(s.session_id.as_str()) else {
+                continue;
+            };
+            let rec = SessionRecord {
+                session_id: s.session_id.clone(),
+                workflow: s.workflow.clone(),
+                started_at_us: s.started_at_us,
+                sealed_at_us: s.sealed_at_us.unwrap_or(0),
+                seal: s.seal.clone().unwrap_or_default(),
+                frame_count: f.rows,
+                session_path: under(root, &s.path),
+                session_bytes: s.bytes,
+                frames_path: under(root, &f.path),
+                frames_bytes: f.bytes,
+                frames_footer_bytes: f.footer_bytes,
+            };
+            by_id
+                .entry(s.session_id.as_str())
+                .and_modify(|cur| {
+                    if (rec.sealed_at_us, &rec.seal) < (cur.sealed_at_us, &cur.seal) {
+                        *cur = Arc::new(rec.clone());
+                    }
+                })
+                .or_insert_with(|| Arc::new(rec));
+        }
+        Ok(Snapshot {
+            version: Some(StoreVersion {
+                sessions: sessions_version,
+                frames: frames_version,
+            }),
+            sessions: by_id.into_values().collect(),
+        })
+    }
+
+    /// A store without a `sessions` log but with session files is one of
+    /// the layout before Delta Lake: refuse it with the way out.
+    async fn refuse_legacy_layout(&self) -> Result<()> {
         let dir = child(&self.location.prefix, &[SESSIONS_DIR]);
-        let metas: Vec<_> = self
+        let first = self
             .location
             .store
             .list(Some(&dir))
             .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".parquet")))
-            .try_collect()
+            .try_next()
             .await?;
-        let missing: Vec<Path> = {
-            let cache = self.lock_cache();
-            metas
-                .iter()
-                .map(|m| m.location.clone())
-                .filter(|p| !cache.contains_key(p))
-                .collect()
-        };
-        let loaded: Vec<(Path, Arc<SessionRecord>)> = futures::stream::iter(missing)
-            .map(|path| async move {
-                let rec = self.read_session(&path).await?;
-                Ok::<_, Error>((path, Arc::new(rec)))
-            })
-            .buffer_unordered(32)
-            .try_collect()
-            .await?;
-        let mut cache = self.lock_cache();
-        cache.extend(loaded);
-        // One record per session id; if a cross-process race ever committed an
-        // id twice (under two workflows), the earliest seal wins, deterministically.
-        let mut by_id: BTreeMap<String, Arc<SessionRecord>> = BTreeMap::new();
-        for meta in &metas {
-            if let Some(rec) = cache.get(&meta.location) {
-                by_id
-                    .entry(rec.session_id.clone())
-                    .and_modify(|cur| {
-                        if (rec.sealed_at_us, &rec.seal) < (cur.sealed_at_us, &cur.seal) {
-                            *cur = Arc::clone(rec);
-                        }
-                    })
-                    .or_insert_with(|| Arc::clone(rec));
-            }
+        match first {
+            Some(_) => Err(Error::LegacyStore {
+                location: self.location.display.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(Snapshot {
-            sessions: by_id.into_values().collect(),
-        })
     }
 
     /// The seal of `session_id` if this handle committed it.
@@ -166,24 +254,41 @@ impl SealedStore {
         map.get(session_id).cloned()
     }
 
-    /// Records a commit made through this handle.
+    /// Drops a claim this handle noted whose commit failed.
+    pub(crate) fn forget_claim(&self, session_id: &str) {
+        let mut map = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(session_id);
+    }
+
+    /// Records a claim or commit made through this handle.
     pub(crate) fn note_committed(&self, session_id: &str, seal: &str) {
         let mut map = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(session_id.to_string(), seal.to_string());
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Path, Arc<SessionRecord>>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads one committed session file.
-    pub(crate) async fn read_session(&self, path: &Path) -> Result<SessionRecord> {
+    /// Reads one sessions file (its row and what its footer names).
+    pub(crate) async fn read_session(&self, path: &Path) -> Result<SessionFile> {
         let bytes = self.location.store.get(path).await?.bytes().await?;
         decode_session_file(&self.location.prefix, path, bytes)
     }
 }
 
-fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<SessionRecord> {
+/// A sessions file as written by sealing: its row and its footer's facts.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionFile {
+    pub session_id: String,
+    pub workflow: String,
+    pub started_at_us: i64,
+    pub sealed_at_us: i64,
+    pub seal: String,
+    pub frame_count: i64,
+    /// The frames file, absolute.
+    pub frames_path: Path,
+    pub frames_bytes: u64,
+    pub frames_footer_bytes: Option<u64>,
+}
+
+fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<SessionFile> {
     let corrupt = |message: String| Error::Corrupt {
         path: path.to_string(),
         message,
@@ -233,7 +338,7 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
             .map(|c| c.as_primitive::<TimestampMicrosecondType>().value(0))
     };
     let missing = || corrupt("a required column is null".into());
-    Ok(SessionRecord {
+    Ok(SessionFile {
         session_id: text("session_id").ok_or_else(missing)?,
         workflow: text("workflow").ok_or_else(missing)?,
         started_at_us: ts("started_at").ok_or_else(missing)?,
@@ -243,7 +348,6 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
         frames_path: Path::from_iter(root.parts().chain(Path::from(frames_path.as_str()).parts())),
         frames_bytes,
         frames_footer_bytes: kv.get(META_FRAMES_FOOTER).and_then(|v| v.parse().ok()),
-        row,
     })
 }
 

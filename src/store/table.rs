@@ -1,18 +1,16 @@
 //! The `sessions` and `frames` tables as DataFusion [`TableProvider`]s.
 //!
-//! `sessions` is served from the store [`Snapshot`] (one cached row per
-//! session, sorted by `session_id`), with every deterministic filter applied
-//! inside the scan. `frames` plans a Parquet scan over
-//! exactly the frames files of the sessions that survive the query's filters
-//! on `session_id`, `workflow` and `started_at` (evaluated against the
-//! snapshot, so other files are never opened), hands each file exact
-//! statistics (row count, and min = max for those three columns) so
-//! DataFusion's file pruner can also skip files on dynamic join filters
-//! before reading a byte, and declares the files' natural order
-//! (`session_id`, `frame_idx`) so ordered exports need no sort. Other filters
-//! go to the Parquet reader (row-group statistics, page index, late
-//! materialisation); a scan that does not project `image` never reads image
-//! pages.
+//! Both plan from the store [`Snapshot`] (the two Delta logs' file lists,
+//! sorted by `session_id`): filters on `session_id`, `workflow`,
+//! `started_at` (and `sealed_at` for `sessions`) are decided against the
+//! logged statistics before any data file is opened, and every file kept
+//! gets exact statistics (row count, min = max for those columns), so
+//! DataFusion answers `count(*)` without reading, and its file pruner skips
+//! files on dynamic join filters before reading a byte. Both declare their
+//! files' natural order (`session_id`, and `frame_idx` in `frames`) so
+//! ordered exports need no sort. Other filters go to the Parquet reader
+//! (row-group statistics, page index, late materialisation); a frames scan
+//! that does not project `image` never reads image pages.
 
 use std::sync::Arc;
 
@@ -28,9 +26,7 @@ use datafusion::common::{ColumnStatistics, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -73,14 +69,15 @@ impl TableProvider for SessionsTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Every deterministic filter is applied to the snapshot inside the scan.
+        // Filters on the logged columns are decided per file from the
+        // snapshot; the rest is applied above the scan.
         Ok(filters
             .iter()
             .map(|f| {
-                if f.is_volatile() {
-                    TableProviderFilterPushDown::Unsupported
-                } else {
+                if is_logged_filter(f, &SESSIONS_LOGGED_COLUMNS) {
                     TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
                 }
             })
             .collect())
@@ -94,18 +91,43 @@ impl TableProvider for SessionsTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.store.snapshot().await?;
+        let logged: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| is_logged_filter(f, &SESSIONS_LOGGED_COLUMNS))
+            .collect();
+        let kept = prune_sessions(state, &snapshot, &logged, true)?;
         let schema = sessions_schema();
-        let batch = filter_batch(state, snapshot.sessions_batch()?, filters)?;
+        if kept.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let files: Vec<(PartitionedFile, u64)> = kept
+            .iter()
+            .map(|s| {
+                let file = PartitionedFile::new(s.session_path.to_string(), s.session_bytes)
+                    .with_statistics(Arc::new(session_file_statistics(s)));
+                (file, s.session_bytes)
+            })
+            .collect();
+        let groups = contiguous_groups(files, state.config().target_partitions());
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let source = format.file_source(Arc::clone(&schema).into());
         let ordering = LexOrdering::new([PhysicalSortExpr::new(
             col("session_id", &schema)?,
             SortOptions::new(false, false),
         )]);
-        let mut source = MemorySourceConfig::try_new(&[vec![batch]], schema, projection.cloned())?
-            .with_limit(limit);
-        if let Some(ordering) = ordering {
-            source = source.try_with_sort_information(vec![ordering])?;
-        }
-        Ok(DataSourceExec::from_data_source(source))
+        let mut stats = Statistics::new_unknown(&schema);
+        stats.num_rows = Precision::Exact(kept.len());
+        let config = FileScanConfigBuilder::new(self.store.location().url.clone(), source)
+            .with_file_groups(groups)
+            .with_statistics(stats)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .with_output_ordering(ordering.into_iter().collect());
+        format.create_physical_plan(state, config.build()).await
     }
 }
 
@@ -122,14 +144,17 @@ impl FramesTable {
     }
 }
 
-/// Whether a filter mentions only per-session columns of `frames`, so it can
-/// be decided per file from the snapshot.
-fn is_session_filter(expr: &Expr) -> bool {
+/// Columns of `sessions` whose values the log holds per file.
+const SESSIONS_LOGGED_COLUMNS: [&str; 4] = ["session_id", "workflow", "started_at", "sealed_at"];
+
+/// Whether a filter mentions only `columns` (values the log holds per
+/// file), so it can be decided per file from the snapshot.
+fn is_logged_filter(expr: &Expr, columns: &[&str]) -> bool {
     !expr.is_volatile()
         && expr
             .column_refs()
             .iter()
-            .all(|c| FRAMES_SESSION_COLUMNS.contains(&c.name.as_str()))
+            .all(|c| columns.contains(&c.name.as_str()))
 }
 
 #[async_trait]
@@ -149,7 +174,7 @@ impl TableProvider for FramesTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if is_session_filter(f) {
+                if is_logged_filter(f, &FRAMES_SESSION_COLUMNS) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -166,8 +191,11 @@ impl TableProvider for FramesTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.store.snapshot().await?;
-        let session_filters: Vec<&Expr> = filters.iter().filter(|f| is_session_filter(f)).collect();
-        let kept = prune_sessions(state, &snapshot, &session_filters)?;
+        let session_filters: Vec<&Expr> = filters
+            .iter()
+            .filter(|f| is_logged_filter(f, &FRAMES_SESSION_COLUMNS))
+            .collect();
+        let kept = prune_sessions(state, &snapshot, &session_filters, false)?;
         let schema = frames_schema();
         if kept.is_empty() {
             let projected = match projection {
@@ -200,18 +228,6 @@ impl TableProvider for FramesTable {
     }
 }
 
-/// The rows of `batch` for which every filter is true.
-fn filter_batch(
-    state: &dyn Session,
-    batch: RecordBatch,
-    filters: &[Expr],
-) -> DfResult<RecordBatch> {
-    let Some(mask) = filter_mask(state, &batch, filters.iter())? else {
-        return Ok(batch);
-    };
-    Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
-}
-
 /// AND of `filters` evaluated on `batch` (nulls false); `None` when there are none.
 fn filter_mask<'a>(
     state: &dyn Session,
@@ -239,34 +255,47 @@ fn filter_mask<'a>(
     Ok(keep)
 }
 
-/// Keeps the sessions for which every per-session filter is true.
+/// Keeps the sessions for which every per-session filter is true; the
+/// filters see `session_id`, `workflow`, `started_at` and, with
+/// `with_sealed_at`, `sealed_at`.
 fn prune_sessions(
     state: &dyn Session,
     snapshot: &Snapshot,
     filters: &[&Expr],
+    with_sealed_at: bool,
 ) -> DfResult<Vec<Arc<SessionRecord>>> {
     if filters.is_empty() {
         return Ok(snapshot.sessions.clone());
     }
-    let full = frames_schema();
-    let fields: Vec<_> = FRAMES_SESSION_COLUMNS
+    let full = sessions_schema();
+    let names: &[&str] = if with_sealed_at {
+        &SESSIONS_LOGGED_COLUMNS
+    } else {
+        &FRAMES_SESSION_COLUMNS
+    };
+    let fields: Vec<_> = names
         .iter()
         .map(|name| full.field_with_name(name).cloned())
         .collect::<Result<_, _>>()?;
     let schema = Arc::new(Schema::new(fields));
     let s = &snapshot.sessions;
-    let columns: Vec<ArrayRef> = vec![
+    let timestamps = |f: &dyn Fn(&SessionRecord) -> i64| {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(s.iter().map(|r| f(r))).with_timezone(UTC),
+        ) as ArrayRef
+    };
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             s.iter().map(|r| r.session_id.as_str()),
         )),
         Arc::new(StringArray::from_iter_values(
             s.iter().map(|r| r.workflow.as_str()),
         )),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(s.iter().map(|r| r.started_at_us))
-                .with_timezone(UTC),
-        ),
+        timestamps(&|r| r.started_at_us),
     ];
+    if with_sealed_at {
+        columns.push(timestamps(&|r| r.sealed_at_us));
+    }
     let batch = RecordBatch::try_new(schema, columns)?;
     let Some(keep) = filter_mask(state, &batch, filters.iter().copied())? else {
         return Ok(snapshot.sessions.clone());
@@ -278,25 +307,65 @@ fn prune_sessions(
         .collect())
 }
 
-/// Splits the (sorted) sessions into at most `n` contiguous groups of about
-/// equal bytes, so each group is itself sorted by `session_id`.
-fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) -> Vec<FileGroup> {
-    let n = n.max(1).min(sessions.len());
-    let total: u64 = sessions.iter().map(|s| s.frames_bytes).sum();
+/// Splits (sorted) files into at most `n` contiguous groups of about equal
+/// bytes, so each group is itself sorted by `session_id`.
+fn contiguous_groups(files: Vec<(PartitionedFile, u64)>, n: usize) -> Vec<FileGroup> {
+    let n = n.max(1).min(files.len().max(1));
+    let total: u64 = files.iter().map(|(_, b)| *b).sum();
     let target = total.div_ceil(n as u64).max(1);
     let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new()];
     let mut in_group = 0u64;
-    for s in sessions {
+    for (file, bytes) in files {
         if in_group >= target && groups.len() < n {
             groups.push(Vec::new());
             in_group = 0;
         }
-        in_group += s.frames_bytes;
+        in_group += bytes;
         if let Some(g) = groups.last_mut() {
-            g.push(partitioned_file(s, exact_footer));
+            g.push(file);
         }
     }
     groups.into_iter().map(FileGroup::new).collect()
+}
+
+/// The frames files of `sessions` in contiguous groups.
+fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) -> Vec<FileGroup> {
+    let files = sessions
+        .iter()
+        .map(|s| (partitioned_file(s, exact_footer), s.frames_bytes))
+        .collect();
+    contiguous_groups(files, n)
+}
+
+/// Exact statistics of one sessions file (one row), known from the log.
+fn session_file_statistics(s: &SessionRecord) -> Statistics {
+    let schema = sessions_schema();
+    let constant = |v: ScalarValue| ColumnStatistics {
+        null_count: Precision::Exact(0),
+        max_value: Precision::Exact(v.clone()),
+        min_value: Precision::Exact(v),
+        distinct_count: Precision::Exact(1),
+        ..Default::default()
+    };
+    let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some(UTC.into()));
+    let column_statistics = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "session_id" => constant(ScalarValue::Utf8(Some(s.session_id.clone()))),
+            "workflow" => constant(ScalarValue::Utf8(Some(s.workflow.clone()))),
+            "started_at" => constant(ts(s.started_at_us)),
+            "sealed_at" => constant(ts(s.sealed_at_us)),
+            "seal" => constant(ScalarValue::Utf8(Some(s.seal.clone()))),
+            "frame_count" => constant(ScalarValue::Int64(Some(s.frame_count))),
+            _ => ColumnStatistics::new_unknown(),
+        })
+        .collect();
+    Statistics {
+        num_rows: Precision::Exact(1),
+        total_byte_size: Precision::Inexact(s.session_bytes as usize),
+        column_statistics,
+    }
 }
 
 /// One frames file. With `exact_footer` (scans without `image`) the first

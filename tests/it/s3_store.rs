@@ -49,3 +49,80 @@ async fn store_on_s3_seals_queries_and_prunes() {
         .value(0);
     assert_eq!(n as usize, frames);
 }
+
+#[tokio::test]
+#[ignore = "needs an S3 server: run scripts/test.sh"]
+async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
+    let base =
+        std::env::var("NUSOMI_TEST_S3_URL").expect("NUSOMI_TEST_S3_URL (scripts/test.sh sets it)");
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let url = format!("{base}/concurrent-{nonce}");
+    let tmp = tempfile::TempDir::new().unwrap();
+    let bundles: Vec<_> = (0..12).map(|i| write_session(tmp.path(), 41, i)).collect();
+    // Process p seals bundles p, p+4, p+8 (its own) and every bundle with
+    // i % 3 == 0 (shared by all four: the same session from four sealers).
+    let mut children = Vec::new();
+    for p in 0..4 {
+        let mut args = vec!["seal".to_string(), "--store".into(), url.clone()];
+        for (i, (_, dir)) in bundles.iter().enumerate() {
+            if i % 4 == p || i % 3 == 0 {
+                args.push(dir.to_str().unwrap().to_string());
+            }
+        }
+        children.push(
+            std::process::Command::new(env!("CARGO_BIN_EXE_nusomi"))
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let mut sealed_lines = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        sealed_lines += text.lines().filter(|l| l.starts_with("sealed ")).count();
+    }
+    // Each session was newly sealed by exactly one process.
+    assert_eq!(sealed_lines, bundles.len());
+    let store = SealedStore::open(&url).await.unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    let mut want: Vec<String> = bundles
+        .iter()
+        .map(|(d, _)| d.session_id().to_string())
+        .collect();
+    want.sort();
+    let got: Vec<String> = snapshot
+        .sessions
+        .iter()
+        .map(|s| s.session_id.clone())
+        .collect();
+    assert_eq!(got, want);
+    let ctx = datafusion::prelude::SessionContext::new();
+    nusomi_export::register(&ctx, &store).unwrap();
+    let b = ctx
+        .sql(
+            "SELECT (SELECT count(*) FROM sessions), (SELECT count(DISTINCT session_id) FROM sessions), \
+             (SELECT count(*) FROM frames)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let col = |i: usize| {
+        b[0].column(i)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0) as usize
+    };
+    let frames: usize = bundles.iter().map(|(d, _)| d.frames.len()).sum();
+    assert_eq!((col(0), col(1), col(2)), (12, 12, frames));
+}

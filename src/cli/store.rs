@@ -1,0 +1,101 @@
+//! `nusomi store migrate|checkpoint|vacuum ROOT`: maintenance of a store's
+//! Delta Lake tables.
+
+use std::process::ExitCode;
+
+use crate::error::Result;
+use crate::store::SealedStore;
+
+/// Store maintenance.
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum StoreCommand {
+    /// Convert a store sealed before the Delta Lake catalog in place: add
+    /// every sessions file (and its frames file) to the Delta logs. Moves and
+    /// deletes nothing; safe to run again or after an interruption.
+    Migrate(RootArg),
+    /// Write a checkpoint of both tables, so readers replay a short log.
+    Checkpoint(RootArg),
+    /// Delete, past the retention period, the files of forgotten sessions
+    /// and frames files failed seals left behind (never a file the newest
+    /// version reads); list sessions files waiting for a commit.
+    Vacuum(VacuumArgs),
+    /// Remove sessions from the store (retention, erasure). Exports pinned
+    /// to earlier versions still read them until a vacuum deletes the files.
+    Forget(ForgetArgs),
+}
+
+/// Arguments of `nusomi store forget`.
+#[derive(Debug, clap::Args)]
+pub(super) struct ForgetArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Session ids.
+    #[arg(required = true)]
+    ids: Vec<String>,
+}
+
+/// A store root.
+#[derive(Debug, clap::Args)]
+pub(super) struct RootArg {
+    /// Store root: a path, file://, memory://, s3://, az:// or gs:// URL.
+    #[arg(env = "NUSOMI_STORE")]
+    root: String,
+}
+
+/// Arguments of `nusomi store vacuum`.
+#[derive(Debug, clap::Args)]
+pub(super) struct VacuumArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Only files older than this many hours (a seal in progress writes its
+    /// frames file before its commit).
+    #[arg(long, default_value_t = 168)]
+    retain_hours: u32,
+    /// List, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub(super) async fn run(cmd: StoreCommand) -> Result<ExitCode> {
+    match cmd {
+        StoreCommand::Migrate(a) => {
+            let store = SealedStore::open(&a.root).await?;
+            let s = store.migrate().await?;
+            println!(
+                "{} sessions files: {} committed now in {} log entries, {} were already committed",
+                s.found, s.committed, s.commits, s.already_committed
+            );
+        }
+        StoreCommand::Checkpoint(a) => {
+            let store = SealedStore::open(&a.root).await?;
+            let (sessions, frames) = store.checkpoint().await?;
+            println!(
+                "checkpoint written: sessions at version {sessions}, frames at version {frames}"
+            );
+        }
+        StoreCommand::Vacuum(a) => {
+            let store = SealedStore::open(&a.root.root).await?;
+            let retain = chrono::Duration::hours(i64::from(a.retain_hours));
+            let s = store.vacuum(retain, a.dry_run).await?;
+            let verb = if a.dry_run { "would delete" } else { "deleted" };
+            for f in &s.deleted {
+                println!("{verb} {f}");
+            }
+            for f in &s.uncommitted {
+                println!("uncommitted {f} (run `nusomi store migrate` to commit it)");
+            }
+            println!(
+                "{} {} files; {} sessions files await a commit",
+                verb,
+                s.deleted.len(),
+                s.uncommitted.len()
+            );
+        }
+        StoreCommand::Forget(a) => {
+            let store = SealedStore::open(&a.root.root).await?;
+            let n = store.forget(&a.ids).await?;
+            println!("{n} of {} sessions removed from the store", a.ids.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

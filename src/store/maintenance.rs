@@ -1,0 +1,214 @@
+//! Store maintenance: converting a store of the layout before Delta Lake
+//! (`migrate`), writing checkpoints and deleting unreferenced files
+//! (`vacuum`). `nusomi store …` runs these.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+
+use super::catalog::{CommitEntry, Table};
+use super::layout::{child, SESSIONS_DIR};
+use super::sealed_store::SealedStore;
+use crate::error::{Error, Result};
+
+/// Sessions per log entry while migrating.
+const MIGRATE_BATCH: usize = 2000;
+
+/// What [`SealedStore::migrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateSummary {
+    /// Sessions files found under `sessions/`.
+    pub found: usize,
+    /// Of them, already in the `sessions` log (an earlier, possibly
+    /// interrupted run).
+    pub already_committed: usize,
+    /// Committed by this run.
+    pub committed: usize,
+    /// Log entries this run wrote per table.
+    pub commits: usize,
+}
+
+impl SealedStore {
+    /// Converts a store sealed before the Delta Lake catalog in place: every
+    /// sessions file under `sessions/` (and the frames file its footer
+    /// names) is added to the `sessions` and `frames` Delta logs, in batches
+    /// of 2,000 per log entry. Nothing is moved or deleted; a second run
+    /// (or one after an interruption) adds only what is missing.
+    pub async fn migrate(&self) -> Result<MigrateSummary> {
+        let loc = self.location();
+        let dir = child(&loc.prefix, &[SESSIONS_DIR]);
+        let log_dir = dir.clone().join("_delta_log");
+        let mut paths: Vec<(Path, u64)> = loc
+            .store
+            .list(Some(&dir))
+            .try_filter(|m| {
+                futures::future::ready(
+                    m.location.as_ref().ends_with(".parquet")
+                        && !m.location.prefix_matches(&log_dir),
+                )
+            })
+            .map_ok(|m| (m.location, m.size))
+            .try_collect()
+            .await?;
+        paths.sort();
+        let logged: HashSet<String> = match self.catalog().files(Table::Sessions, None).await? {
+            Some((_, files)) => files.into_iter().map(|f| f.path).collect(),
+            None => HashSet::new(),
+        };
+        let relative = |p: &Path| {
+            p.prefix_match(&loc.prefix)
+                .map(|parts| Path::from_iter(parts).to_string())
+                .unwrap_or_else(|| p.to_string())
+        };
+        let mut summary = MigrateSummary {
+            found: paths.len(),
+            ..Default::default()
+        };
+        let todo: Vec<(Path, u64)> = paths
+            .into_iter()
+            .filter(|(p, _)| {
+                let seen = logged.contains(&relative(p));
+                if seen {
+                    summary.already_committed += 1;
+                }
+                !seen
+            })
+            .collect();
+        for chunk in todo.chunks(MIGRATE_BATCH) {
+            let entries: Vec<CommitEntry> = futures::stream::iter(chunk.iter().cloned())
+                .map(|(path, bytes)| async move {
+                    let s = self.read_session(&path).await?;
+                    let footer = s.frames_footer_bytes.unwrap_or(0);
+                    Ok::<_, Error>(CommitEntry {
+                        session_id: s.session_id,
+                        workflow: s.workflow,
+                        started_at_us: s.started_at_us,
+                        sealed_at_us: s.sealed_at_us,
+                        seal: s.seal,
+                        frame_count: s.frame_count,
+                        session_path: relative(&path),
+                        session_bytes: bytes,
+                        frames_path: relative(&s.frames_path),
+                        frames_bytes: s.frames_bytes,
+                        frames_footer_bytes: footer,
+                    })
+                })
+                .buffered(32)
+                .try_collect()
+                .await?;
+            self.catalog()
+                .commit(&entries, "migrate")
+                .await
+                .map_err(|e| e.error)?;
+            summary.committed += entries.len();
+            summary.commits += 1;
+        }
+        Ok(summary)
+    }
+
+    /// Removes the sessions `ids` from the store (retention, erasure): one
+    /// log entry per table; later snapshots do not hold them, exports pinned
+    /// to earlier versions still do. Their files are deleted by a vacuum
+    /// once older than its retention period. Returns how many of `ids` were
+    /// in the store.
+    pub async fn forget(&self, ids: &[String]) -> Result<usize> {
+        let snapshot = self.snapshot().await?;
+        let root = &self.location().prefix;
+        let rel = |p: &Path| {
+            p.prefix_match(root)
+                .map(|parts| Path::from_iter(parts).to_string())
+                .unwrap_or_else(|| p.to_string())
+        };
+        let found: Vec<(String, u64, String, u64)> = ids
+            .iter()
+            .filter_map(|id| snapshot.get(id))
+            .map(|s| {
+                (
+                    rel(&s.session_path),
+                    s.session_bytes,
+                    rel(&s.frames_path),
+                    s.frames_bytes,
+                )
+            })
+            .collect();
+        if !found.is_empty() {
+            self.catalog().remove_sessions(&found).await?;
+        }
+        Ok(found.len())
+    }
+
+    /// Writes a checkpoint of both tables at their newest versions and
+    /// returns those versions (`sessions`, `frames`).
+    pub async fn checkpoint(&self) -> Result<(u64, u64)> {
+        self.catalog().checkpoint().await
+    }
+
+    /// Deletes, once older than `retain`, the files of forgotten sessions
+    /// (see [`SealedStore::forget`]) and frames files that no log entry
+    /// adds and no sessions file names (what seals that failed before their
+    /// claim left behind). Sessions files outside the log are
+    /// claims of seals interrupted before their commit (or a store not fully
+    /// migrated): they are listed in [`VacuumSummary::uncommitted`], never
+    /// deleted (`migrate` commits them). Committed files are never removed —
+    /// sessions are never deleted from the tables — so an export pinned to
+    /// any version keeps its files. With `dry_run` nothing is deleted.
+    pub async fn vacuum(&self, retain: chrono::Duration, dry_run: bool) -> Result<VacuumSummary> {
+        let loc = self.location();
+        let cutoff = chrono::Utc::now().timestamp_millis() - retain.num_milliseconds();
+        let mut removed: HashSet<String> = HashSet::new();
+        let mut summary = VacuumSummary::default();
+        for table in [Table::Sessions, Table::Frames] {
+            for (path, at) in self.catalog().removed(table).await? {
+                removed.insert(path.clone());
+                if at <= cutoff {
+                    summary.deleted.push(path);
+                }
+            }
+        }
+        let candidates = self.catalog().unreferenced(retain).await?;
+        let (claims, frames): (Vec<String>, Vec<String>) = candidates
+            .into_iter()
+            .filter(|p| !removed.contains(p))
+            .partition(|p| p.starts_with(&format!("{SESSIONS_DIR}/")));
+        let mut named: HashSet<String> = HashSet::new();
+        for claim in &claims {
+            let path = super::catalog::under(&loc.prefix, claim);
+            if let Ok(s) = self.read_session(&path).await {
+                if let Some(rel) = s.frames_path.prefix_match(&loc.prefix) {
+                    named.insert(Path::from_iter(rel).to_string());
+                }
+            }
+        }
+        summary.uncommitted = claims;
+        summary
+            .deleted
+            .extend(frames.into_iter().filter(|f| !named.contains(f)));
+        summary.deleted.sort();
+        if !dry_run {
+            for f in &summary.deleted {
+                match loc
+                    .store
+                    .delete(&super::catalog::under(&loc.prefix, f))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What [`SealedStore::vacuum`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumSummary {
+    /// Files deleted (or, in a dry run, to delete), relative to the root:
+    /// files of forgotten sessions past the retention period, and frames
+    /// files that failed seals left behind.
+    pub deleted: Vec<String>,
+    /// Sessions files no log entry adds (commit them with `migrate`).
+    pub uncommitted: Vec<String>,
+}
