@@ -4,9 +4,12 @@
 # PNG and one click each, spread over 2026) under target/scale/, then times
 # with the release binary, each a separate process (wall seconds and peak
 # RSS from /usr/bin/time; the median of RUNS runs):
-#   seal      sealing all N bundles, one `nusomi seal` call per 40,000 (once)
+#   seal      sealing all N bundles in one `nusomi seal --bundles-from` call
+#             (once per store; also the Delta log entries it wrote per table)
 #   count     nusomi sql "SELECT count(*) FROM sessions"
 #   export2   an export of the 2 sessions of a narrow started_at window (Parquet)
+# count and export2 also report the store's object-store requests
+# (NUSOMI_COUNT_REQUESTS=1; destination writes not included).
 # Prints one Markdown row per N. Builds the release binary once (reused).
 # usage: benches/store_scale.sh [N ...]   (default: 1000 10000 100000)
 set -euo pipefail
@@ -16,16 +19,19 @@ RUNS=${RUNS:-3}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 BIN=$TARGET/release/nusomi
 WORK=$TARGET/scale
+export NUSOMI_COUNT_REQUESTS=1
 cargo build --release --bin nusomi
 mkdir -p "$WORK"
 
-# Wall seconds and peak RSS (MiB) of one run of "$@": "<wall> <mib>".
+# Wall seconds, peak RSS (MiB) and store requests of one run of "$@":
+# "<wall> <mib> <requests>".
 measure() {
   /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" > /dev/null 2> "$WORK/stderr.txt" || {
     cat "$WORK/stderr.txt" >&2
     return 1
   }
-  awk '{printf "%s %.0f\n", $1, $2 / 1024}' "$WORK/time.txt"
+  req=$(sed -n 's/^object-store requests: \([0-9]*\).*/\1/p' "$WORK/stderr.txt" | tail -n 1)
+  awk -v r="${req:-?}" '{printf "%s %.0f %s\n", $1, $2 / 1024, r}' "$WORK/time.txt"
 }
 
 # Median over RUNS runs of "$@": "<wall> <mib>".
@@ -35,22 +41,19 @@ median() {
 
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
 
-echo "| sessions | seal (one call): wall s / peak MiB | count(*): wall s / peak MiB | export of 2 sessions: wall s / peak MiB |"
+echo "| sessions | seal (one call): wall s / peak MiB / log entries per table | count(*): wall s / peak MiB / requests | export of 2 sessions: wall s / peak MiB / requests |"
 echo "|---|---|---|---|"
 for n in $SIZES; do
   dir=$WORK/$n
-  if [ ! -f "$dir/sealed" ]; then
+  if [ ! -f "$dir/sealed-delta" ]; then
     rm -rf "$dir/store"
     python3 scripts/make_store.py "$n" "$dir/bundles" > /dev/null  # keeps bundles already there
-    # At most 40,000 bundle names per call (the kernel's argument limit):
-    # larger stores are sealed in several calls, wall times summed.
-    seal=$(cd "$dir/bundles" && ls | xargs -n 40000 echo | while read -r names; do
-      # shellcheck disable=SC2086
-      measure "$BIN" seal --store "$dir/store" $names
-    done | awk '{w += $1; if ($2 > m) m = $2} END {printf "%.2f %d\n", w, m}')
-    echo "$seal" > "$dir/sealed"
+    (cd "$dir/bundles" && ls | sed "s|^|$dir/bundles/|") > "$dir/bundles.txt"
+    seal=$(measure "$BIN" seal --store "$dir/store" --bundles-from "$dir/bundles.txt")
+    entries=$(ls "$dir/store/sessions/_delta_log" | grep -c '\.json$')
+    echo "$seal $((entries - 1))" | awk '{print $1, $2, $4}' > "$dir/sealed-delta"
   fi
-  seal=$(cat "$dir/sealed")
+  seal=$(cat "$dir/sealed-delta")
   count=$(median "$BIN" sql --store "$dir/store" "SELECT count(*) FROM sessions")
   # Sessions start at 2026-01-01 + i·(365 d / n): a window of two of them.
   start=1767225600
@@ -66,6 +69,6 @@ EOF
   export2=$(median sh -c "rm -rf '$dir/export' && exec '$BIN' export create --store '$dir/store' '$dir/spec.json'")
   rows=$(python3 -c "import json; m = json.load(open('$dir/export/manifest.json')); print(m['sessions'])")
   [ "$rows" = 2 ] || { echo "the export selected $rows sessions, not 2" >&2; exit 1; }
-  fmt() { awk '{printf "%s / %s", $1, $2}' <<< "$1"; }
+  fmt() { awk '{printf "%s / %s / %s", $1, $2, $3}' <<< "$1"; }
   echo "| $n | $(fmt "$seal") | $(fmt "$count") | $(fmt "$export2") |"
 done

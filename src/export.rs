@@ -159,12 +159,14 @@ impl Export {
         let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
         // Every query of the export (rows, redaction plan) reads one snapshot.
         let store = self.store.pinned(None).await?;
+        let store_version = store.snapshot().await?.version;
         crate::engine::register(&ctx, &store)?;
         let (sql, rows) = export_rows(&ctx, spec).await?;
         let meta = ExportMeta {
             spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
             as_of: Some(format_instant(spec.as_of)),
+            store_version,
             sql: Some(sql),
             title: spec
                 .tag

@@ -359,7 +359,19 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
     };
     let created_at = Utc::now();
     let spec = ExportSpec::parse(&raw, created_at)?;
-    let sealed = SealedStore::open(&args.store).await?;
+    let mut sealed = SealedStore::open(&args.store).await?;
+    // The store versions the original read, while their files exist.
+    if let Some(v) = original.store_version {
+        match sealed.pinned_if_readable(v).await? {
+            Some(pinned) => sealed = pinned,
+            None => eprintln!(
+                "the store no longer holds every file of sessions version {} (sessions \
+                 forgotten and vacuumed since): reproducing at the newest version with the \
+                 original as_of",
+                v.sessions
+            ),
+        }
+    }
     let cfg = DestConfig::from_env()?;
     let (job, again) = run_job(
         &sealed,

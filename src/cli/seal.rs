@@ -27,8 +27,13 @@ pub(super) struct SealArgs {
     /// Largest image width or height in pixels (checked before decoding).
     #[arg(long, default_value_t = BundleLimits::default().max_image_side)]
     max_image_side: u32,
+    /// A file listing bundle folders, one per line (`-`: stdin), sealed
+    /// with the ones given as arguments: for more bundles than a command
+    /// line holds, in one call (one log entry per 2,000 sessions).
+    #[arg(long, value_name = "FILE")]
+    bundles_from: Option<PathBuf>,
     /// Recording bundle folders.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "bundles_from")]
     bundles: Vec<PathBuf>,
 }
 
@@ -43,7 +48,22 @@ pub(super) async fn run(args: SealArgs) -> Result<ExitCode> {
             max_image_side: args.max_image_side,
         },
     };
-    let (sealed, skipped, refused) = seal_and_report(&store, args.bundles, &options).await;
+    let mut bundles = args.bundles;
+    if let Some(list) = &args.bundles_from {
+        let text = if list.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| crate::error::Error::io(list, e))?
+        } else {
+            std::fs::read_to_string(list).map_err(|e| crate::error::Error::io(list, e))?
+        };
+        bundles.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(PathBuf::from),
+        );
+    }
+    let (sealed, skipped, refused) = seal_and_report(&store, bundles, &options).await;
     println!("{sealed} sealed, {skipped} already sealed, {refused} refused");
     Ok(if refused == 0 {
         ExitCode::SUCCESS

@@ -100,6 +100,10 @@ pub struct Manifest {
     pub images: Option<ImageFiles>,
     /// The snapshot instant.
     pub as_of: Option<String>,
+    /// The versions of the store's Delta tables the export read (spec
+    /// exports only); `--from-manifest` reads these versions again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_version: Option<crate::store::StoreVersion>,
     /// The spec as given (null for `COPY` exports).
     pub spec: Value,
     /// The spec with defaults and absolute times (null for `COPY`).
@@ -321,6 +325,7 @@ mod tests {
             steps: None,
             images: None,
             as_of: Some("2030-01-01T00:00:00Z".into()),
+            store_version: None,
             spec: serde_json::json!({"workflow": "a", "tag": "demo@v1",
                                       "destination": {"kind": "local", "path": "/x"}}),
             resolved: Value::Null,

@@ -55,6 +55,8 @@ pub struct ExportMeta {
     pub resolved: Value,
     /// The snapshot instant, RFC 3339.
     pub as_of: Option<String>,
+    /// The store versions read (spec exports).
+    pub store_version: Option<crate::store::StoreVersion>,
     /// The query that produced the rows.
     pub sql: Option<String>,
     /// Title of the Parquet dataset card.
@@ -370,6 +372,7 @@ impl<'a> ExportWriter<'a> {
             splits,
             shards,
             as_of: meta.as_of,
+            store_version: meta.store_version,
             spec: meta.spec,
             resolved: meta.resolved,
             sql: meta.sql,

@@ -442,17 +442,14 @@ impl SealedStore {
             }
         }
         producer.await?;
-        writer.close().await?;
-        let bytes = store.head(path).await?.size;
-        // Parquet ends with <footer length: u32 LE> "PAR1".
-        let tail = store
-            .get_range(path, bytes.saturating_sub(8)..bytes)
-            .await?;
-        let footer = tail
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(|b| u64::from(u32::from_le_bytes(b)) + 8)
-            .unwrap_or(0);
+        // The file's size and the size of what follows its last row group
+        // (page indexes, footer), from the writer: no request after the
+        // upload. A scan without `image` fetches exactly that tail first.
+        writer.flush().await?;
+        let data = writer.bytes_written() as u64;
+        writer.finish().await?;
+        let bytes = writer.bytes_written() as u64;
+        let footer = bytes - data;
         Ok(FramesFile { bytes, footer })
     }
 

@@ -57,7 +57,8 @@ pub struct SessionRecord {
     pub frames_path: Path,
     /// Its size in bytes.
     pub frames_bytes: u64,
-    /// Size of its Parquet footer in bytes, if recorded.
+    /// Bytes after its last row group (page indexes and footer; the
+    /// footer alone for files sealed before the Delta catalog), if recorded.
     pub frames_footer_bytes: Option<u64>,
 }
 
@@ -155,6 +156,41 @@ impl SealedStore {
             pinned: Some(Arc::new(snapshot)),
             committed: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// A handle pinned at `version` if every file that version reads is
+    /// still there (files of sessions forgotten since are deleted by a
+    /// vacuum past its retention), else `None`. Only files the newest
+    /// version no longer reads are checked, one HEAD each.
+    pub async fn pinned_if_readable(&self, version: StoreVersion) -> Result<Option<Arc<Self>>> {
+        let then = match self.snapshot_at(Some(version)).await {
+            Ok(s) => s,
+            // The log entries themselves were cleaned up.
+            Err(Error::Catalog { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let now = self.snapshot_at(None).await?;
+        for s in &then.sessions {
+            let kept = now.get(&s.session_id).is_some_and(|n| {
+                n.session_path == s.session_path && n.frames_path == s.frames_path
+            });
+            if kept {
+                continue;
+            }
+            for path in [&s.session_path, &s.frames_path] {
+                match self.location.store.head(path).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(Some(Arc::new(SealedStore {
+            location: self.location.clone(),
+            catalog: self.catalog.clone(),
+            pinned: Some(Arc::new(then)),
+            committed: Mutex::new(HashMap::new()),
+        })))
     }
 
     /// The committed sessions now (or the pinned snapshot).

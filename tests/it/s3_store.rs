@@ -108,8 +108,8 @@ async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
     nusomi_export::register(&ctx, &store).unwrap();
     let b = ctx
         .sql(
-            "SELECT (SELECT count(*) FROM sessions), (SELECT count(DISTINCT session_id) FROM sessions), \
-             (SELECT count(*) FROM frames)",
+            "SELECT (SELECT count(*) FROM sessions) AS a, (SELECT count(DISTINCT session_id) FROM sessions) AS b, \
+             (SELECT count(*) FROM frames) AS c",
         )
         .await
         .unwrap()

@@ -334,3 +334,44 @@ async fn generic_parquet_readers_see_the_same_tables() {
         .to_string();
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn the_log_records_each_frames_file_size_and_tail_size_exactly() {
+    use object_store::ObjectStoreExt;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let (_tmp, counting, store, drafts) = counting_store(3).await;
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.sessions.len(), drafts.len());
+    for s in &snapshot.sessions {
+        let bytes = counting
+            .inner
+            .get(&s.frames_path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, s.frames_bytes, "{}", s.frames_path);
+        // The recorded tail (page indexes and footer) starts right after the
+        // last column chunk: a read of it never touches image pages.
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let data_end = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .map(|c| {
+                let (start, len) = c.byte_range();
+                start + len
+            })
+            .max()
+            .unwrap();
+        let tail = s.frames_footer_bytes.unwrap();
+        assert_eq!(data_end, s.frames_bytes - tail, "{}", s.frames_path);
+        let n = bytes.len();
+        let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as u64 + 8;
+        assert!(tail >= footer, "{}", s.frames_path);
+        let session = counting.inner.head(&s.session_path).await.unwrap();
+        assert_eq!(session.size, s.session_bytes, "{}", s.session_path);
+    }
+}

@@ -229,8 +229,12 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
         stem.split('-').next().unwrap().to_string()
     };
     let gone = session_of(&frames[0]);
+    // Removed from the tables and its files deleted: the version the
+    // original read can no longer be read.
     let (ok, text) = nusomi(&["store", "forget", &store, &gone]);
     assert!(ok && text.contains("1 of 1 sessions removed"), "{text}");
+    let (ok, text) = nusomi(&["store", "vacuum", &store, "--retain-hours", "0"]);
+    assert!(ok && text.contains(&gone), "{text}");
     let reproduce = |to: &str| {
         nusomi(&[
             "export",
