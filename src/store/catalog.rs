@@ -136,7 +136,7 @@ pub(crate) struct CommitEntry {
     pub frames_path: String,
     /// Its size.
     pub frames_bytes: u64,
-    /// Size of its footer.
+    /// Bytes after its last row group (page indexes, footer; 0: unknown).
     pub frames_footer_bytes: u64,
 }
 
@@ -701,6 +701,13 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
         });
     }
     Ok(())
+}
+
+/// `p` relative to `root` (`sessions/…`), as logs and footers name files.
+pub(crate) fn relative_to(root: &Path, p: &Path) -> String {
+    p.prefix_match(root)
+        .map(|parts| Path::from_iter(parts).to_string())
+        .unwrap_or_else(|| p.to_string())
 }
 
 /// A relative path (`sessions/…`) as a path under `root`.

@@ -8,10 +8,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::catalog::{CommitEntry, Table};
+use super::catalog::{relative_to, CommitEntry, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::sealed_store::SealedStore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Sessions per log entry while migrating.
 const MIGRATE_BATCH: usize = 2000;
@@ -57,11 +57,7 @@ impl SealedStore {
             Some((_, files)) => files.into_iter().map(|f| f.path).collect(),
             None => HashSet::new(),
         };
-        let relative = |p: &Path| {
-            p.prefix_match(&loc.prefix)
-                .map(|parts| Path::from_iter(parts).to_string())
-                .unwrap_or_else(|| p.to_string())
-        };
+        let relative = |p: &Path| relative_to(&loc.prefix, p);
         let mut summary = MigrateSummary {
             found: paths.len(),
             ..Default::default()
@@ -78,23 +74,7 @@ impl SealedStore {
             .collect();
         for chunk in todo.chunks(MIGRATE_BATCH) {
             let entries: Vec<CommitEntry> = futures::stream::iter(chunk.iter().cloned())
-                .map(|(path, bytes)| async move {
-                    let s = self.read_session(&path).await?;
-                    let footer = s.frames_footer_bytes.unwrap_or(0);
-                    Ok::<_, Error>(CommitEntry {
-                        session_id: s.session_id,
-                        workflow: s.workflow,
-                        started_at_us: s.started_at_us,
-                        sealed_at_us: s.sealed_at_us,
-                        seal: s.seal,
-                        frame_count: s.frame_count,
-                        session_path: relative(&path),
-                        session_bytes: bytes,
-                        frames_path: relative(&s.frames_path),
-                        frames_bytes: s.frames_bytes,
-                        frames_footer_bytes: footer,
-                    })
-                })
+                .map(|(path, _)| async move { self.read_session(&path).await })
                 .buffered(32)
                 .try_collect()
                 .await?;
@@ -116,11 +96,7 @@ impl SealedStore {
     pub async fn forget(&self, ids: &[String]) -> Result<usize> {
         let snapshot = self.snapshot().await?;
         let root = &self.location().prefix;
-        let rel = |p: &Path| {
-            p.prefix_match(root)
-                .map(|parts| Path::from_iter(parts).to_string())
-                .unwrap_or_else(|| p.to_string())
-        };
+        let rel = |p: &Path| relative_to(root, p);
         let found: Vec<(String, u64, String, u64)> = ids
             .iter()
             .filter_map(|id| snapshot.get(id))
@@ -176,9 +152,7 @@ impl SealedStore {
         for claim in &claims {
             let path = super::catalog::under(&loc.prefix, claim);
             if let Ok(s) = self.read_session(&path).await {
-                if let Some(rel) = s.frames_path.prefix_match(&loc.prefix) {
-                    named.insert(Path::from_iter(rel).to_string());
-                }
+                named.insert(s.frames_path);
             }
         }
         summary.uncommitted = claims;

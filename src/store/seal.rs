@@ -29,7 +29,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::bundle::{Bundle, BundleLimits};
-use super::catalog::{under, CommitEntry};
+use super::catalog::{relative_to, under, CommitEntry};
 use super::frame_batch::{session_row, FrameBatches};
 use super::layout::SessionPaths;
 use super::schema::{frames_file_schema, sessions_schema};
@@ -202,11 +202,7 @@ impl SealedStore {
         };
         let sealed_at = options.sealed_at.unwrap_or_else(Utc::now);
         let sealed_at_us = sealed_at.timestamp_micros();
-        let relative = |p: &Path| {
-            p.prefix_match(&loc.prefix)
-                .map(|parts| Path::from_iter(parts).to_string())
-                .unwrap_or_else(|| p.to_string())
-        };
+        let relative = |p: &Path| relative_to(&loc.prefix, p);
         match self
             .claim(&bundle, &paths, &frames_file, sealed_at_us)
             .await
@@ -242,25 +238,12 @@ impl SealedStore {
                     let _ = loc.store.delete(&paths.frames).await;
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
-                let session_bytes = loc.store.head(&paths.session).await?.size;
                 Ok(Prepared::Pending(Box::new(Pending {
-                    entry: CommitEntry {
-                        session_id: existing.session_id.clone(),
-                        workflow: existing.workflow.clone(),
-                        started_at_us: existing.started_at_us,
-                        sealed_at_us: existing.sealed_at_us,
-                        seal: existing.seal.clone(),
-                        frame_count: existing.frame_count,
-                        session_path: relative(&paths.session),
-                        session_bytes,
-                        frames_path: relative(&existing.frames_path),
-                        frames_bytes: existing.frames_bytes,
-                        frames_footer_bytes: existing.frames_footer_bytes.unwrap_or(0),
-                    },
                     summary: SealSummary {
-                        seal: existing.seal,
+                        seal: existing.seal.clone(),
                         ..summary
                     },
+                    entry: existing,
                     wrote_claim: false,
                 })))
             }

@@ -20,7 +20,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::catalog::{under, Catalog, LoggedFile, Table};
+use super::catalog::{relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::schema::sessions_schema;
@@ -302,29 +302,16 @@ impl SealedStore {
         map.insert(session_id.to_string(), seal.to_string());
     }
 
-    /// Reads one sessions file (its row and what its footer names).
-    pub(crate) async fn read_session(&self, path: &Path) -> Result<SessionFile> {
+    /// Reads one sessions file: its row and what its footer names, as the
+    /// entry that commits it.
+    pub(crate) async fn read_session(&self, path: &Path) -> Result<CommitEntry> {
         let bytes = self.location.store.get(path).await?.bytes().await?;
         decode_session_file(&self.location.prefix, path, bytes)
     }
 }
 
-/// A sessions file as written by sealing: its row and its footer's facts.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionFile {
-    pub session_id: String,
-    pub workflow: String,
-    pub started_at_us: i64,
-    pub sealed_at_us: i64,
-    pub seal: String,
-    pub frame_count: i64,
-    /// The frames file, absolute.
-    pub frames_path: Path,
-    pub frames_bytes: u64,
-    pub frames_footer_bytes: Option<u64>,
-}
-
-fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<SessionFile> {
+fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<CommitEntry> {
+    let session_bytes = bytes.len() as u64;
     let corrupt = |message: String| Error::Corrupt {
         path: path.to_string(),
         message,
@@ -374,16 +361,21 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<Session
             .map(|c| c.as_primitive::<TimestampMicrosecondType>().value(0))
     };
     let missing = || corrupt("a required column is null".into());
-    Ok(SessionFile {
+    Ok(CommitEntry {
         session_id: text("session_id").ok_or_else(missing)?,
         workflow: text("workflow").ok_or_else(missing)?,
         started_at_us: ts("started_at").ok_or_else(missing)?,
         sealed_at_us: ts("sealed_at").ok_or_else(missing)?,
         seal: text("seal").ok_or_else(missing)?,
         frame_count: int("frame_count").ok_or_else(missing)?,
-        frames_path: Path::from_iter(root.parts().chain(Path::from(frames_path.as_str()).parts())),
+        session_path: relative_to(root, path),
+        session_bytes,
+        frames_path: frames_path.clone(),
         frames_bytes,
-        frames_footer_bytes: kv.get(META_FRAMES_FOOTER).and_then(|v| v.parse().ok()),
+        frames_footer_bytes: kv
+            .get(META_FRAMES_FOOTER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     })
 }
 

@@ -337,16 +337,20 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) ->
     contiguous_groups(files, n)
 }
 
-/// Exact statistics of one sessions file (one row), known from the log.
-fn session_file_statistics(s: &SessionRecord) -> Statistics {
-    let schema = sessions_schema();
-    let constant = |v: ScalarValue| ColumnStatistics {
+/// Statistics of a column holding one value throughout a file.
+fn constant(v: ScalarValue) -> ColumnStatistics {
+    ColumnStatistics {
         null_count: Precision::Exact(0),
         max_value: Precision::Exact(v.clone()),
         min_value: Precision::Exact(v),
         distinct_count: Precision::Exact(1),
         ..Default::default()
-    };
+    }
+}
+
+/// Exact statistics of one sessions file (one row), known from the log.
+fn session_file_statistics(s: &SessionRecord) -> Statistics {
+    let schema = sessions_schema();
     let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some(UTC.into()));
     let column_statistics = schema
         .fields()
@@ -383,13 +387,6 @@ fn partitioned_file(s: &SessionRecord, exact_footer: bool) -> PartitionedFile {
 /// Exact statistics of one frames file, known without opening it.
 fn file_statistics(s: &SessionRecord) -> Statistics {
     let schema = frames_schema();
-    let constant = |v: ScalarValue| ColumnStatistics {
-        null_count: Precision::Exact(0),
-        max_value: Precision::Exact(v.clone()),
-        min_value: Precision::Exact(v),
-        distinct_count: Precision::Exact(1),
-        ..Default::default()
-    };
     let rows = s.frame_count.max(0) as usize;
     let column_statistics = schema
         .fields()

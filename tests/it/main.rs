@@ -13,6 +13,7 @@ mod server;
 mod spec_prop;
 mod splits;
 mod steps;
+mod store_maintenance;
 mod support;
 mod tables;
 mod tenancy;

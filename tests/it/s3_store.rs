@@ -6,16 +6,21 @@ use nusomi_export::store::{SealOptions, SealOutcome, SealedStore};
 
 use crate::support::write_session;
 
-#[tokio::test]
-#[ignore = "needs an S3 server: run scripts/test.sh"]
-async fn store_on_s3_seals_queries_and_prunes() {
+/// A fresh store URL under the test bucket.
+fn fresh_store(name: &str) -> String {
     let base =
         std::env::var("NUSOMI_TEST_S3_URL").expect("NUSOMI_TEST_S3_URL (scripts/test.sh sets it)");
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let url = format!("{base}/store-{nonce}");
+    format!("{base}/{name}-{nonce}")
+}
+
+#[tokio::test]
+#[ignore = "needs an S3 server: run scripts/test.sh"]
+async fn store_on_s3_seals_queries_and_prunes() {
+    let url = fresh_store("store");
     let store = SealedStore::open(&url).await.unwrap();
     let tmp = tempfile::TempDir::new().unwrap();
     let mut frames = 0;
@@ -53,13 +58,7 @@ async fn store_on_s3_seals_queries_and_prunes() {
 #[tokio::test]
 #[ignore = "needs an S3 server: run scripts/test.sh"]
 async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
-    let base =
-        std::env::var("NUSOMI_TEST_S3_URL").expect("NUSOMI_TEST_S3_URL (scripts/test.sh sets it)");
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let url = format!("{base}/concurrent-{nonce}");
+    let url = fresh_store("concurrent");
     let tmp = tempfile::TempDir::new().unwrap();
     let bundles: Vec<_> = (0..12).map(|i| write_session(tmp.path(), 41, i)).collect();
     // Process p seals bundles p, p+4, p+8 (its own) and every bundle with
