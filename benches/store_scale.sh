@@ -11,6 +11,9 @@
 # count and export2 also report the store's object-store requests
 # (NUSOMI_COUNT_REQUESTS=1; destination writes not included).
 # Prints one Markdown row per N. Builds the release binary once (reused).
+# With SCALE_STORE_URL (e.g. s3://bucket/scale, credentials from AWS_*), the
+# stores live at $SCALE_STORE_URL/<N> instead of target/scale/<N>/store
+# (log entries are then not counted).
 # usage: benches/store_scale.sh [N ...]   (default: 1000 10000 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,16 +48,23 @@ echo "| sessions | seal (one call): wall s / peak MiB / log entries per table | 
 echo "|---|---|---|---|"
 for n in $SIZES; do
   dir=$WORK/$n
-  if [ ! -f "$dir/sealed-delta" ]; then
-    rm -rf "$dir/store"
+  store=${SCALE_STORE_URL:+$SCALE_STORE_URL/$n}
+  store=${store:-$dir/store}
+  marker=$dir/sealed-delta${SCALE_STORE_URL:+-$(echo "$SCALE_STORE_URL" | tr -c 'a-z0-9\n' _)}
+  if [ ! -f "$marker" ]; then
+    [ -n "${SCALE_STORE_URL:-}" ] || rm -rf "$dir/store"
     python3 scripts/make_store.py "$n" "$dir/bundles" > /dev/null  # keeps bundles already there
     (cd "$dir/bundles" && ls | sed "s|^|$dir/bundles/|") > "$dir/bundles.txt"
-    seal=$(measure "$BIN" seal --store "$dir/store" --bundles-from "$dir/bundles.txt")
-    entries=$(ls "$dir/store/sessions/_delta_log" | grep -c '\.json$')
-    echo "$seal $((entries - 1))" | awk '{print $1, $2, $4}' > "$dir/sealed-delta"
+    seal=$(measure "$BIN" seal --store "$store" --bundles-from "$dir/bundles.txt")
+    if [ -d "$store/sessions/_delta_log" ]; then
+      entries=$(( $(ls "$store/sessions/_delta_log" | grep -c '\.json$') - 1 ))
+    else
+      entries="-"
+    fi
+    echo "$seal $entries" | awk '{print $1, $2, $4}' > "$marker"
   fi
-  seal=$(cat "$dir/sealed-delta")
-  count=$(median "$BIN" sql --store "$dir/store" "SELECT count(*) FROM sessions")
+  seal=$(cat "$marker")
+  count=$(median "$BIN" sql --store "$store" "SELECT count(*) FROM sessions")
   # Sessions start at 2026-01-01 + i·(365 d / n): a window of two of them.
   start=1767225600
   i=$((n / 2))
@@ -66,7 +76,7 @@ for n in $SIZES; do
  "filter": {"since": "$since", "until": "$until"},
  "destination": {"kind": "local", "path": "$dir/export"}}
 EOF
-  export2=$(median sh -c "rm -rf '$dir/export' && exec '$BIN' export create --store '$dir/store' '$dir/spec.json'")
+  export2=$(median sh -c "rm -rf '$dir/export' && exec '$BIN' export create --store '$store' '$dir/spec.json'")
   rows=$(python3 -c "import json; m = json.load(open('$dir/export/manifest.json')); print(m['sessions'])")
   [ "$rows" = 2 ] || { echo "the export selected $rows sessions, not 2" >&2; exit 1; }
   fmt() { awk '{printf "%s / %s / %s", $1, $2, $3}' <<< "$1"; }

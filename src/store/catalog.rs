@@ -23,7 +23,7 @@
 //! same path twice is idempotent in Delta). Checkpoints are written every
 //! [`CHECKPOINT_INTERVAL`] versions by the committing writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -159,8 +159,41 @@ pub(crate) struct LoggedFile {
     pub sealed_at_us: Option<i64>,
     /// min = max `seal` (sessions only).
     pub seal: Option<String>,
-    /// Footer size (frames only, when tagged).
-    pub footer_bytes: Option<u64>,
+}
+
+/// The files of a table at one version.
+#[derive(Debug, Clone)]
+pub(crate) struct TableFiles {
+    /// The version.
+    pub version: u64,
+    /// What each file's `add` says (all but its tags).
+    pub files: Vec<LoggedFile>,
+    /// The version's state, for what is read file by file on demand.
+    pub state: Arc<DeltaTableState>,
+}
+
+/// The tail sizes (bytes after the last row group) the `frames` log's tags
+/// record for the files in `wanted` (paths relative to the root). Tags are
+/// not among the columnar add statistics, so this walks the files one by
+/// one: callers ask for the files a scan reads, not the whole table.
+pub(crate) fn frames_tails(
+    state: &DeltaTableState,
+    wanted: &HashSet<String>,
+) -> HashMap<String, u64> {
+    state
+        .log_data()
+        .iter()
+        .filter_map(|view| {
+            let path = format!("{}/{}", FRAMES_DIR, view.path());
+            if !wanted.contains(&path) {
+                return None;
+            }
+            #[allow(deprecated)]
+            let add = view.add_action();
+            let tail = add.tags?.get(TAG_FOOTER_BYTES)?.as_ref()?.parse().ok()?;
+            Some((path, tail))
+        })
+        .collect()
 }
 
 /// The Delta tables of one store. Each table's newest state is kept and
@@ -385,7 +418,7 @@ impl Catalog {
         &self,
         table: Table,
         version: Option<u64>,
-    ) -> Result<Option<(u64, Vec<LoggedFile>)>> {
+    ) -> Result<Option<TableFiles>> {
         let state = match version {
             None => self.newest(table).await?,
             Some(v) => {
@@ -407,23 +440,11 @@ impl Catalog {
         for batch in &batches {
             logged_files(table, batch, &mut files)?;
         }
-        if table == Table::Frames {
-            // Tags are not among the flattened add columns: read them per file.
-            let footers: HashMap<String, u64> = state
-                .log_data()
-                .iter()
-                .filter_map(|view| {
-                    #[allow(deprecated)]
-                    let add = view.add_action();
-                    let footer = add.tags?.get(TAG_FOOTER_BYTES)?.as_ref()?.parse().ok()?;
-                    Some((format!("{}/{}", table.dir(), add.path), footer))
-                })
-                .collect();
-            for f in &mut files {
-                f.footer_bytes = footers.get(&f.path).copied();
-            }
-        }
-        Ok(Some((state.version(), files)))
+        Ok(Some(TableFiles {
+            version: state.version(),
+            files,
+            state: Arc::new(state),
+        }))
     }
 
     /// Writes a checkpoint of both tables at their newest versions.
@@ -652,7 +673,6 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
         ),
         Table::Frames => (None, None),
     };
-    let footer = column(&format!("tags.{TAG_FOOTER_BYTES}"), &DataType::Utf8)?;
     let (path, size, rows) = (
         path.as_string::<i32>(),
         size.as_primitive::<Int64Type>(),
@@ -665,7 +685,6 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
     );
     let sealed_at = sealed_at.as_ref().map(|a| a.as_primitive::<Int64Type>());
     let seal = seal.as_ref().map(|a| a.as_string::<i32>());
-    let footer = footer.as_ref().map(|a| a.as_string::<i32>());
     for i in 0..batch.num_rows() {
         let p = path.value(i);
         let needs = |ok: bool, what: &str| {
@@ -695,9 +714,6 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
             started_at_us: started_at.value(i),
             sealed_at_us: sealed_at.map(|a| a.value(i)),
             seal: seal.map(|a| a.value(i).to_string()),
-            footer_bytes: footer
-                .filter(|f| f.is_valid(i))
-                .and_then(|f| f.value(i).parse().ok()),
         });
     }
     Ok(())

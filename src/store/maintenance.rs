@@ -54,7 +54,7 @@ impl SealedStore {
             .await?;
         paths.sort();
         let logged: HashSet<String> = match self.catalog().files(Table::Sessions, None).await? {
-            Some((_, files)) => files.into_iter().map(|f| f.path).collect(),
+            Some(t) => t.files.into_iter().map(|f| f.path).collect(),
             None => HashSet::new(),
         };
         let relative = |p: &Path| relative_to(&loc.prefix, p);

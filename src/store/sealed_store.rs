@@ -8,7 +8,7 @@
 //! same few requests whatever the number of sessions, and never lists
 //! `sessions/` or `frames/` nor opens a session's file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{AsArray, RecordBatch};
@@ -20,11 +20,12 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::catalog::{relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
+use super::catalog::{frames_tails, relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::schema::sessions_schema;
 use crate::error::{Error, Result};
+use deltalake_core::table::state::DeltaTableState;
 
 /// Footer key naming a session's frames file, relative to the store root.
 pub(super) const META_FRAMES_PATH: &str = "nusomi.frames_path";
@@ -58,7 +59,8 @@ pub struct SessionRecord {
     /// Its size in bytes.
     pub frames_bytes: u64,
     /// Bytes after its last row group (page indexes and footer; the
-    /// footer alone for files sealed before the Delta catalog), if recorded.
+    /// footer alone for files sealed before the Delta catalog): filled in
+    /// for scans that read no image (see `table.rs`), else `None`.
     pub frames_footer_bytes: Option<u64>,
 }
 
@@ -79,9 +81,38 @@ pub struct Snapshot {
     pub version: Option<StoreVersion>,
     /// Sessions in `session_id` byte order.
     pub sessions: Vec<Arc<SessionRecord>>,
+    /// The `frames` log at the snapshot's version (for per-file tags).
+    pub(crate) frames_log: Option<Arc<DeltaTableState>>,
 }
 
 impl Snapshot {
+    /// `sessions` with `frames_footer_bytes` filled in from the `frames`
+    /// log's tags (`root`: the store root), for scans that read no image.
+    pub(crate) fn with_tails(
+        &self,
+        root: &Path,
+        sessions: Vec<Arc<SessionRecord>>,
+    ) -> Vec<Arc<SessionRecord>> {
+        let Some(log) = &self.frames_log else {
+            return sessions;
+        };
+        let wanted: HashSet<String> = sessions
+            .iter()
+            .map(|s| relative_to(root, &s.frames_path))
+            .collect();
+        let tails = frames_tails(log, &wanted);
+        sessions
+            .into_iter()
+            .map(|s| match tails.get(&relative_to(root, &s.frames_path)) {
+                Some(&t) => Arc::new(SessionRecord {
+                    frames_footer_bytes: Some(t),
+                    ..SessionRecord::clone(&s)
+                }),
+                None => s,
+            })
+            .collect()
+    }
+
     /// The session with this id, if committed.
     pub fn get(&self, session_id: &str) -> Option<&Arc<SessionRecord>> {
         self.sessions
@@ -207,20 +238,25 @@ impl SealedStore {
             .catalog
             .files(Table::Sessions, version.map(|v| v.sessions))
             .await?;
-        let Some((sessions_version, session_files)) = sessions else {
+        let Some(sessions) = sessions else {
             self.refuse_legacy_layout().await?;
             return Ok(Snapshot {
                 version: None,
                 sessions: Vec::new(),
+                frames_log: None,
             });
         };
+        let (sessions_version, session_files) = (sessions.version, sessions.files);
         // The frames log is read after the sessions log, so it covers every
         // committed session (frames are committed first).
-        let (frames_version, frames_files) = self
+        let frames_table = self
             .catalog
             .files(Table::Frames, version.map(|v| v.frames))
-            .await?
-            .unwrap_or_default();
+            .await?;
+        let (frames_version, frames_files, frames_log) = match frames_table {
+            Some(t) => (t.version, t.files, Some(t.state)),
+            None => (0, Vec::new(), None),
+        };
         let frames: HashMap<&str, &LoggedFile> = frames_files
             .iter()
             .map(|f| (f.session_id.as_str(), f))
@@ -245,7 +281,7 @@ impl SealedStore {
                 session_bytes: s.bytes,
                 frames_path: under(root, &f.path),
                 frames_bytes: f.bytes,
-                frames_footer_bytes: f.footer_bytes,
+                frames_footer_bytes: None,
             };
             by_id
                 .entry(s.session_id.as_str())
@@ -262,6 +298,7 @@ impl SealedStore {
                 frames: frames_version,
             }),
             sessions: by_id.into_values().collect(),
+            frames_log,
         })
     }
 

@@ -208,6 +208,11 @@ impl TableProvider for FramesTable {
             let image = schema.index_of("image").unwrap_or(usize::MAX);
             p.contains(&image)
         });
+        let kept = if reads_images {
+            kept
+        } else {
+            snapshot.with_tails(&self.store.location().prefix, kept)
+        };
         let groups = file_groups(&kept, state.config().target_partitions(), !reads_images);
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&schema).into());

@@ -337,12 +337,51 @@ async fn generic_parquet_readers_see_the_same_tables() {
 
 #[tokio::test]
 async fn the_log_records_each_frames_file_size_and_tail_size_exactly() {
+    use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let (_tmp, counting, store, drafts) = counting_store(3).await;
+    let root = store.location().prefix.clone();
+    // The frames log's add actions, as any Delta reader finds them.
+    let log_dir = root.clone().join("frames").join("_delta_log");
+    let entries: Vec<_> = counting
+        .inner
+        .list(Some(&log_dir))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut adds = std::collections::BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.location.as_ref().ends_with(".json"))
+    {
+        let text = counting
+            .inner
+            .get(&e.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        for line in std::str::from_utf8(&text).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                adds.insert(add["path"].as_str().unwrap().to_string(), add.clone());
+            }
+        }
+    }
+    assert_eq!(adds.len(), drafts.len());
     let snapshot = store.snapshot().await.unwrap();
-    assert_eq!(snapshot.sessions.len(), drafts.len());
     for s in &snapshot.sessions {
+        let rel = s
+            .frames_path
+            .as_ref()
+            .strip_prefix(&format!(
+                "{}frames/",
+                root.as_ref().to_owned() + if root.as_ref().is_empty() { "" } else { "/" }
+            ))
+            .unwrap();
+        let add = &adds[rel];
         let bytes = counting
             .inner
             .get(&s.frames_path)
@@ -352,6 +391,7 @@ async fn the_log_records_each_frames_file_size_and_tail_size_exactly() {
             .await
             .unwrap();
         assert_eq!(bytes.len() as u64, s.frames_bytes, "{}", s.frames_path);
+        assert_eq!(add["size"].as_u64(), Some(s.frames_bytes));
         // The recorded tail (page indexes and footer) starts right after the
         // last column chunk: a read of it never touches image pages.
         let reader = SerializedFileReader::new(bytes.clone()).unwrap();
@@ -366,11 +406,27 @@ async fn the_log_records_each_frames_file_size_and_tail_size_exactly() {
             })
             .max()
             .unwrap();
-        let tail = s.frames_footer_bytes.unwrap();
+        let tail: u64 = add["tags"]["nusomi.footer_bytes"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(data_end, s.frames_bytes - tail, "{}", s.frames_path);
         let n = bytes.len();
         let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as u64 + 8;
         assert!(tail >= footer, "{}", s.frames_path);
+        // numRecords and min = max session_id, as planning reads them.
+        let stats: serde_json::Value =
+            serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+        assert_eq!(stats["numRecords"].as_i64(), Some(s.frame_count));
+        assert_eq!(
+            stats["minValues"]["session_id"],
+            stats["maxValues"]["session_id"]
+        );
+        assert_eq!(
+            stats["minValues"]["session_id"].as_str(),
+            Some(s.session_id.as_str())
+        );
         let session = counting.inner.head(&s.session_path).await.unwrap();
         assert_eq!(session.size, s.session_bytes, "{}", s.session_path);
     }

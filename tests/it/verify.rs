@@ -229,12 +229,6 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
         stem.split('-').next().unwrap().to_string()
     };
     let gone = session_of(&frames[0]);
-    // Removed from the tables and its files deleted: the version the
-    // original read can no longer be read.
-    let (ok, text) = nusomi(&["store", "forget", &store, &gone]);
-    assert!(ok && text.contains("1 of 1 sessions removed"), "{text}");
-    let (ok, text) = nusomi(&["store", "vacuum", &store, "--retain-hours", "0"]);
-    assert!(ok && text.contains(&gone), "{text}");
     let reproduce = |to: &str| {
         nusomi(&[
             "export",
@@ -247,6 +241,19 @@ async fn from_manifest_reproduces_byte_identical_shards_and_reports_a_lost_sessi
             tmp.path().join(to).to_str().unwrap(),
         ])
     };
+    let (ok, text) = nusomi(&["store", "forget", &store, &gone]);
+    assert!(ok && text.contains("1 of 1 sessions removed"), "{text}");
+    // Removed from the tables, its files still there: the reproduction
+    // reads the versions the manifest records, which still hold it.
+    let recorded: Value =
+        serde_json::from_slice(&std::fs::read(original.join("manifest.json")).unwrap()).unwrap();
+    assert!(recorded["store_version"]["sessions"].as_u64().unwrap() >= 1);
+    let (ok, text) = reproduce("pinned");
+    assert!(ok && text.contains("byte for byte"), "{text}");
+    // Its files deleted too: the version the original read can no longer be
+    // read; the newest one is, and the lost session is named.
+    let (ok, text) = nusomi(&["store", "vacuum", &store, "--retain-hours", "0"]);
+    assert!(ok && text.contains(&gone), "{text}");
     let (ok, text) = reproduce("third");
     assert!(!ok, "{text}");
     assert!(
