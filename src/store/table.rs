@@ -26,7 +26,9 @@ use datafusion::common::{ColumnStatistics, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
@@ -103,6 +105,9 @@ impl TableProvider for SessionsTable {
                 None => schema,
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        if let Some(plan) = rows_only(projection, kept.len(), limit)? {
+            return Ok(plan);
         }
         let files: Vec<(PartitionedFile, u64)> = kept
             .iter()
@@ -203,6 +208,11 @@ impl TableProvider for FramesTable {
                 None => schema,
             };
             return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        // Every filter was decided from the log (others would need columns).
+        let rows: i64 = kept.iter().map(|s| s.frame_count.max(0)).sum();
+        if let Some(plan) = rows_only(projection, rows as usize, limit)? {
+            return Ok(plan);
         }
         let reads_images = projection.is_none_or(|p| {
             let image = schema.index_of("image").unwrap_or(usize::MAX);
@@ -340,6 +350,27 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) ->
         .map(|s| (partitioned_file(s, exact_footer), s.frames_bytes))
         .collect();
     contiguous_groups(files, n)
+}
+
+/// For a scan that projects no column (`count(*)`), `rows` empty rows from
+/// memory: the log knows how many, so no file is listed or opened.
+fn rows_only(
+    projection: Option<&Vec<usize>>,
+    rows: usize,
+    limit: Option<usize>,
+) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+    if !projection.is_some_and(|p| p.is_empty()) {
+        return Ok(None);
+    }
+    let rows = limit.map_or(rows, |l| l.min(rows));
+    let schema = Arc::new(Schema::empty());
+    let batch = RecordBatch::try_new_with_options(
+        Arc::clone(&schema),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?;
+    let source = MemorySourceConfig::try_new(&[vec![batch]], schema, None)?;
+    Ok(Some(DataSourceExec::from_data_source(source)))
 }
 
 /// Statistics of a column holding one value throughout a file.
