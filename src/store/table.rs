@@ -409,8 +409,9 @@ fn session_file_statistics(s: &SessionRecord) -> Statistics {
 }
 
 /// One frames file. With `exact_footer` (scans without `image`) the first
-/// read fetches exactly the footer, so no image bytes are read; scans with
-/// images keep DataFusion's larger prefetch, which saves requests.
+/// read fetches exactly the file's tail (page indexes and footer), so no
+/// image bytes are read; scans with images keep DataFusion's larger
+/// prefetch, which saves requests.
 fn partitioned_file(s: &SessionRecord, exact_footer: bool) -> PartitionedFile {
     let file = PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
         .with_statistics(Arc::new(file_statistics(s)));
