@@ -31,7 +31,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use chrono::{DateTime, SecondsFormat, Utc};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake_core::kernel::{Action, Add, StructType};
 use deltalake_core::logstore::{default_logstore, LogStoreRef, StorageConfig};
 use deltalake_core::operations::create::CreateBuilder;
@@ -279,6 +279,9 @@ impl Catalog {
                 .with_table_name(table.dir())
                 .with_columns(kernel.fields().cloned())
                 .with_save_mode(SaveMode::Ignore)
+                // A creator that loses the race for version 0 must fail, not
+                // commit its protocol and schema again as version 1.
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
                 .with_configuration_property(
                     deltalake_core::TableProperty::CheckpointInterval,
                     Some(CHECKPOINT_INTERVAL.to_string()),
@@ -366,18 +369,40 @@ impl Catalog {
         Ok(version)
     }
 
+    /// Commits `actions` to `table`; a commit that conflicts with a
+    /// concurrent one (deltalake aborts on any metadata change, e.g. a
+    /// second creation racing the first) is retried on the newest state.
     async fn commit_actions(
         &self,
         table: Table,
         actions: Vec<Action>,
         operation: &str,
     ) -> Result<u64> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.commit_once(table, actions.clone(), operation).await {
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_),
+                }) if attempt < 5 => continue,
+                other => return other.map_err(catalog_error(table)),
+            }
+        }
+    }
+
+    async fn commit_once(
+        &self,
+        table: Table,
+        actions: Vec<Action>,
+        operation: &str,
+    ) -> std::result::Result<u64, DeltaTableError> {
         let log = Arc::clone(self.log(table));
-        let Some(state) = self.newest(table).await? else {
-            return Err(Error::Catalog {
-                table: table.dir(),
-                message: "no Delta log to commit to".into(),
-            });
+        let Some(state) = self
+            .newest(table)
+            .await
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?
+        else {
+            return Err(DeltaTableError::Generic("no Delta log to commit to".into()));
         };
         let props = CommitProperties::default()
             .with_create_checkpoint(true)
@@ -398,8 +423,7 @@ impl Catalog {
                     predicate: None,
                 },
             )
-            .await
-            .map_err(catalog_error(table))?;
+            .await?;
         Ok(done.version())
     }
 
