@@ -181,12 +181,17 @@ impl SealedStore {
             Some(v) => self.snapshot_at(Some(v)).await?,
             None => self.snapshot().await?,
         };
-        Ok(Arc::new(SealedStore {
+        Ok(self.with_snapshot(snapshot))
+    }
+
+    /// A handle on the same store whose queries all read `snapshot`.
+    fn with_snapshot(&self, snapshot: Snapshot) -> Arc<Self> {
+        Arc::new(SealedStore {
             location: self.location.clone(),
             catalog: self.catalog.clone(),
             pinned: Some(Arc::new(snapshot)),
             committed: Mutex::new(HashMap::new()),
-        }))
+        })
     }
 
     /// A handle pinned at `version` if every file that version reads is
@@ -216,12 +221,7 @@ impl SealedStore {
                 }
             }
         }
-        Ok(Some(Arc::new(SealedStore {
-            location: self.location.clone(),
-            catalog: self.catalog.clone(),
-            pinned: Some(Arc::new(then)),
-            committed: Mutex::new(HashMap::new()),
-        })))
+        Ok(Some(self.with_snapshot(then)))
     }
 
     /// The committed sessions now (or the pinned snapshot).

@@ -97,14 +97,10 @@ impl TableProvider for SessionsTable {
             .iter()
             .filter(|f| is_logged_filter(f, &SESSIONS_LOGGED_COLUMNS))
             .collect();
-        let kept = prune_sessions(state, &snapshot, &logged, true)?;
+        let kept = prune_sessions(state, &snapshot, &logged, &SESSIONS_LOGGED_COLUMNS)?;
         let schema = sessions_schema();
         if kept.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return empty_scan(schema, projection);
         }
         if let Some(plan) = rows_only(projection, kept.len(), limit)? {
             return Ok(plan);
@@ -200,14 +196,10 @@ impl TableProvider for FramesTable {
             .iter()
             .filter(|f| is_logged_filter(f, &FRAMES_SESSION_COLUMNS))
             .collect();
-        let kept = prune_sessions(state, &snapshot, &session_filters, false)?;
+        let kept = prune_sessions(state, &snapshot, &session_filters, &FRAMES_SESSION_COLUMNS)?;
         let schema = frames_schema();
         if kept.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return empty_scan(schema, projection);
         }
         // Every filter was decided from the log (others would need columns).
         let rows: i64 = kept.iter().map(|s| s.frame_count.max(0)).sum();
@@ -271,46 +263,43 @@ fn filter_mask<'a>(
 }
 
 /// Keeps the sessions for which every per-session filter is true; the
-/// filters see `session_id`, `workflow`, `started_at` and, with
-/// `with_sealed_at`, `sealed_at`.
+/// filters see `columns` (logged columns of `sessions`: the same list that
+/// decided they were pushed down), with each session's logged values.
 fn prune_sessions(
     state: &dyn Session,
     snapshot: &Snapshot,
     filters: &[&Expr],
-    with_sealed_at: bool,
+    columns: &[&str],
 ) -> DfResult<Vec<Arc<SessionRecord>>> {
     if filters.is_empty() {
         return Ok(snapshot.sessions.clone());
     }
     let full = sessions_schema();
-    let names: &[&str] = if with_sealed_at {
-        &SESSIONS_LOGGED_COLUMNS
-    } else {
-        &FRAMES_SESSION_COLUMNS
-    };
-    let fields: Vec<_> = names
+    let fields: Vec<_> = columns
         .iter()
         .map(|name| full.field_with_name(name).cloned())
         .collect::<Result<_, _>>()?;
     let schema = Arc::new(Schema::new(fields));
     let s = &snapshot.sessions;
-    let timestamps = |f: &dyn Fn(&SessionRecord) -> i64| {
+    let timestamps = |f: fn(&SessionRecord) -> i64| {
         Arc::new(
             TimestampMicrosecondArray::from_iter_values(s.iter().map(|r| f(r))).with_timezone(UTC),
         ) as ArrayRef
     };
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            s.iter().map(|r| r.session_id.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            s.iter().map(|r| r.workflow.as_str()),
-        )),
-        timestamps(&|r| r.started_at_us),
-    ];
-    if with_sealed_at {
-        columns.push(timestamps(&|r| r.sealed_at_us));
-    }
+    let columns = columns
+        .iter()
+        .map(|name| match *name {
+            "session_id" => Ok(Arc::new(StringArray::from_iter_values(
+                s.iter().map(|r| r.session_id.as_str()),
+            )) as ArrayRef),
+            "workflow" => Ok(Arc::new(StringArray::from_iter_values(
+                s.iter().map(|r| r.workflow.as_str()),
+            )) as ArrayRef),
+            "started_at" => Ok(timestamps(|r| r.started_at_us)),
+            "sealed_at" => Ok(timestamps(|r| r.sealed_at_us)),
+            other => datafusion::common::internal_err!("{other} is not a logged column"),
+        })
+        .collect::<DfResult<Vec<_>>>()?;
     let batch = RecordBatch::try_new(schema, columns)?;
     let Some(keep) = filter_mask(state, &batch, filters.iter().copied())? else {
         return Ok(snapshot.sessions.clone());
@@ -350,6 +339,18 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) ->
         .map(|s| (partitioned_file(s, exact_footer), s.frames_bytes))
         .collect();
     contiguous_groups(files, n)
+}
+
+/// A scan of no file: no rows, in the projected schema.
+fn empty_scan(
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let projected = match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => schema,
+    };
+    Ok(Arc::new(EmptyExec::new(projected)))
 }
 
 /// For a scan that projects no column (`count(*)`), `rows` empty rows from
