@@ -32,11 +32,14 @@ use futures::StreamExt;
 use rand::Rng;
 
 use crate::dest::{DestConfig, ExportTarget};
+use crate::engine::{InProcess, RowsFn, ShardJob};
 use crate::error::{Error, Result};
 use crate::error::{SpecError, SpecErrors};
 use crate::sample::{PlanBuilder, StepRows};
-use crate::sink::{ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
-use crate::spec::{compile_redaction_sql, compile_sql, format_instant, ExportSpec, Redaction};
+use crate::sink::{Begin, ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
+use crate::spec::{
+    compile_redaction_sql, compile_sql, format_instant, Destination, ExportSpec, Redaction,
+};
 use crate::store::SealedStore;
 
 /// What a finished export produced.
@@ -161,26 +164,49 @@ impl Export {
         let store = self.store.pinned(None).await?;
         let store_version = store.snapshot().await?.version;
         crate::engine::register(&ctx, &store)?;
-        let (sql, rows) = export_rows(&ctx, spec).await?;
+        crate::engine::partition_frames(&ctx, &store, spec.partitions)?;
+        let sql = compile_sql(spec)?;
         let meta = ExportMeta {
             spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
             as_of: Some(format_instant(spec.as_of)),
             store_version,
-            sql: Some(sql),
+            sql: Some(sql.clone()),
             title: spec
                 .tag
                 .clone()
                 .unwrap_or_else(|| format!("{} export", spec.workflows.join(", "))),
             export_id: Some(id.clone()),
         };
-        let manifest = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
+        let writer = ExportWriter::new(&target, spec.format, spec.shard_size_bytes)?
             .with_splits(spec.split_names())
             .with_steps(spec.steps.is_some())
             .with_meta(meta)
-            .with_progress(Arc::clone(&self.progress))
-            .write(rows)
-            .await?;
+            .with_progress(Arc::clone(&self.progress));
+        let manifest = match writer.begin().await? {
+            Begin::Finished(m) => *m,
+            Begin::Started(begun) => {
+                let job = ShardJob {
+                    export_id: id.clone(),
+                    destination: job_destination(spec, &target)?,
+                    workspace_id: self.dest.workspace_id.clone(),
+                    format: spec.format.as_str().to_string(),
+                    shard_size_bytes: spec.shard_size_bytes,
+                    part_bytes: target.part_bytes,
+                    splits: spec.split_names(),
+                    steps: spec.steps.is_some(),
+                    partitions: spec.partitions,
+                };
+                let local = InProcess {
+                    target: Arc::new(target.clone()),
+                    begun: begun.clone(),
+                    progress: Arc::clone(&self.progress),
+                    rows: row_transform(&ctx, spec).await?,
+                };
+                let written = crate::engine::write_shards_in_process(&ctx, &sql, job, local).await;
+                writer.finish(begun, written).await?
+            }
+        };
         Ok(ExportOutcome {
             id,
             manifest_url: target.public_url(ExportLayout::MANIFEST).await?,
@@ -188,6 +214,21 @@ impl Export {
             shards_reused: self.progress.shards_reused.load(Ordering::Relaxed),
         })
     }
+}
+
+/// The destination as an executor opens it: the spec's, with a local
+/// folder made absolute (the target's folder).
+fn job_destination(spec: &ExportSpec, target: &ExportTarget) -> Result<String> {
+    let d = match (&target.local_dir, &spec.destination) {
+        (Some(dir), _) => Destination::Local {
+            path: dir.to_string_lossy().into_owned(),
+        },
+        (None, Some(d)) => d.clone(),
+        (None, None) => Destination::Local {
+            path: String::new(),
+        },
+    };
+    Ok(d.to_json().to_string())
 }
 
 impl IntoFuture for Export {
@@ -210,34 +251,52 @@ pub async fn export_rows(
 ) -> Result<(String, SendableRecordBatchStream)> {
     let sql = compile_sql(spec)?;
     let rows = ctx.sql(&sql).await?.execute_stream().await?;
-    let rows = match &spec.redact {
-        Some(r) => redacted(ctx, spec, r, rows).await?,
+    let rows = match row_transform(ctx, spec).await? {
+        Some(f) => f(rows)?,
         None => rows,
     };
-    let Some(unit) = &spec.steps else {
-        return Ok((sql, rows));
-    };
-    let mut steps = StepRows::new(unit.clone(), spec.format, rows.schema())?;
-    let schema = steps.schema();
-    let stream = rows.map(move |batch| {
-        batch.and_then(|b| {
-            steps
-                .push(&b)
-                .map_err(datafusion::error::DataFusionError::from)
-        })
-    });
-    Ok((sql, Box::pin(RecordBatchStreamAdapter::new(schema, stream))))
+    Ok((sql, rows))
 }
 
-/// `rows` with the spec's redaction applied ([`crate::sample::RedactionPlan`]):
-/// the plan is read first from every frame's events of the selected
-/// sessions (no images), then each batch is rewritten as it streams.
-async fn redacted(
-    ctx: &SessionContext,
-    spec: &ExportSpec,
-    r: &Redaction,
-    rows: SendableRecordBatchStream,
-) -> Result<SendableRecordBatchStream> {
+/// What happens to the query's rows before the sink: the spec's redaction
+/// (its plan read now), then step rows. `None` when the rows go as they are.
+async fn row_transform(ctx: &SessionContext, spec: &ExportSpec) -> Result<Option<RowsFn>> {
+    let redact = match &spec.redact {
+        Some(r) => Some(redaction(ctx, spec, r).await?),
+        None => None,
+    };
+    let steps = spec.steps.clone().map(|unit| (unit, spec.format));
+    if redact.is_none() && steps.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(move |rows: SendableRecordBatchStream| {
+        let rows = match &redact {
+            Some(f) => f(rows),
+            None => rows,
+        };
+        let Some((unit, format)) = &steps else {
+            return Ok(rows);
+        };
+        let mut steps = StepRows::new(unit.clone(), *format, rows.schema())?;
+        let schema = steps.schema();
+        let stream = rows.map(move |batch| {
+            batch.and_then(|b| {
+                steps
+                    .push(&b)
+                    .map_err(datafusion::error::DataFusionError::from)
+            })
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)) as SendableRecordBatchStream)
+    })))
+}
+
+/// A stream rewrite.
+type Rewrite = Arc<dyn Fn(SendableRecordBatchStream) -> SendableRecordBatchStream + Send + Sync>;
+
+/// The spec's redaction ([`crate::sample::RedactionPlan`]): the plan is
+/// read first from every frame's events of the selected sessions (no
+/// images); the returned rewrite applies it to each batch as it streams.
+async fn redaction(ctx: &SessionContext, spec: &ExportSpec, r: &Redaction) -> Result<Rewrite> {
     let redactor = crate::sample::redactor(&r.patterns).map_err(|message| Error::Config {
         field: "redact.patterns".into(),
         message,
@@ -254,14 +313,18 @@ async fn redacted(
         }
     }
     let plan = Arc::new(builder.finish());
-    let schema = rows.schema();
-    let stream = rows.map(move |batch| {
-        batch.and_then(|b| {
-            plan.apply(&redactor, &b)
-                .map_err(datafusion::error::DataFusionError::from)
-        })
-    });
-    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    Ok(Arc::new(move |rows: SendableRecordBatchStream| {
+        let schema = rows.schema();
+        let plan = Arc::clone(&plan);
+        let redactor = Arc::clone(&redactor);
+        let stream = rows.map(move |batch| {
+            batch.and_then(|b| {
+                plan.apply(&redactor, &b)
+                    .map_err(datafusion::error::DataFusionError::from)
+            })
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream)) as SendableRecordBatchStream
+    }))
 }
 
 /// `exp_` + a ULID (48-bit millisecond time, 80 random bits, Crockford base32).

@@ -7,13 +7,20 @@
 //! `spec`, `sample`, `sink`, `dest`) never import this module.
 
 mod copy_format;
+mod shard_exec;
 mod write_shards;
 
 use std::sync::Arc;
 
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use shard_exec::{check_all_written, read_written, written_schema, ShardJob, WriteShardsExec};
+pub(crate) use shard_exec::{InProcess, RowsFn};
 pub use write_shards::WriteShards;
+
+use crate::sink::PartitionWritten;
 
 use crate::store::{FramesTable, SealedStore, SessionsTable};
 
@@ -71,6 +78,75 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::error:
     register_functions(ctx);
     copy_format::register_copy_formats(ctx)?;
     Ok(())
+}
+
+/// For an export of `partitions > 1`: registers `frames` anew so its scans
+/// have one partition per export partition ([`FramesTable::with_partitions`])
+/// and sets the options that keep those partitions apart up to the sink:
+/// `target_partitions = partitions`, no repartitioned joins, no round-robin
+/// repartitioning, no re-split file scans. A no-op for one partition.
+pub fn partition_frames(
+    ctx: &SessionContext,
+    store: &Arc<SealedStore>,
+    partitions: u32,
+) -> crate::error::Result<()> {
+    if partitions <= 1 {
+        return Ok(());
+    }
+    ctx.deregister_table("frames")?;
+    ctx.register_table(
+        "frames",
+        Arc::new(FramesTable::new(Arc::clone(store)).with_partitions(partitions)),
+    )?;
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    options.execution.target_partitions = partitions as usize;
+    options.optimizer.repartition_joins = false;
+    options.optimizer.enable_round_robin_repartition = false;
+    options.optimizer.repartition_file_scans = false;
+    Ok(())
+}
+
+/// Plans `sql` (the export query) in `ctx` and runs it into
+/// [`WriteShardsExec`] in this process: every partition's shards, and
+/// what each wrote.
+pub(crate) async fn write_shards_in_process(
+    ctx: &SessionContext,
+    sql: &str,
+    job: ShardJob,
+    local: InProcess,
+) -> crate::error::Result<Vec<PartitionWritten>> {
+    let partitions = job.partitions;
+    let input = ctx.sql(sql).await?.create_physical_plan().await?;
+    let input = ordered_within_partitions(input)?;
+    let exec = Arc::new(WriteShardsExec::new(input, job).in_process(local));
+    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx())
+        .await
+        .map_err(crate::error::Error::from_engine)?;
+    let written = read_written(&batches)?;
+    check_all_written(&written, partitions)?;
+    Ok(written)
+}
+
+/// `input` sorted by `(session_id, frame_idx)` within each partition: as
+/// it is when the plan keeps the frames scan's order (no sort added then).
+fn ordered_within_partitions(
+    input: Arc<dyn ExecutionPlan>,
+) -> crate::error::Result<Arc<dyn ExecutionPlan>> {
+    let ordering = shard_exec::export_ordering(&input.schema())?;
+    let Some(ordering) = ordering else {
+        return Ok(input);
+    };
+    if input
+        .equivalence_properties()
+        .ordering_satisfy(ordering.clone())?
+    {
+        return Ok(input);
+    }
+    Ok(Arc::new(
+        SortExec::new(ordering, input).with_preserve_partitioning(true),
+    ))
 }
 
 /// Registers the export query's SQL functions ([`crate::sample::udfs`]) alone.

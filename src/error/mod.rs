@@ -215,6 +215,24 @@ impl Error {
     }
 }
 
+impl Error {
+    /// An engine error back as ours: an [`Error`] that crossed the engine
+    /// boundary (a sink's, wrapped as external) comes back as it was.
+    pub(crate) fn from_engine(e: DataFusionError) -> Error {
+        match e {
+            DataFusionError::External(b) => match b.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(b) => Error::DataFusion(DataFusionError::External(b)),
+            },
+            DataFusionError::Context(c, inner) => match Error::from_engine(*inner) {
+                Error::DataFusion(d) => Error::DataFusion(DataFusionError::Context(c, Box::new(d))),
+                ours => ours,
+            },
+            other => Error::DataFusion(other),
+        }
+    }
+}
+
 impl From<Error> for DataFusionError {
     fn from(e: Error) -> Self {
         match e {

@@ -18,6 +18,9 @@ pub struct ExportLayout {
     format: OutputFormat,
     /// The split folder this layout's shards go to, if any.
     series: Option<String>,
+    /// The partition this layout's shards belong to, when an export has
+    /// more than one.
+    partition: Option<u32>,
 }
 
 impl ExportLayout {
@@ -36,6 +39,16 @@ impl ExportLayout {
             prefix,
             format,
             series: None,
+            partition: None,
+        }
+    }
+
+    /// The same layout's series of partition `p` of `partitions`
+    /// (`shard-p0003-000000.<ext>`); unchanged for a single partition.
+    pub fn partition(&self, p: u32, partitions: u32) -> Self {
+        ExportLayout {
+            partition: (partitions > 1).then_some(p),
+            ..self.clone()
         }
     }
 
@@ -60,7 +73,11 @@ impl ExportLayout {
 
     /// Name of shard number `index` (`shard-000003.parquet`).
     pub fn shard_name(&self, index: usize) -> String {
-        let name = format!("{}{index:06}.{}", Self::SHARD_STEM, self.format.extension());
+        let ext = self.format.extension();
+        let name = match self.partition {
+            Some(p) => format!("{}p{p:04}-{index:06}.{ext}", Self::SHARD_STEM),
+            None => format!("{}{index:06}.{ext}", Self::SHARD_STEM),
+        };
         match &self.series {
             Some(s) => format!("{s}/{name}"),
             None => name,
@@ -136,5 +153,9 @@ mod tests {
             train.key("train/shard-000000.tar").as_ref(),
             "a/b/train/shard-000000.tar"
         );
+        let p = train.partition(3, 4);
+        assert_eq!(p.shard_name(1), "train/shard-p0003-000001.tar");
+        assert!(train.is_shard("train/shard-p0003-000001.tar"));
+        assert_eq!(l.partition(0, 1).shard_name(2), "shard-000002.tar");
     }
 }

@@ -28,7 +28,9 @@ pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
 pub use manifest::{shards_digest, ImageFiles, Manifest, ShardInfo, SplitSection, StepSection};
 pub(crate) use publish::purge_unpublished;
-pub use publish::{ExportMeta, ExportWriter};
+pub use publish::{
+    Begin, Begun, ExportMeta, ExportWriter, PartitionSink, PartitionWritten, StepsWritten,
+};
 pub use row_schema::{output_schema, to_output_batch};
 pub use shard_rows::{session_changes, shard_rows, RowDigest};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -158,13 +158,28 @@ impl<'a> ExportWriter<'a> {
     }
 
     /// Streams `rows` (export query columns, in export order) into shards
-    /// and the manifest; resumes an interrupted earlier attempt.
+    /// and the manifest; resumes an interrupted earlier attempt. The same
+    /// as [`ExportWriter::begin`], one partition's [`PartitionSink`] and
+    /// [`ExportWriter::finish`].
     pub async fn write(self, rows: SendableRecordBatchStream) -> Result<Manifest> {
-        let store = &self.target.store;
+        let begun = match self.begin().await? {
+            Begin::Finished(m) => return Ok(*m),
+            Begin::Started(b) => b,
+        };
+        let written = self.partition_sink(0, 1, Some(&begun)).write(rows).await;
+        self.finish(begun, written.map(|w| vec![w])).await
+    }
+
+    /// Claims the prefix: refuses a prefix that holds a different finished
+    /// export or objects this export did not write, completes at once when
+    /// this very export is already finished there, and otherwise takes the
+    /// lease (resuming an interrupted attempt under its own lease).
+    pub async fn begin(&self) -> Result<Begin> {
         if let Some(done) = self.finished_here().await? {
-            return Ok(done);
+            return Ok(Begin::Finished(Box::new(done)));
         }
-        let mut existing = objects_under(store, self.layout.prefix(), &self.folders()).await?;
+        let mut existing =
+            objects_under(&self.target.store, self.layout.prefix(), &self.folders()).await?;
         let claim = lease::claim(self.target, &self.layout, &self.lease(), &existing).await?;
         existing.remove(ExportLayout::LEASE);
         if claim == Claim::Resumed {
@@ -176,45 +191,55 @@ impl<'a> ExportWriter<'a> {
                 );
             }
         }
+        Ok(Begin::Started(Begun { claim, existing }))
+    }
+
+    /// The writer of partition `p` of `partitions`: its shards under the
+    /// partition's names ([`ExportLayout::partition`]). `begun` gives the
+    /// objects already under the prefix; without it (another process) the
+    /// sink lists them itself.
+    pub fn partition_sink(&self, p: u32, partitions: u32, begun: Option<&Begun>) -> PartitionSink {
+        PartitionSink {
+            store: Arc::clone(&self.target.store),
+            layout: self.layout.partition(p, partitions),
+            partition: p,
+            shard_size_bytes: self.shard_size_bytes,
+            part_bytes: self.target.part_bytes,
+            progress: Arc::clone(&self.progress),
+            splits: self.splits.clone(),
+            steps: self.steps,
+            media: self.has_media(),
+            folders: self.folders(),
+            existing: begun.map(|b| b.existing.clone()),
+        }
+    }
+
+    /// Assembles the manifest from every partition's result (in partition
+    /// order), deletes stale shard keys, writes the dataset card and the
+    /// manifest last, and releases the lease. When `written` is an error
+    /// (or publishing fails), every export file this attempt created under
+    /// the prefix is deleted instead, and no manifest is written.
+    pub async fn finish(
+        &self,
+        begun: Begun,
+        written: Result<Vec<PartitionWritten>>,
+    ) -> Result<Manifest> {
+        let store = &self.target.store;
         let series = self.series();
-        let stale_candidates: Vec<String> = existing
+        let stale_candidates: Vec<String> = begun
+            .existing
             .keys()
             .filter(|n| series.iter().any(|l| l.is_shard(n)))
             .cloned()
             .collect();
-        let writers = series
-            .into_iter()
-            .map(|layout| {
-                ShardedWriter::with_layout(Arc::clone(store), layout, self.shard_size_bytes)
-                    .with_progress(Arc::clone(&self.progress))
-                    .with_part_bytes(self.target.part_bytes)
-                    .with_existing(existing.clone())
-            })
-            .collect();
-        let shape = if self.steps {
-            let media = self.has_media().then(|| {
-                MediaWriter::new(Arc::clone(store), self.layout.clone(), existing.clone())
-            });
-            Shape::Steps(Box::new(StepOutput::new(
-                self.layout.format(),
-                &rows.schema(),
-                media,
-            )))
-        } else {
-            Shape::Frames
-        };
-        let (parts, created, shape) = match stream_rows(writers, &self.splits, rows, shape).await {
-            Ok(w) => w,
-            Err(e) => {
-                if claim == Claim::Fresh {
-                    lease::release(self.target, &self.layout).await;
+        let published = match written {
+            Ok(mut parts) => {
+                parts.sort_by_key(|p| p.partition);
+                match self.manifest(parts).await {
+                    Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
+                    Err(e) => Err(e),
                 }
-                return Err(e);
             }
-        };
-        let manifest = self.manifest(parts, shape).await;
-        let published = match manifest {
-            Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
             Err(e) => Err(e),
         };
         match published {
@@ -227,10 +252,23 @@ impl<'a> ExportWriter<'a> {
             Err(e @ Error::ExportExists { .. }) => Err(e),
             Err(e) => {
                 let _ = store.delete(&self.layout.card()).await;
-                for (name, _) in created.iter().filter(|(_, c)| *c) {
-                    let _ = store.delete(&self.layout.key(name)).await;
+                // Whatever any partition created (in this process or
+                // another): export files that were not there before.
+                if let Ok(now) = objects_under(store, self.layout.prefix(), &self.folders()).await {
+                    let media = format!("{}/", crate::sample::IMAGES_FOLDER);
+                    for name in now.keys() {
+                        let file = name.rsplit('/').next().unwrap_or(name);
+                        let ours = ExportLayout::is_export_file(file) || name.starts_with(&media);
+                        if ours
+                            && !begun.existing.contains_key(name)
+                            && name != ExportLayout::LEASE
+                            && name != ExportLayout::MANIFEST
+                        {
+                            let _ = store.delete(&self.layout.key(name)).await;
+                        }
+                    }
                 }
-                if claim == Claim::Fresh {
+                if begun.claim == Claim::Fresh {
                     lease::release(self.target, &self.layout).await;
                 }
                 Err(e)
@@ -294,16 +332,35 @@ impl<'a> ExportWriter<'a> {
         }
     }
 
-    /// The manifest of the written shards, with download links when the
-    /// target makes them.
-    async fn manifest(
-        &self,
-        parts: Vec<(Vec<ShardInfo>, ShardTotals)>,
-        shape: Finished,
-    ) -> Result<Manifest> {
+    /// The manifest of the written shards (partitions in order), with
+    /// download links when the target makes them.
+    async fn manifest(&self, parts: Vec<PartitionWritten>) -> Result<Manifest> {
+        let n_series = self.series().len();
+        let mut by_series: Vec<(Vec<ShardInfo>, ShardTotals)> =
+            vec![(Vec::new(), ShardTotals::default()); n_series];
+        let mut finished = None;
+        for part in parts {
+            if part.series.len() != n_series {
+                return Err(Error::Internal(format!(
+                    "partition {} wrote {} shard series, expected {n_series}",
+                    part.partition,
+                    part.series.len()
+                )));
+            }
+            for ((shards, t), (all, sum)) in part.series.into_iter().zip(by_series.iter_mut()) {
+                all.extend(shards);
+                // A session is in one partition and one split only: the sums are exact.
+                sum.rows += t.rows;
+                sum.actions += t.actions;
+                sum.sessions += t.sessions;
+            }
+            if part.steps.is_some() {
+                finished = part.steps;
+            }
+        }
+        let parts = by_series;
         let mut totals = ShardTotals::default();
         for (_, t) in &parts {
-            // A session is in one split only: the sums are exact.
             totals.rows += t.rows;
             totals.actions += t.actions;
             totals.sessions += t.sessions;
@@ -324,20 +381,26 @@ impl<'a> ExportWriter<'a> {
         });
         let mut shards: Vec<ShardInfo> = parts.into_iter().flat_map(|(s, _)| s).collect();
         let meta = self.meta.clone();
-        let (schema, steps, mut images) = match shape {
-            Finished::Frames => (schema_json(&output_schema()), None, None),
-            Finished::Steps {
+        let (schema, steps, mut images) = match finished {
+            None if self.steps => {
+                // No partition saw a row: the step schema of no rows.
+                return Err(Error::Internal(
+                    "a step export's partition reported no step section".into(),
+                ));
+            }
+            None => (schema_json(&output_schema()), None, None),
+            Some(StepsWritten {
                 schema,
                 section,
                 media,
-            } => {
+            }) => {
                 let images = media.map(|files| ImageFiles {
                     count: files.len() as u64,
                     bytes: files.iter().map(|f| f.bytes).sum(),
                     digest: shards_digest(&files),
                     files,
                 });
-                (schema_json(&schema), Some(section), images)
+                (schema, Some(section), images)
             }
         };
         // Every file the manifest lists gets its link: shards, then images.
@@ -447,6 +510,132 @@ enum Finished {
     },
 }
 
+/// How [`ExportWriter::begin`] found the prefix.
+#[derive(Debug)]
+pub enum Begin {
+    /// This very export is finished there already: its manifest.
+    Finished(Box<Manifest>),
+    /// The prefix is claimed; write the partitions, then
+    /// [`ExportWriter::finish`].
+    Started(Begun),
+}
+
+/// A claimed prefix, between [`ExportWriter::begin`] and
+/// [`ExportWriter::finish`].
+#[derive(Debug, Clone)]
+pub struct Begun {
+    claim: Claim,
+    /// Objects under the prefix before this attempt: name → size.
+    existing: HashMap<String, u64>,
+}
+
+/// What one partition of an export wrote, as the process that wrote it
+/// reports it to the one that writes the manifest (JSON on a cluster).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionWritten {
+    /// The partition.
+    pub partition: u32,
+    /// Per shard series (one, or one per split in split order): its
+    /// shards and totals.
+    pub series: Vec<(Vec<ShardInfo>, ShardTotals)>,
+    /// Step exports: what the manifest's `steps` section needs.
+    pub steps: Option<StepsWritten>,
+}
+
+/// What a step export's partition reports besides its shards.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepsWritten {
+    /// The step rows' schema, as the manifest records it.
+    schema: Value,
+    section: StepSection,
+    /// The image files (JSON Lines).
+    media: Option<Vec<ShardInfo>>,
+}
+
+/// Writes one partition's shards (every split's series) from its rows in
+/// export order; made by [`ExportWriter::partition_sink`].
+#[derive(Debug)]
+pub struct PartitionSink {
+    store: Arc<dyn ObjectStore>,
+    layout: ExportLayout,
+    partition: u32,
+    shard_size_bytes: u64,
+    part_bytes: usize,
+    progress: Arc<Progress>,
+    splits: Vec<String>,
+    steps: bool,
+    media: bool,
+    folders: Vec<String>,
+    existing: Option<HashMap<String, u64>>,
+}
+
+impl PartitionSink {
+    /// The partition it writes.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// Streams `rows` into the partition's shards. On failure every shard
+    /// it created is deleted.
+    pub async fn write(self, rows: SendableRecordBatchStream) -> Result<PartitionWritten> {
+        let existing = match self.existing {
+            Some(e) => e,
+            None => {
+                let mut e = objects_under(&self.store, self.layout.prefix(), &self.folders).await?;
+                e.remove(ExportLayout::LEASE);
+                e
+            }
+        };
+        let series: Vec<ExportLayout> = if self.splits.is_empty() {
+            vec![self.layout.clone()]
+        } else {
+            self.splits.iter().map(|s| self.layout.series(s)).collect()
+        };
+        let writers = series
+            .into_iter()
+            .map(|layout| {
+                ShardedWriter::with_layout(Arc::clone(&self.store), layout, self.shard_size_bytes)
+                    .with_progress(Arc::clone(&self.progress))
+                    .with_part_bytes(self.part_bytes)
+                    .with_existing(existing.clone())
+            })
+            .collect();
+        let shape = if self.steps {
+            let media = self.media.then(|| {
+                MediaWriter::new(
+                    Arc::clone(&self.store),
+                    self.layout.clone(),
+                    existing.clone(),
+                )
+            });
+            Shape::Steps(Box::new(StepOutput::new(
+                self.layout.format(),
+                &rows.schema(),
+                media,
+            )))
+        } else {
+            Shape::Frames
+        };
+        let (series, finished) = stream_rows(writers, &self.splits, rows, shape).await?;
+        Ok(PartitionWritten {
+            partition: self.partition,
+            series,
+            steps: match finished {
+                Finished::Frames => None,
+                Finished::Steps {
+                    schema,
+                    section,
+                    media,
+                } => Some(StepsWritten {
+                    schema: schema_json(&schema),
+                    section,
+                    media,
+                }),
+            },
+        })
+    }
+}
+
 impl Shape {
     async fn convert(
         &mut self,
@@ -493,14 +682,9 @@ impl Shape {
     }
 }
 
-/// Per series its shards and totals, per shard or image name whether this
-/// attempt created its key (false: an earlier attempt's, verified), and
-/// what the manifest needs of the rows.
-type Written = (
-    Vec<(Vec<ShardInfo>, ShardTotals)>,
-    Vec<(String, bool)>,
-    Finished,
-);
+/// Per series its shards and totals, and what the manifest needs of the
+/// rows.
+type Written = (Vec<(Vec<ShardInfo>, ShardTotals)>, Finished);
 
 /// Streams `rows` into `writers`: all into the one writer, or with
 /// `splits` each row into the writer of its `split` column's value.
@@ -581,8 +765,7 @@ async fn stream_rows(
             }
         }
     }
-    created.extend(media_created.into_iter().map(|n| (n, true)));
-    Ok((parts, created, finished))
+    Ok((parts, finished))
 }
 
 /// Objects directly under `prefix`, and directly in its sub-folders named

@@ -40,7 +40,7 @@ pub struct Progress {
 }
 
 /// Totals of what a [`ShardedWriter`] wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardTotals {
     /// Rows (= frames).
     pub rows: u64,

@@ -264,8 +264,15 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
         }
         _ => String::new(),
     };
+    // A partitioned export is ordered within each partition (the frames
+    // scan's order), not as a whole.
+    let order = if spec.partitions > 1 {
+        ""
+    } else {
+        " ORDER BY f.session_id, f.frame_idx"
+    };
     let template = format!(
-        "{select}{sampled_column}{split} {FROM} WHERE {} ORDER BY f.session_id, f.frame_idx",
+        "{select}{sampled_column}{split} {FROM} WHERE {}{order}",
         w.conditions.join(" AND "),
     );
     let mut statements = Parser::parse_sql(&GenericDialect {}, &template)

@@ -278,6 +278,38 @@ pub struct ExportSpec {
     pub redact: Option<Redaction>,
     /// `"unit": "step"`: one row per action instead of one per frame.
     pub steps: Option<super::steps::StepUnit>,
+    /// Independent partitions the export is split into (1: one shard
+    /// series, as before). A session's rows all go to partition
+    /// [`crate::spec::partition_of`]`(session_id, partitions)`; each
+    /// partition is sharded and ordered on its own.
+    pub partitions: u32,
+}
+
+/// The most partitions an export may be split into.
+pub const MAX_PARTITIONS: i64 = 4096;
+
+/// `Ok` when `n` is a valid partition count (1 to [`MAX_PARTITIONS`]).
+pub fn check_partitions(n: i64) -> Result<u32, String> {
+    if (1..=MAX_PARTITIONS).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(format!("{n} is not between 1 and {MAX_PARTITIONS}"))
+    }
+}
+
+/// The partition (of `partitions`) a session's rows are written in: the
+/// first 8 bytes of SHA-256 of its id, big-endian, modulo `partitions`.
+/// Defined here, not by an engine's hash, so the bytes of an export never
+/// depend on which engine ran it.
+pub fn partition_of(session_id: &str, partitions: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    if partitions <= 1 {
+        return 0;
+    }
+    let d = Sha256::digest(session_id.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&d[..8]);
+    (u64::from_be_bytes(head) % u64::from(partitions)) as u32
 }
 
 /// What stands in a written spec for key material given inline.
@@ -336,6 +368,9 @@ impl ExportSpec {
             o.insert("unit".into(), json!("step"));
             o.insert("step".into(), st.to_json());
         }
+        if let (n @ 2.., Some(o)) = (self.partitions, v.as_object_mut()) {
+            o.insert("partitions".into(), json!(n));
+        }
         v
     }
 
@@ -368,6 +403,20 @@ impl ExportSpec {
             "as_of": format_instant(self.as_of),
             "shard_size_bytes": self.shard_size_bytes,
         })
+    }
+}
+
+impl Destination {
+    /// The destination as a spec's `destination` object (key material
+    /// given inline included: never write it anywhere).
+    pub fn to_json(&self) -> Value {
+        destination_json(self)
+    }
+
+    /// Whether it holds key material inline (a GCS `service_account` key
+    /// as JSON rather than a path to one).
+    pub fn has_inline_key(&self) -> bool {
+        matches!(self, Destination::Gcs { service_account: Some(sa), .. } if sa.trim_start().starts_with('{'))
     }
 }
 

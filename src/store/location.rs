@@ -59,6 +59,12 @@ impl StoreLocation {
         }
     }
 
+    /// The root as a URL any process can open the same store from
+    /// (`file:///abs/path`, `s3://bucket/prefix`): a local root is absolute.
+    pub fn root_url(&self) -> String {
+        format!("{}{}", self.url.as_str(), self.prefix)
+    }
+
     /// Parses a store root. Local paths are created if missing. Cloud URLs
     /// take their credentials and options from the environment, as the
     /// `object_store` builders' `from_env()` read them (`AWS_*`, `AZURE_*`,

@@ -130,6 +130,9 @@ pub struct SealedStore {
     catalog: Catalog,
     /// A snapshot every query of this handle reads (see [`SealedStore::pinned`]).
     pinned: Option<Arc<Snapshot>>,
+    /// The version every query of this handle reads, read when first
+    /// needed (see [`SealedStore::at_version`]).
+    version: Option<StoreVersion>,
     /// Session id → seal of every session this handle committed.
     committed: Mutex<HashMap<String, String>>,
 }
@@ -160,8 +163,30 @@ impl SealedStore {
             catalog: Catalog::new(&location)?,
             location,
             pinned: None,
+            version: None,
             committed: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// A handle on the store at `location` whose queries all read
+    /// `version`, without reading anything yet (a cluster's scheduler
+    /// rebuilds an export's tables so).
+    pub fn at_version(location: StoreLocation, version: StoreVersion) -> Result<Arc<Self>> {
+        Ok(Arc::new(SealedStore {
+            catalog: Catalog::new(&location)?,
+            location,
+            pinned: None,
+            version: Some(version),
+            committed: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The version this handle's queries read, when it is pinned to one.
+    pub fn pinned_version(&self) -> Option<StoreVersion> {
+        self.pinned
+            .as_ref()
+            .and_then(|s| s.version)
+            .or(self.version)
     }
 
     /// Where the store lives.
@@ -190,6 +215,7 @@ impl SealedStore {
             location: self.location.clone(),
             catalog: self.catalog.clone(),
             pinned: Some(Arc::new(snapshot)),
+            version: None,
             committed: Mutex::new(HashMap::new()),
         })
     }
@@ -229,7 +255,7 @@ impl SealedStore {
         if let Some(pinned) = &self.pinned {
             return Ok(Snapshot::clone(pinned));
         }
-        self.snapshot_at(None).await
+        self.snapshot_at(self.version).await
     }
 
     /// The committed sessions at `version` (default: the newest).

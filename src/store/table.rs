@@ -55,6 +55,11 @@ impl SessionsTable {
     pub fn new(store: Arc<SealedStore>) -> Self {
         SessionsTable { store }
     }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Arc<SealedStore> {
+        &self.store
+    }
 }
 
 #[async_trait]
@@ -136,12 +141,37 @@ impl TableProvider for SessionsTable {
 #[derive(Debug)]
 pub struct FramesTable {
     store: Arc<SealedStore>,
+    /// Export partitions (see [`FramesTable::with_partitions`]); 0: none.
+    partitions: u32,
 }
 
 impl FramesTable {
     /// The table over `store`.
     pub fn new(store: Arc<SealedStore>) -> Self {
-        FramesTable { store }
+        FramesTable {
+            store,
+            partitions: 0,
+        }
+    }
+
+    /// The table whose scans have exactly `partitions` partitions, the
+    /// frames of a session in partition
+    /// [`crate::spec::partition_of`]`(session_id, partitions)`, each in
+    /// `(session_id, frame_idx)` order: what an export of `partitions`
+    /// writes from (0: partitions by `target_partitions`, as usual).
+    pub fn with_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Arc<SealedStore> {
+        &self.store
+    }
+
+    /// Its export partitions (0: none).
+    pub fn partitions(&self) -> u32 {
+        self.partitions
     }
 }
 
@@ -199,7 +229,11 @@ impl TableProvider for FramesTable {
         let kept = prune_sessions(state, &snapshot, &session_filters, &FRAMES_SESSION_COLUMNS)?;
         let schema = frames_schema();
         if kept.is_empty() {
-            return empty_scan(schema, projection);
+            let plan = empty_scan(schema, projection)?;
+            return Ok(match self.partitions {
+                0 | 1 => plan,
+                n => Arc::new(EmptyExec::new(plan.schema()).with_partitions(n as usize)),
+            });
         }
         // Every filter was decided from the log (others would need columns).
         let rows: i64 = kept.iter().map(|s| s.frame_count.max(0)).sum();
@@ -215,7 +249,10 @@ impl TableProvider for FramesTable {
         } else {
             snapshot.with_tails(&self.store.location().prefix, kept)
         };
-        let groups = file_groups(&kept, state.config().target_partitions(), !reads_images);
+        let groups = match self.partitions {
+            0 => file_groups(&kept, state.config().target_partitions(), !reads_images),
+            n => partition_groups(&kept, n, !reads_images),
+        };
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&schema).into());
         let ordering = LexOrdering::new([
@@ -339,6 +376,17 @@ fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) ->
         .map(|s| (partitioned_file(s, exact_footer), s.frames_bytes))
         .collect();
     contiguous_groups(files, n)
+}
+
+/// One group per export partition: each session's file in group
+/// `partition_of(session_id, n)`, in session order (empty groups included).
+fn partition_groups(sessions: &[Arc<SessionRecord>], n: u32, exact_footer: bool) -> Vec<FileGroup> {
+    let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n as usize];
+    for s in sessions {
+        let p = crate::spec::partition_of(&s.session_id, n) as usize;
+        groups[p].push(partitioned_file(s, exact_footer));
+    }
+    groups.into_iter().map(FileGroup::new).collect()
 }
 
 /// A scan of no file: no rows, in the projected schema.

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::model::{
-    check_shard_size, ExportSpec, FrameSampling, OutputFormat, SamplingMode, SessionFilter,
-    DEFAULT_SHARD_SIZE_BYTES,
+    check_partitions, check_shard_size, ExportSpec, FrameSampling, OutputFormat, SamplingMode,
+    SessionFilter, DEFAULT_SHARD_SIZE_BYTES,
 };
 use super::time::TimeExpr;
 use crate::error::{SpecError, SpecErrors};
@@ -50,6 +50,20 @@ impl ExportSpec {
         let spec = p.spec(value, now);
         match spec {
             Some(spec) if p.errors.is_empty() => Ok(spec),
+            _ => Err(SpecErrors(p.errors)),
+        }
+    }
+}
+
+impl crate::spec::Destination {
+    /// Parses a `destination` object alone (what [`Destination::to_json`]
+    /// gives), with the spec's rules and field paths.
+    ///
+    /// [`Destination::to_json`]: crate::spec::Destination::to_json
+    pub fn from_json(value: &Value) -> Result<Self, SpecErrors> {
+        let mut p = Parser::default();
+        match p.destination(value) {
+            Some(d) if p.errors.is_empty() => Ok(d),
             _ => Err(SpecErrors(p.errors)),
         }
     }
@@ -210,7 +224,7 @@ impl Parser {
     }
 
     fn spec(&mut self, v: &Value, now: DateTime<Utc>) -> Option<ExportSpec> {
-        const TOP: [&str; 14] = [
+        const TOP: [&str; 15] = [
             "workflow",
             "filter",
             "format",
@@ -225,6 +239,7 @@ impl Parser {
             "coordinates",
             "history",
             "messages",
+            "partitions",
         ];
         let obj = self.object(v, "", &TOP)?;
         let as_of = match obj.get("as_of") {
@@ -298,7 +313,30 @@ impl Parser {
             Some(v) => self.redaction(v).map(Some),
         };
         let steps = self.step_unit(obj);
+        let partitions = match obj.get("partitions") {
+            None | Some(Value::Null) => Some(1),
+            Some(v) => self.int(v, "partitions", i64::MIN).and_then(|n| {
+                check_partitions(n)
+                    .map_err(|m| self.err("partitions", m))
+                    .ok()
+            }),
+        };
+        if partitions.is_some_and(|n| n > 1) {
+            if obj.get("unit").and_then(Value::as_str) == Some("step") {
+                self.err(
+                    "partitions",
+                    "an export of `\"unit\": \"step\"` rows is written as one partition (leave `partitions` out)",
+                );
+            }
+            if obj.get("redact").is_some_and(|r| !r.is_null()) {
+                self.err(
+                    "partitions",
+                    "a redacted export is written as one partition (leave `partitions` out)",
+                );
+            }
+        }
         Some(ExportSpec {
+            partitions: partitions?,
             raw: v.clone(),
             steps: steps?,
             splits: splits?,

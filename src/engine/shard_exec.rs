@@ -1,0 +1,388 @@
+//! [`WriteShardsExec`]: an export's sink as an execution plan, so a
+//! cluster's executors can run it. Its input is the export query with one
+//! partition per export partition (one, ordered, for `partitions = 1`);
+//! output partition `p` writes export partition `p`'s shards
+//! ([`crate::sink::PartitionSink`]) straight to the destination and yields
+//! one row: `(partition, written)`, the [`PartitionWritten`] as JSON. The
+//! process that started the export assembles the manifest from those rows
+//! ([`crate::sink::ExportWriter::finish`]). [`ShardJob`] is what an
+//! executor needs to open the destination itself; a plan built in-process
+//! carries the opened target, the progress counters and the row transform
+//! (redaction, step rows) as well.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::Result as DfResult;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexOrdering, LexRequirement, PhysicalSortExpr,
+};
+use datafusion::physical_expr_common::sort_expr::OrderingRequirements;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::expressions::col;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::dest::{DestConfig, ExportTarget};
+use crate::error::{Error, Result};
+use crate::sink::{Begun, ExportWriter, PartitionWritten, Progress};
+use crate::spec::{partition_of, Destination, OutputFormat};
+
+/// Rewrites a partition's rows before the sink (redaction, step rows).
+pub(crate) type RowsFn =
+    Arc<dyn Fn(SendableRecordBatchStream) -> Result<SendableRecordBatchStream> + Send + Sync>;
+
+/// What every partition of one export writes under: enough for an
+/// executor to open the destination and name the shards. Holds no
+/// credential (executors use their own identity; key material given
+/// inline in a destination is refused for clusters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardJob {
+    /// The export id.
+    pub export_id: String,
+    /// The destination, as a spec's `destination` object (JSON text; a
+    /// local folder as an absolute path).
+    pub destination: String,
+    /// The workspace the export runs for (STS external id).
+    pub workspace_id: Option<String>,
+    /// Shard format (the spec's name).
+    pub format: String,
+    /// Shard size cap.
+    pub shard_size_bytes: u64,
+    /// Multipart part size.
+    pub part_bytes: usize,
+    /// Split names, in series order.
+    pub splits: Vec<String>,
+    /// Step rows (single partition, in-process only).
+    pub steps: bool,
+    /// Export partitions.
+    pub partitions: u32,
+}
+
+impl ShardJob {
+    fn format(&self) -> Result<OutputFormat> {
+        OutputFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == self.format)
+            .ok_or_else(|| Error::Internal(format!("unknown shard format {:?}", self.format)))
+    }
+
+    /// Opens the destination the way the CLI does, from this process's
+    /// environment ([`DestConfig::from_env`]) and the job's workspace.
+    async fn open_target(&self) -> Result<ExportTarget> {
+        let value: serde_json::Value = serde_json::from_str(&self.destination)
+            .map_err(|e| Error::Internal(format!("job destination: {e}")))?;
+        let d = Destination::from_json(&value).map_err(Error::Spec)?;
+        let mut cfg = DestConfig::from_env()?;
+        cfg.workspace_id = self.workspace_id.clone();
+        cfg.part_bytes = self.part_bytes;
+        ExportTarget::open_resolving(&d, &self.export_id, &cfg).await
+    }
+}
+
+/// What only an in-process run has: the opened target, its claim, the
+/// counters and the row transform.
+#[derive(Clone)]
+pub(crate) struct InProcess {
+    pub(crate) target: Arc<ExportTarget>,
+    pub(crate) begun: Begun,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) rows: Option<RowsFn>,
+}
+
+/// The schema of what [`WriteShardsExec`] yields.
+pub fn written_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("written", DataType::Utf8, false),
+    ]))
+}
+
+/// Reads the rows [`WriteShardsExec`] yields back into partition results.
+pub fn read_written(batches: &[RecordBatch]) -> Result<Vec<PartitionWritten>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let json = b
+            .column_by_name("written")
+            .ok_or_else(|| Error::Internal("no `written` column in the sink's output".into()))?;
+        let json = json.as_string::<i32>();
+        for i in 0..json.len() {
+            let w: PartitionWritten = serde_json::from_str(json.value(i))
+                .map_err(|e| Error::Internal(format!("a partition's report: {e}")))?;
+            out.push(w);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every partition reported exactly once.
+pub fn check_all_written(written: &[PartitionWritten], partitions: u32) -> Result<()> {
+    let mut seen = vec![false; partitions as usize];
+    for w in written {
+        match seen.get_mut(w.partition as usize) {
+            Some(s) if !*s => *s = true,
+            _ => {
+                return Err(Error::Internal(format!(
+                    "partition {} reported twice or out of range",
+                    w.partition
+                )))
+            }
+        }
+    }
+    match seen.iter().position(|s| !s) {
+        Some(p) => Err(Error::Internal(format!("partition {p} did not report"))),
+        None => Ok(()),
+    }
+}
+
+/// The sink of an export as a plan node (see the module docs).
+pub struct WriteShardsExec {
+    input: Arc<dyn ExecutionPlan>,
+    job: Arc<ShardJob>,
+    local: Option<InProcess>,
+    props: Arc<PlanProperties>,
+}
+
+impl fmt::Debug for WriteShardsExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteShardsExec")
+            .field("job", &self.job)
+            .field("in_process", &self.local.is_some())
+            .finish()
+    }
+}
+
+impl WriteShardsExec {
+    /// The sink of `job` over `input` (export rows; one partition per
+    /// export partition, or one for `partitions = 1`).
+    pub fn new(input: Arc<dyn ExecutionPlan>, job: ShardJob) -> Self {
+        let parts = job.partitions.max(1) as usize;
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(written_schema()),
+            Partitioning::UnknownPartitioning(parts),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        );
+        WriteShardsExec {
+            input,
+            job: Arc::new(job),
+            local: None,
+            props: Arc::new(props),
+        }
+    }
+
+    pub(crate) fn in_process(mut self, local: InProcess) -> Self {
+        self.local = Some(local);
+        self
+    }
+
+    /// The job.
+    pub fn job(&self) -> &ShardJob {
+        &self.job
+    }
+
+    /// The rows it writes.
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+}
+
+/// The order export rows are written in within a partition:
+/// `(session_id, frame_idx)`, the columns `schema` has of them (`None`
+/// without `session_id`).
+pub(crate) fn export_ordering(schema: &SchemaRef) -> DfResult<Option<LexOrdering>> {
+    if schema.index_of("session_id").is_err() {
+        return Ok(None);
+    }
+    let keys = ["session_id", "frame_idx"]
+        .into_iter()
+        .filter(|c| schema.index_of(c).is_ok())
+        .map(|c| {
+            Ok(PhysicalSortExpr::new(
+                col(c, schema)?,
+                arrow::compute::SortOptions::new(false, false),
+            ))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(LexOrdering::new(keys))
+}
+
+impl DisplayAs for WriteShardsExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "WriteShardsExec: format={}, partitions={}",
+            self.job.format, self.job.partitions
+        )
+    }
+}
+
+impl ExecutionPlan for WriteShardsExec {
+    fn name(&self) -> &str {
+        "WriteShardsExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        if self.job.partitions <= 1 {
+            vec![Distribution::SinglePartition]
+        } else {
+            // The input's partition p holds export partition p (the frames
+            // scan groups its files so); checked row by row as it streams.
+            vec![Distribution::UnspecifiedDistribution]
+        }
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        let ordering = export_ordering(&self.input.schema()).ok().flatten();
+        vec![ordering.map(|o| OrderingRequirements::new(LexRequirement::from(o)))]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children)
+            .map_err(|_| DataFusionError::Internal("WriteShardsExec has one input".into()))?;
+        Ok(Arc::new(WriteShardsExec {
+            input,
+            job: Arc::clone(&self.job),
+            local: self.local.clone(),
+            props: Arc::clone(&self.props),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let parts = self.job.partitions.max(1);
+        if partition >= parts as usize {
+            return Err(DataFusionError::Internal(format!(
+                "WriteShardsExec has {parts} partitions, asked for {partition}"
+            )));
+        }
+        let input_parts = self.input.output_partitioning().partition_count();
+        if input_parts != parts as usize {
+            return Err(DataFusionError::Plan(format!(
+                "the export rows arrive in {input_parts} partitions, the export has {parts}"
+            )));
+        }
+        let rows = self.input.execute(partition, Arc::clone(&context))?;
+        let job = Arc::clone(&self.job);
+        let local = self.local.clone();
+        let p = partition as u32;
+        let written = async move {
+            let rows = checked(rows, p, job.partitions);
+            let report = write_partition(&job, local, p, rows).await?;
+            let json = serde_json::to_string(&report)
+                .map_err(|e| Error::Internal(format!("a partition's report: {e}")))?;
+            let batch = RecordBatch::try_new(
+                written_schema(),
+                vec![
+                    Arc::new(UInt32Array::from(vec![p])),
+                    Arc::new(StringArray::from(vec![json])),
+                ],
+            )?;
+            Ok::<_, Error>(batch)
+        };
+        let stream = futures::stream::once(written).map(|r| r.map_err(DataFusionError::from));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            written_schema(),
+            stream,
+        )))
+    }
+}
+
+/// Writes partition `p`'s shards.
+async fn write_partition(
+    job: &ShardJob,
+    local: Option<InProcess>,
+    p: u32,
+    rows: SendableRecordBatchStream,
+) -> Result<PartitionWritten> {
+    let format = job.format()?;
+    let (target, begun, progress, transform) = match local {
+        Some(l) => (l.target, Some(l.begun), l.progress, l.rows),
+        None => (
+            Arc::new(job.open_target().await?),
+            None,
+            Arc::new(Progress::default()),
+            None,
+        ),
+    };
+    let rows = match transform {
+        Some(f) => f(rows)?,
+        None => rows,
+    };
+    let writer = ExportWriter::new(&target, format, job.shard_size_bytes)?
+        .with_splits(job.splits.clone())
+        .with_steps(job.steps)
+        .with_progress(progress);
+    writer
+        .partition_sink(p, job.partitions, begun.as_ref())
+        .write(rows)
+        .await
+}
+
+/// `rows` failing at the first row whose session belongs to another
+/// partition than `p` (a plan that moved rows between partitions would
+/// otherwise write one partition's shard names from two places).
+fn checked(rows: SendableRecordBatchStream, p: u32, partitions: u32) -> SendableRecordBatchStream {
+    if partitions <= 1 {
+        return rows;
+    }
+    let schema = rows.schema();
+    let stream = rows.map(move |batch| {
+        let batch = batch?;
+        if let Some(ids) = batch.column_by_name("session_id") {
+            let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
+            let ids = ids.as_string::<i32>();
+            for i in 0..ids.len() {
+                if ids.is_valid(i) && partition_of(ids.value(i), partitions) != p {
+                    return Err(DataFusionError::Execution(format!(
+                        "session {} (partition {}) arrived in partition {p}: the plan must keep the frames scan's partitions",
+                        ids.value(i),
+                        partition_of(ids.value(i), partitions)
+                    )));
+                }
+            }
+        }
+        Ok(batch)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
