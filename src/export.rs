@@ -71,6 +71,7 @@ pub struct Export {
     dest: DestConfig,
     progress: Arc<Progress>,
     ctx: Option<SessionContext>,
+    cluster: Option<String>,
 }
 
 impl std::fmt::Debug for Export {
@@ -95,7 +96,18 @@ impl Export {
             dest: DestConfig::default(),
             progress: Arc::new(Progress::default()),
             ctx: None,
+            cluster: None,
         }
+    }
+
+    /// Runs on the Ballista cluster whose scheduler is at `url`
+    /// (`df://HOST:PORT`; builds with the `cluster` feature): the same
+    /// plan, each partition's shards written by the executor that computed
+    /// it, the manifest written here last. The bytes are the same as on
+    /// one node. Redacted and step exports run on one node only.
+    pub fn with_cluster(mut self, url: impl Into<String>) -> Self {
+        self.cluster = Some(url.into());
+        self
     }
 
     /// Uses `id` as the export id (a job's id) instead of a new one.
@@ -159,7 +171,10 @@ impl Export {
             None => Self::open_target(&self.spec, &id, &self.dest).await?,
         };
         let spec = &self.spec;
-        let ctx = self.ctx.unwrap_or_else(crate::engine::new_context);
+        let ctx = match &self.cluster {
+            Some(url) => cluster_context(url, spec).await?,
+            None => self.ctx.unwrap_or_else(crate::engine::new_context),
+        };
         // Every query of the export (rows, redaction plan) reads one snapshot.
         let store = self.store.pinned(None).await?;
         let store_version = store.snapshot().await?.version;
@@ -197,13 +212,18 @@ impl Export {
                     steps: spec.steps.is_some(),
                     partitions: spec.partitions,
                 };
-                let local = InProcess {
-                    target: Arc::new(target.clone()),
-                    begun: begun.clone(),
-                    progress: Arc::clone(&self.progress),
-                    rows: row_transform(&ctx, spec).await?,
+                let written = match &self.cluster {
+                    Some(_) => on_cluster(&ctx, &sql, job).await,
+                    None => {
+                        let local = InProcess {
+                            target: Arc::new(target.clone()),
+                            begun: begun.clone(),
+                            progress: Arc::clone(&self.progress),
+                            rows: row_transform(&ctx, spec).await?,
+                        };
+                        crate::engine::write_shards_in_process(&ctx, &sql, job, local).await
+                    }
                 };
-                let written = crate::engine::write_shards_in_process(&ctx, &sql, job, local).await;
                 writer.finish(begun, written).await?
             }
         };
@@ -213,6 +233,55 @@ impl Export {
             manifest,
             shards_reused: self.progress.shards_reused.load(Ordering::Relaxed),
         })
+    }
+}
+
+/// A client session on the cluster at `url` for `spec`, or why not.
+async fn cluster_context(url: &str, spec: &ExportSpec) -> Result<SessionContext> {
+    let refuse = |message: &str| {
+        Err(Error::Config {
+            field: "cluster".into(),
+            message: message.into(),
+        })
+    };
+    if spec.steps.is_some() {
+        return refuse("`\"unit\": \"step\"` exports run on one node (leave out the cluster)");
+    }
+    if spec.redact.is_some() {
+        return refuse("redacted exports run on one node (leave out the cluster)");
+    }
+    if spec
+        .destination
+        .as_ref()
+        .is_some_and(|d| d.has_inline_key())
+    {
+        return refuse("a destination with key material inline cannot be sent to executors; give them their own credentials");
+    }
+    #[cfg(feature = "cluster")]
+    {
+        crate::cluster::remote_context(url).await
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = url;
+        refuse("this build has no cluster support (build with `--features cluster`)")
+    }
+}
+
+/// Runs the export's plan on the cluster `ctx` is a session of.
+#[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
+async fn on_cluster(
+    ctx: &SessionContext,
+    sql: &str,
+    job: ShardJob,
+) -> Result<Vec<crate::sink::PartitionWritten>> {
+    #[cfg(feature = "cluster")]
+    {
+        crate::cluster::write_shards_on_cluster(ctx, sql, job).await
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        Err(Error::Internal("no cluster support in this build".into()))
     }
 }
 

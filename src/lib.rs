@@ -40,6 +40,8 @@
 #![recursion_limit = "256"] // the OpenAPI document is one json! literal
 
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod datagen;
 pub mod dest;
 pub mod engine;

@@ -162,6 +162,6 @@ async fn sample_export(
     let now = chrono::Utc::now();
     let spec = ExportSpec::parse(&spec, now)?;
     let dest = crate::dest::DestConfig::default();
-    let (job, _) = super::export::run_job(store, &spec, &text, &dest, now, true).await?;
+    let (job, _) = super::export::run_job(store, &spec, &text, &dest, now, true, None).await?;
     Ok(job)
 }

@@ -52,6 +52,12 @@ pub(super) struct CreateArgs {
     /// destination object as JSON).
     #[arg(long)]
     to: Option<String>,
+    /// Run on the Ballista cluster whose scheduler is at this URL
+    /// (`df://HOST:PORT`, started with `nusomi cluster scheduler`; a build
+    /// with the `cluster` feature). The shards and manifest are the same
+    /// bytes as on one node.
+    #[arg(long, env = "NUSOMI_CLUSTER")]
+    cluster: Option<String>,
 }
 
 /// Arguments of `nusomi export verify`.
@@ -107,7 +113,16 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
         cfg.workspace_id = args.workspace_id;
     }
     let body = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
-    let (job, _) = run_job(&store, &spec, &body, &cfg, created_at, !args.json).await?;
+    let (job, _) = run_job(
+        &store,
+        &spec,
+        &body,
+        &cfg,
+        created_at,
+        !args.json,
+        args.cluster.as_deref(),
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
     } else {
@@ -142,6 +157,7 @@ pub(super) async fn run_job(
     cfg: &DestConfig,
     created_at: chrono::DateTime<Utc>,
     show_progress: bool,
+    cluster: Option<&str>,
 ) -> Result<(serde_json::Value, crate::sink::Manifest)> {
     use std::sync::atomic::Ordering;
     let mut job = JobRecord::queued(new_export_id(created_at), spec, body, created_at);
@@ -172,11 +188,14 @@ pub(super) async fn run_job(
         })
     };
     job.start();
-    let outcome = Export::new(store, spec)
+    let mut export = Export::new(store, spec)
         .with_id(job.id.clone())
         .with_target(target)
-        .with_progress(std::sync::Arc::clone(&progress))
-        .await;
+        .with_progress(std::sync::Arc::clone(&progress));
+    if let Some(url) = cluster {
+        export = export.with_cluster(url);
+    }
+    let outcome = export.await;
     ticker.abort();
     bar.finish_and_clear();
     let outcome = outcome?;
@@ -380,6 +399,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
         &cfg,
         created_at,
         !args.json,
+        args.cluster.as_deref(),
     )
     .await?;
     let mut differences = compare_files(&original.shards, &again.shards);

@@ -2,6 +2,7 @@
 //! Each subcommand is a thin layer over the library; exit status 0 on
 //! success, non-zero with a message on stderr otherwise (SPEC §7).
 
+mod cluster;
 mod demo;
 mod export;
 mod output;
@@ -40,6 +41,9 @@ enum Command {
     /// Store maintenance (`migrate`, `checkpoint`, `vacuum`).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Run a Ballista scheduler or executor exports scale out on.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// Parses the process arguments and runs the subcommand.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
             Command::Export(cmd) => export::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Store(cmd) => store::run(cmd).await,
+            Command::Cluster(cmd) => cluster::run(cmd).await,
         }
     });
     if std::env::var_os(crate::store::COUNT_REQUESTS_ENV).is_some() {

@@ -67,6 +67,11 @@ pub(super) struct ServeArgs {
     /// --token and --workspace-id.
     #[arg(long, env = "NUSOMI_WORKSPACES")]
     workspaces: Option<PathBuf>,
+    /// Run exports on the Ballista cluster whose scheduler is at this URL
+    /// (`df://HOST:PORT`; a build with the `cluster` feature). Redacted
+    /// and step exports still run in this process.
+    #[arg(long, env = "NUSOMI_CLUSTER")]
+    cluster: Option<String>,
     /// Exports running at once (default: half the cores, at least 1).
     #[arg(long, env = "NUSOMI_WORKERS")]
     workers: Option<usize>,
@@ -266,6 +271,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     let open = workspaces.is_open();
     let jobs = JobService::new(workspaces, stores, db, dest, workers, exec_handle);
     jobs.set_max_future_as_of(args.max_future_as_of_secs);
+    if let Some(url) = args.cluster.clone() {
+        jobs.set_cluster(url);
+    }
     let requeued = jobs.recover()?;
     jobs.start();
     if let Some(file) = args.workspaces.clone() {

@@ -84,7 +84,8 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::error:
 /// have one partition per export partition ([`FramesTable::with_partitions`])
 /// and sets the options that keep those partitions apart up to the sink:
 /// `target_partitions = partitions`, no repartitioned joins, no round-robin
-/// repartitioning, no re-split file scans. A no-op for one partition.
+/// repartitioning, no re-split file scans, hash joins. A no-op for one
+/// partition.
 pub fn partition_frames(
     ctx: &SessionContext,
     store: &Arc<SealedStore>,
@@ -105,6 +106,9 @@ pub fn partition_frames(
     options.optimizer.repartition_joins = false;
     options.optimizer.enable_round_robin_repartition = false;
     options.optimizer.repartition_file_scans = false;
+    // A hash join collecting `sessions` keeps the frames side's partitions
+    // (Ballista defaults to sort-merge joins, which repartition both sides).
+    options.optimizer.prefer_hash_join = true;
     Ok(())
 }
 

@@ -27,9 +27,9 @@ use datafusion::physical_expr_common::sort_expr::OrderingRequirements;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::expressions::col;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
-    Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ pub(crate) type RowsFn =
 /// executor to open the destination and name the shards. Holds no
 /// credential (executors use their own identity; key material given
 /// inline in a destination is refused for clusters).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Serialize, Deserialize)]
 pub struct ShardJob {
     /// The export id.
     pub export_id: String,
@@ -126,9 +126,11 @@ pub fn read_written(batches: &[RecordBatch]) -> Result<Vec<PartitionWritten>> {
     Ok(out)
 }
 
-/// Checks that every partition reported exactly once.
+/// Checks the partitions' reports: each partition at most once, none out
+/// of range, and the single partition of a one-partition export always
+/// (a partition with no rows reports nothing).
 pub fn check_all_written(written: &[PartitionWritten], partitions: u32) -> Result<()> {
-    let mut seen = vec![false; partitions as usize];
+    let mut seen = vec![false; partitions.max(1) as usize];
     for w in written {
         match seen.get_mut(w.partition as usize) {
             Some(s) if !*s => *s = true,
@@ -140,10 +142,12 @@ pub fn check_all_written(written: &[PartitionWritten], partitions: u32) -> Resul
             }
         }
     }
-    match seen.iter().position(|s| !s) {
-        Some(p) => Err(Error::Internal(format!("partition {p} did not report"))),
-        None => Ok(()),
+    if partitions <= 1 && !seen[0] {
+        return Err(Error::Internal(
+            "the export's partition did not report".into(),
+        ));
     }
+    Ok(())
 }
 
 /// The sink of an export as a plan node (see the module docs).
@@ -167,19 +171,29 @@ impl WriteShardsExec {
     /// The sink of `job` over `input` (export rows; one partition per
     /// export partition, or one for `partitions = 1`).
     pub fn new(input: Arc<dyn ExecutionPlan>, job: ShardJob) -> Self {
-        let parts = job.partitions.max(1) as usize;
-        let props = PlanProperties::new(
-            EquivalenceProperties::new(written_schema()),
-            Partitioning::UnknownPartitioning(parts),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let props = Self::props(&input, &job);
         WriteShardsExec {
             input,
             job: Arc::new(job),
             local: None,
-            props: Arc::new(props),
+            props,
         }
+    }
+
+    /// One output partition per input partition (a cluster's task runs a
+    /// slice of them), one for a single-partition export.
+    fn props(input: &Arc<dyn ExecutionPlan>, job: &ShardJob) -> Arc<PlanProperties> {
+        let parts = if job.partitions <= 1 {
+            1
+        } else {
+            input.output_partitioning().partition_count()
+        };
+        Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(written_schema()),
+            Partitioning::UnknownPartitioning(parts),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ))
     }
 
     pub(crate) fn in_process(mut self, local: InProcess) -> Self {
@@ -278,10 +292,10 @@ impl ExecutionPlan for WriteShardsExec {
         let [input] = <[_; 1]>::try_from(children)
             .map_err(|_| DataFusionError::Internal("WriteShardsExec has one input".into()))?;
         Ok(Arc::new(WriteShardsExec {
+            props: Self::props(&input, &self.job),
             input,
             job: Arc::clone(&self.job),
             local: self.local.clone(),
-            props: Arc::clone(&self.props),
         }))
     }
 
@@ -290,24 +304,31 @@ impl ExecutionPlan for WriteShardsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let parts = self.job.partitions.max(1);
-        if partition >= parts as usize {
-            return Err(DataFusionError::Internal(format!(
-                "WriteShardsExec has {parts} partitions, asked for {partition}"
-            )));
-        }
-        let input_parts = self.input.output_partitioning().partition_count();
-        if input_parts != parts as usize {
-            return Err(DataFusionError::Plan(format!(
-                "the export rows arrive in {input_parts} partitions, the export has {parts}"
-            )));
-        }
-        let rows = self.input.execute(partition, Arc::clone(&context))?;
+        // A cluster runs a task's slice of the partitions under local
+        // numbers, so the export partition comes from the rows themselves.
+        let mut rows = self.input.execute(partition, Arc::clone(&context))?;
         let job = Arc::clone(&self.job);
         let local = self.local.clone();
-        let p = partition as u32;
         let written = async move {
-            let rows = checked(rows, p, job.partitions);
+            let schema = rows.schema();
+            let (p, rows) = if job.partitions <= 1 {
+                (0, rows)
+            } else {
+                let first = loop {
+                    match rows.next().await {
+                        Some(Ok(b)) if b.num_rows() == 0 => continue,
+                        Some(Ok(b)) => break b,
+                        Some(Err(e)) => return Err(Error::from_engine(e)),
+                        // No rows: nothing to write, nothing to report.
+                        None => return Ok(RecordBatch::new_empty(written_schema())),
+                    }
+                };
+                let p = first_partition(&first, job.partitions)?;
+                let rest = futures::stream::iter([Ok(first)]).chain(rows);
+                let rows: SendableRecordBatchStream =
+                    Box::pin(RecordBatchStreamAdapter::new(schema, rest));
+                (p, checked(rows, p, job.partitions))
+            };
             let report = write_partition(&job, local, p, rows).await?;
             let json = serde_json::to_string(&report)
                 .map_err(|e| Error::Internal(format!("a partition's report: {e}")))?;
@@ -326,6 +347,19 @@ impl ExecutionPlan for WriteShardsExec {
             stream,
         )))
     }
+}
+
+/// The export partition of the first row of `batch`.
+fn first_partition(batch: &RecordBatch, partitions: u32) -> Result<u32> {
+    let ids = batch
+        .column_by_name("session_id")
+        .ok_or_else(|| Error::Rows("a partitioned export needs a `session_id` column".into()))?;
+    let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
+    let ids = ids.as_string::<i32>();
+    if ids.is_null(0) {
+        return Err(Error::Rows("a row without session_id".into()));
+    }
+    Ok(partition_of(ids.value(0), partitions))
 }
 
 /// Writes partition `p`'s shards.

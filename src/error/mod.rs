@@ -127,6 +127,11 @@ pub enum Error {
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
+    /// A cluster (its scheduler or executors) could not be reached or
+    /// started.
+    #[error("cluster: {0}")]
+    Cluster(String),
+
     /// The query engine failed.
     #[error("{0}")]
     DataFusion(#[from] DataFusionError),

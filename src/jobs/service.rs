@@ -68,6 +68,8 @@ pub struct JobService {
     wake: Notify,
     /// How far past the posting time a spec's `as_of` may lie (clock skew).
     max_future_as_of: std::sync::atomic::AtomicU64,
+    /// The Ballista scheduler exports run on (`df://HOST:PORT`), if any.
+    cluster: std::sync::OnceLock<String>,
 }
 
 /// Default of [`JobService::set_max_future_as_of`]: one minute of clock skew.
@@ -113,6 +115,7 @@ impl JobService {
             submitting: Mutex::new(()),
             wake: Notify::new(),
             max_future_as_of: MAX_FUTURE_AS_OF_SECS.into(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -121,6 +124,13 @@ impl JobService {
     /// until then would join a rerun).
     pub fn set_max_future_as_of(&self, secs: u64) {
         self.max_future_as_of.store(secs, Ordering::Relaxed);
+    }
+
+    /// Runs exports on the Ballista cluster whose scheduler is at `url`
+    /// (`df://HOST:PORT`) instead of in this process; redacted and step
+    /// exports still run here. Set once, before jobs run.
+    pub fn set_cluster(&self, url: String) {
+        let _ = self.cluster.set(url);
     }
 
     /// The live map. Lock policy: a panic while holding it (none is known)
@@ -577,10 +587,15 @@ impl JobService {
         let spec = self.checked_spec(ws, &job.spec, created)?;
         let target = Export::open_target(&spec, &job.id, &self.dest_for(ws)).await?;
         let job_id = job.id.clone();
-        let export = Export::new(store, &spec)
+        let mut export = Export::new(store, &spec)
             .with_id(job.id.clone())
             .with_target(target.clone())
             .with_progress(progress);
+        if let Some(url) = self.cluster.get() {
+            if spec.steps.is_none() && spec.redact.is_none() {
+                export = export.with_cluster(url.clone());
+            }
+        }
         match export.await {
             Err(Error::Cancelled) => {
                 purge_unpublished(&target, &job_id, &spec.split_names()).await;

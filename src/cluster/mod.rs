@@ -1,0 +1,257 @@
+//! Scale-out on Apache DataFusion Ballista (cargo feature `cluster`): the
+//! scheduler and executor processes with our codecs (`codec.rs`), the
+//! sink's logical node and planner (`node.rs`), SQL functions and object
+//! stores registered, and the client side an export submits its plan
+//! with ([`write_shards_on_cluster`]). The plan is the one a single node
+//! runs: the export query with the frames scan split into the export's
+//! partitions, under [`crate::engine::WriteShardsExec`]; each executor
+//! writes its partitions' shards straight to the destination, and the
+//! process that submitted the export writes the manifest last.
+
+mod codec;
+mod node;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::common::Result as DfResult;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use object_store::ObjectStore;
+use url::Url;
+
+pub use codec::{LogicalCodec, PhysicalCodec};
+pub use node::{query_planner, WriteShardsNode};
+
+use crate::engine::{check_all_written, read_written, ShardJob};
+use crate::error::{Error, Result};
+use crate::sink::PartitionWritten;
+use crate::store::StoreLocation;
+
+/// Where a scheduler listens and how quickly it gives up on an executor.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Address to listen on (loopback by default).
+    pub bind: String,
+    /// gRPC port.
+    pub port: u16,
+    /// Seconds without a heartbeat after which an executor is dead and its
+    /// tasks run elsewhere.
+    pub executor_timeout_secs: u64,
+    /// Attempts of a task before its job fails.
+    pub task_max_failures: usize,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            bind: "127.0.0.1".into(),
+            port: 50050,
+            executor_timeout_secs: 180,
+            task_max_failures: 4,
+        }
+    }
+}
+
+/// Where an executor listens and which scheduler it joins.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler, `HOST:PORT`.
+    pub scheduler: String,
+    /// Address to listen on and advertise.
+    pub bind: String,
+    /// Arrow Flight port (shuffle data).
+    pub port: u16,
+    /// gRPC port (tasks).
+    pub grpc_port: u16,
+    /// Task slots.
+    pub concurrent_tasks: usize,
+    /// Folder for shuffle files.
+    pub work_dir: Option<String>,
+    /// Seconds between heartbeats.
+    pub heartbeat_secs: u64,
+}
+
+/// A DataFusion session config for a cluster: Ballista's, with our codecs.
+fn cluster_config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
+        .with_batch_size(crate::engine::IMAGE_BATCH_SIZE)
+}
+
+/// The runtime of a scheduler or executor: object stores made on first
+/// use from their URL and this process's environment ([`LazyStores`]).
+fn runtime() -> DfResult<Arc<RuntimeEnv>> {
+    Ok(Arc::new(
+        RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(LazyStores::default()))
+            .build()?,
+    ))
+}
+
+/// A session state with our functions and sink planner.
+fn session_state(config: SessionConfig) -> DfResult<datafusion::execution::SessionState> {
+    let mut udfs = ballista_core::extension::ballista_scalar_functions();
+    udfs.extend(crate::sample::udfs().into_iter().map(Arc::new));
+    Ok(SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime()?)
+        .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+        .with_scalar_functions(udfs)
+        .with_aggregate_functions(ballista_core::extension::ballista_aggregate_functions())
+        .with_window_functions(ballista_core::extension::ballista_window_functions())
+        .with_query_planner(query_planner())
+        .build())
+}
+
+/// Runs a Ballista scheduler that plans exports, until the process ends.
+pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+    let addr = format!("{}:{}", opts.bind, opts.port)
+        .parse()
+        .map_err(|e| Error::Config {
+            field: "bind".into(),
+            message: format!("{e}"),
+        })?;
+    let mut config = SchedulerConfig {
+        bind_host: opts.bind.clone(),
+        external_host: opts.bind.clone(),
+        bind_port: opts.port,
+        executor_timeout_seconds: opts.executor_timeout_secs,
+        expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
+        no_executors_grace_period_seconds: opts.executor_timeout_secs,
+        task_max_failures: opts.task_max_failures,
+        ..SchedulerConfig::default()
+    }
+    .with_override_config_producer(Arc::new(cluster_config))
+    .with_override_session_builder(Arc::new(session_state));
+    config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(ballista_error)?;
+    ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(config))
+        .await
+        .map_err(ballista_error)
+}
+
+/// Runs a Ballista executor that writes export shards, until the process
+/// ends. Object-store credentials come from its environment.
+pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
+    use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+    let (host, port) = opts
+        .scheduler
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Config {
+            field: "scheduler".into(),
+            message: format!("{:?} is not HOST:PORT", opts.scheduler),
+        })?;
+    let scheduler_port = port.parse().map_err(|_| Error::Config {
+        field: "scheduler".into(),
+        message: format!("{port:?} is not a port"),
+    })?;
+    let registry = ballista_core::registry::BallistaFunctionRegistry::from(
+        &session_state(cluster_config()).map_err(Error::from)?,
+    );
+    let config = ExecutorProcessConfig {
+        bind_host: opts.bind.clone(),
+        external_host: Some(opts.bind.clone()),
+        port: opts.port,
+        grpc_port: opts.grpc_port,
+        scheduler_host: host.to_string(),
+        scheduler_port,
+        vcores: opts.concurrent_tasks.max(1),
+        work_dir: opts.work_dir.clone(),
+        executor_heartbeat_interval_seconds: opts.heartbeat_secs.max(1),
+        print_thread_info: false,
+        override_function_registry: Some(Arc::new(registry)),
+        override_runtime_producer: Some(Arc::new(|_: &SessionConfig| runtime())),
+        override_config_producer: Some(Arc::new(cluster_config)),
+        override_logical_codec: Some(Arc::new(LogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        ..ExecutorProcessConfig::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(ballista_error)
+}
+
+fn ballista_error(e: ballista_core::error::BallistaError) -> Error {
+    Error::Cluster(e.to_string())
+}
+
+/// A client session on the scheduler at `url` (`df://HOST:PORT`), with our
+/// codecs; register the store's tables and functions into it as usual.
+pub async fn remote_context(url: &str) -> Result<SessionContext> {
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(cluster_config())
+        .build();
+    SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|e| Error::Cluster(format!("{url}: {e}")))
+}
+
+/// Submits `sql` (the export query, planned in `ctx`, a
+/// [`remote_context`]) under the sink of `job` to the cluster and returns
+/// what every partition wrote.
+pub(crate) async fn write_shards_on_cluster(
+    ctx: &SessionContext,
+    sql: &str,
+    job: ShardJob,
+) -> Result<Vec<PartitionWritten>> {
+    let partitions = job.partitions;
+    let input = ctx.sql(sql).await?.into_unoptimized_plan();
+    let plan = LogicalPlan::Extension(Extension {
+        node: Arc::new(WriteShardsNode::new(input, job)),
+    });
+    let batches = DataFrame::new(ctx.state(), plan)
+        .collect()
+        .await
+        .map_err(Error::from_engine)?;
+    let written = read_written(&batches)?;
+    check_all_written(&written, partitions)?;
+    Ok(written)
+}
+
+/// An object-store registry that opens a store the first time a URL of it
+/// is asked for, as a store root of that URL would be opened
+/// ([`StoreLocation::parse`]: credentials from the environment).
+#[derive(Debug, Default)]
+struct LazyStores {
+    known: DefaultObjectStoreRegistry,
+    opened: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl ObjectStoreRegistry for LazyStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.known.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        if let Ok(s) = self.known.get_store(url) {
+            return Ok(s);
+        }
+        let key = format!("{}://{}", url.scheme(), url.authority());
+        if let Some(s) = self.opened.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(s);
+        }
+        let loc = StoreLocation::parse(&format!("{key}/"))
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        if let Ok(mut m) = self.opened.write() {
+            m.insert(key, Arc::clone(&loc.store));
+        }
+        Ok(loc.store)
+    }
+}
