@@ -112,6 +112,9 @@ impl LogicalExtensionCodec for LogicalCodec {
         let location = StoreLocation::parse(&root)?;
         let store = SealedStore::at_version(location, version)?;
         match table.as_str() {
+            "sessions" if partitions == 1 => {
+                Ok(Arc::new(SessionsTable::new(store).single_partition()))
+            }
             "sessions" => Ok(Arc::new(SessionsTable::new(store))),
             "frames" => Ok(Arc::new(
                 FramesTable::new(store).with_partitions(partitions),
@@ -128,7 +131,7 @@ impl LogicalExtensionCodec for LogicalCodec {
     ) -> DfResult<()> {
         let (table, store, partitions) =
             if let Some(t) = node.as_ref().downcast_ref::<SessionsTable>() {
-                ("sessions", t.store(), 0)
+                ("sessions", t.store(), u32::from(t.is_single_partition()))
             } else if let Some(t) = node.as_ref().downcast_ref::<FramesTable>() {
                 ("frames", t.store(), t.partitions())
             } else {

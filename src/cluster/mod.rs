@@ -27,7 +27,7 @@ use url::Url;
 pub use codec::{LogicalCodec, PhysicalCodec};
 pub use node::{query_planner, WriteShardsNode};
 
-use crate::engine::{check_all_written, read_written, ShardJob};
+use crate::engine::{merge_reports, read_written, ShardJob};
 use crate::error::{Error, Result};
 use crate::sink::PartitionWritten;
 use crate::store::StoreLocation;
@@ -76,12 +76,28 @@ pub struct ExecutorOptions {
     pub heartbeat_secs: u64,
 }
 
+/// Executors pull their tasks. Ballista 55.0.0's default (the scheduler
+/// pushes tasks and counts each executor's free slots) loses the slots of
+/// tasks still running on a healthy executor when a lost executor's output
+/// sends their stage back, and the export then waits forever; with pull
+/// scheduling each executor keeps its own slots.
+const SCHEDULING: ballista_core::config::TaskSchedulingPolicy =
+    ballista_core::config::TaskSchedulingPolicy::PullStaged;
+
 /// A DataFusion session config for a cluster: Ballista's, with our codecs.
 fn cluster_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
         .with_batch_size(crate::engine::IMAGE_BATCH_SIZE)
+        .with_ballista_adaptive_query_planner(adaptive_planner())
+}
+
+/// Ballista's adaptive planner, off unless `NUSOMI_CLUSTER_AQE=1`: with it
+/// (Ballista 55.0.0) a job whose executor was lost mid-stage never gets its
+/// task slots back and hangs; the static planner reruns the lost tasks.
+fn adaptive_planner() -> bool {
+    std::env::var("NUSOMI_CLUSTER_AQE").is_ok_and(|v| v == "1")
 }
 
 /// The runtime of a scheduler or executor: object stores made on first
@@ -128,6 +144,7 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
         expire_dead_executor_interval_seconds: (opts.executor_timeout_secs / 3).max(1),
         no_executors_grace_period_seconds: opts.executor_timeout_secs,
         task_max_failures: opts.task_max_failures,
+        scheduling_policy: SCHEDULING,
         ..SchedulerConfig::default()
     }
     .with_override_config_producer(Arc::new(cluster_config))
@@ -171,6 +188,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         work_dir: opts.work_dir.clone(),
         executor_heartbeat_interval_seconds: opts.heartbeat_secs.max(1),
         print_thread_info: false,
+        task_scheduling_policy: SCHEDULING,
         override_function_registry: Some(Arc::new(registry)),
         override_runtime_producer: Some(Arc::new(|_: &SessionConfig| runtime())),
         override_config_producer: Some(Arc::new(cluster_config)),
@@ -216,9 +234,7 @@ pub(crate) async fn write_shards_on_cluster(
         .collect()
         .await
         .map_err(Error::from_engine)?;
-    let written = read_written(&batches)?;
-    check_all_written(&written, partitions)?;
-    Ok(written)
+    merge_reports(read_written(&batches)?, partitions)
 }
 
 /// An object-store registry that opens a store the first time a URL of it

@@ -16,7 +16,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use shard_exec::{check_all_written, read_written, written_schema, ShardJob, WriteShardsExec};
+pub use shard_exec::{merge_reports, read_written, written_schema, ShardJob, WriteShardsExec};
 pub(crate) use shard_exec::{InProcess, RowsFn};
 pub use write_shards::WriteShards;
 
@@ -81,7 +81,9 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::error:
 }
 
 /// For an export of `partitions > 1`: registers `frames` anew so its scans
-/// have one partition per export partition ([`FramesTable::with_partitions`])
+/// have one partition per export partition ([`FramesTable::with_partitions`]),
+/// `sessions` so its scans have one ([`SessionsTable::single_partition`]:
+/// the join's build side needs no exchange, a cluster runs one stage)
 /// and sets the options that keep those partitions apart up to the sink:
 /// `target_partitions = partitions`, no repartitioned joins, no round-robin
 /// repartitioning, no re-split file scans, hash joins. A no-op for one
@@ -98,6 +100,11 @@ pub fn partition_frames(
     ctx.register_table(
         "frames",
         Arc::new(FramesTable::new(Arc::clone(store)).with_partitions(partitions)),
+    )?;
+    ctx.deregister_table("sessions")?;
+    ctx.register_table(
+        "sessions",
+        Arc::new(SessionsTable::new(Arc::clone(store)).single_partition()),
     )?;
     let state = ctx.state_ref();
     let mut state = state.write();
@@ -128,9 +135,7 @@ pub(crate) async fn write_shards_in_process(
     let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx())
         .await
         .map_err(crate::error::Error::from_engine)?;
-    let written = read_written(&batches)?;
-    check_all_written(&written, partitions)?;
-    Ok(written)
+    merge_reports(read_written(&batches)?, partitions)
 }
 
 /// `input` sorted by `(session_id, frame_idx)` within each partition: as

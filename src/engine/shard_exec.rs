@@ -126,28 +126,41 @@ pub fn read_written(batches: &[RecordBatch]) -> Result<Vec<PartitionWritten>> {
     Ok(out)
 }
 
-/// Checks the partitions' reports: each partition at most once, none out
-/// of range, and the single partition of a one-partition export always
-/// (a partition with no rows reports nothing).
-pub fn check_all_written(written: &[PartitionWritten], partitions: u32) -> Result<()> {
-    let mut seen = vec![false; partitions.max(1) as usize];
+/// The partitions' reports, one per partition: none out of range, the
+/// single partition of a one-partition export always there (a partition
+/// with no rows reports nothing). A partition a cluster ran twice (a task
+/// retried after its stage was sent back) reports twice; its writes are
+/// deterministic, so the reports must be equal, and one is kept.
+pub fn merge_reports(
+    written: Vec<PartitionWritten>,
+    partitions: u32,
+) -> Result<Vec<PartitionWritten>> {
+    let mut seen: Vec<Option<PartitionWritten>> = vec![None; partitions.max(1) as usize];
     for w in written {
-        match seen.get_mut(w.partition as usize) {
-            Some(s) if !*s => *s = true,
-            _ => {
+        let p = w.partition;
+        match seen.get_mut(p as usize) {
+            Some(slot @ None) => *slot = Some(w),
+            Some(Some(first)) if *first == w => {
+                tracing::info!(partition = p, "a partition ran twice with the same result");
+            }
+            Some(Some(_)) => {
                 return Err(Error::Internal(format!(
-                    "partition {} reported twice or out of range",
-                    w.partition
+                    "partition {p} ran twice with different results"
+                )))
+            }
+            None => {
+                return Err(Error::Internal(format!(
+                    "partition {p} is out of range (the export has {partitions})"
                 )))
             }
         }
     }
-    if partitions <= 1 && !seen[0] {
+    if partitions <= 1 && seen[0].is_none() {
         return Err(Error::Internal(
             "the export's partition did not report".into(),
         ));
     }
-    Ok(())
+    Ok(seen.into_iter().flatten().collect())
 }
 
 /// The sink of an export as a plan node (see the module docs).

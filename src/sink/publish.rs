@@ -235,6 +235,12 @@ impl<'a> ExportWriter<'a> {
         let published = match written {
             Ok(mut parts) => {
                 parts.sort_by_key(|p| p.partition);
+                // Uploads cut off by a lost executor (whose partition ran
+                // again elsewhere) leave local staging files behind.
+                let swept = sweep_interrupted_uploads(self.target)?;
+                if swept > 0 {
+                    tracing::info!(swept, "removed staging files of interrupted uploads");
+                }
                 match self.manifest(parts).await {
                     Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
                     Err(e) => Err(e),

@@ -48,12 +48,31 @@ const IMAGE_BATCH_ROWS: usize = 64;
 #[derive(Debug)]
 pub struct SessionsTable {
     store: Arc<SealedStore>,
+    /// Scans in one partition (see [`SessionsTable::single_partition`]).
+    single: bool,
 }
 
 impl SessionsTable {
     /// The table over `store`.
     pub fn new(store: Arc<SealedStore>) -> Self {
-        SessionsTable { store }
+        SessionsTable {
+            store,
+            single: false,
+        }
+    }
+
+    /// The table whose scans read every kept file in one partition: the
+    /// build side of a partitioned export's join then needs no exchange,
+    /// so a cluster runs the export as one stage (each task reads the
+    /// small sessions files itself).
+    pub fn single_partition(mut self) -> Self {
+        self.single = true;
+        self
+    }
+
+    /// Whether its scans have one partition.
+    pub fn is_single_partition(&self) -> bool {
+        self.single
     }
 
     /// The store it reads.
@@ -118,7 +137,12 @@ impl TableProvider for SessionsTable {
                 (file, s.session_bytes)
             })
             .collect();
-        let groups = contiguous_groups(files, state.config().target_partitions());
+        let parts = if self.single {
+            1
+        } else {
+            state.config().target_partitions()
+        };
+        let groups = contiguous_groups(files, parts);
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&schema).into());
         let ordering = LexOrdering::new([PhysicalSortExpr::new(

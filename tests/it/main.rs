@@ -1,6 +1,8 @@
 //! Behaviour across modules, in one test binary (one link, shared helpers).
 
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod dest;
 mod dest_servers;
 mod entra;

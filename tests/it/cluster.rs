@@ -1,0 +1,317 @@
+//! Scale-out on a Ballista cluster (cargo feature `cluster`): a scheduler
+//! and two executors run as separate `nusomi cluster` processes on
+//! loopback; exports of every format with `partitions = 4` give the same
+//! manifest as a single-node run, into a local folder and into SeaweedFS;
+//! an executor killed mid-export changes nothing either.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nusomi_export::store::{SealOptions, SealedStore};
+use nusomi_export::Export;
+use serde_json::{json, Value};
+
+use crate::support::{spec_json, write_session};
+
+/// A scheduler and its executors, stopped when dropped.
+struct Cluster {
+    url: String,
+    scheduler: Child,
+    executors: Vec<Child>,
+    _work: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// A scheduler and `executors` executors of `slots` task slots each;
+    /// an executor silent for 3 s is dead.
+    fn start(executors: usize, slots: usize) -> Cluster {
+        let work = tempfile::TempDir::new().unwrap();
+        let bin = env!("CARGO_BIN_EXE_nusomi");
+        let port = free_port();
+        let log = |name: &str| std::fs::File::create(work.path().join(name)).unwrap();
+        let scheduler = Command::new(bin)
+            .env("NUSOMI_LOG", "warn")
+            .args(["cluster", "scheduler", "--port", &port.to_string()])
+            .args(["--executor-timeout-secs", "3"])
+            .stdout(log("scheduler.out"))
+            .stderr(log("scheduler.err"))
+            .spawn()
+            .unwrap();
+        wait_port(port, "the scheduler");
+        let mut children = Vec::new();
+        for i in 0..executors {
+            let (flight, grpc) = (free_port(), free_port());
+            let dir = work.path().join(format!("executor-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let child = Command::new(bin)
+                .args(["cluster", "executor"])
+                .args(["--scheduler", &format!("127.0.0.1:{port}")])
+                .args(["--port", &flight.to_string()])
+                .args(["--grpc-port", &grpc.to_string()])
+                .args(["--concurrent-tasks", &slots.to_string()])
+                .args(["--heartbeat-secs", "1"])
+                .args(["--work-dir", dir.to_str().unwrap()])
+                .stdout(log(&format!("executor-{i}.out")))
+                .stderr(log(&format!("executor-{i}.err")))
+                .spawn()
+                .unwrap();
+            wait_port(flight, "an executor");
+            children.push(child);
+        }
+        // Executors register right after they listen.
+        std::thread::sleep(Duration::from_millis(500));
+        Cluster {
+            url: format!("df://127.0.0.1:{port}"),
+            scheduler,
+            executors: children,
+            _work: work,
+        }
+    }
+
+    /// What the scheduler logged (warnings and errors).
+    fn scheduler_log(&self) -> String {
+        std::fs::read_to_string(self._work.path().join("scheduler.err")).unwrap_or_default()
+    }
+
+    fn kill_executor(&mut self, i: usize) {
+        self.executors[i].kill().unwrap();
+        self.executors[i].wait().unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A store in a local folder with sessions `0..n` of generator `seed`.
+async fn local_store(seed: u64, n: usize) -> (tempfile::TempDir, Arc<SealedStore>) {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let store = SealedStore::open(tmp.path().join("store").to_str().unwrap())
+        .await
+        .unwrap();
+    let dirs: Vec<PathBuf> = (0..n)
+        .map(|i| write_session(&tmp.path().join("bundles"), seed, i).1)
+        .collect();
+    let opts = SealOptions {
+        sealed_at: Some("2029-01-01T00:00:00Z".parse().unwrap()),
+        ..SealOptions::default()
+    };
+    for d in &dirs {
+        store.seal(d, &opts).await.unwrap();
+    }
+    (tmp, store)
+}
+
+async fn export(
+    store: &Arc<SealedStore>,
+    spec: &Value,
+    cluster: Option<&str>,
+) -> nusomi_export::sink::Manifest {
+    let spec = nusomi_export::spec::ExportSpec::parse(spec, chrono::Utc::now()).unwrap();
+    let mut e = Export::new(store, &spec);
+    if let Some(url) = cluster {
+        e = e.with_cluster(url);
+    }
+    e.await.unwrap().manifest
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Exports `spec` into `out` on one node, moves it aside, exports it again
+/// on the cluster into the same folder; returns both manifests' bytes.
+async fn both_ways(
+    store: &Arc<SealedStore>,
+    spec: &Value,
+    out: &Path,
+    url: &str,
+) -> (Vec<u8>, Vec<u8>) {
+    export(store, spec, None).await;
+    let single = out.with_extension("single");
+    std::fs::rename(out, &single).unwrap();
+    export(store, spec, Some(url)).await;
+    let a = std::fs::read(single.join("manifest.json")).unwrap();
+    let b = std::fs::read(out.join("manifest.json")).unwrap();
+    // Same files, same bytes.
+    assert_eq!(files(&single), files(out));
+    for f in files(out) {
+        assert_eq!(
+            std::fs::read(single.join(&f)).unwrap(),
+            std::fs::read(out.join(&f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    std::fs::remove_dir_all(&single).unwrap();
+    (a, b)
+}
+
+#[tokio::test]
+async fn every_format_on_two_executors_equals_one_node() {
+    let (tmp, store) = local_store(61, 10).await;
+    let cluster = Cluster::start(2, 2);
+    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+        let out = tmp.path().join(format!("out-{format}"));
+        let spec = spec_json(
+            format,
+            json!({"partitions": 4, "shard_size_bytes": 65536,
+                   "destination": {"kind": "local", "path": out}}),
+        );
+        let (single, clustered) = both_ways(&store, &spec, &out, &cluster.url).await;
+        assert_eq!(single, clustered, "{format}: manifests differ");
+        let m: Value = serde_json::from_slice(&clustered).unwrap();
+        let shards: Vec<&str> = m["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["path"].as_str().unwrap())
+            .collect();
+        // Named by partition and sequence; more than one partition wrote.
+        assert!(
+            shards.iter().all(|s| s.starts_with("shard-p000")),
+            "{shards:?}"
+        );
+        let parts: std::collections::BTreeSet<&str> = shards.iter().map(|s| &s[..11]).collect();
+        assert!(parts.len() > 1, "one partition only: {shards:?}");
+        assert!(m["rows"].as_u64().unwrap() > 0);
+    }
+    // A single partition and a split export too.
+    for (name, fields) in [
+        ("one", json!({"partitions": 1})),
+        (
+            "splits",
+            json!({"partitions": 3, "splits": {"train": 0.7, "val": 0.3}}),
+        ),
+    ] {
+        let out = tmp.path().join(format!("out-{name}"));
+        let mut fields = fields;
+        fields["destination"] = json!({"kind": "local", "path": out});
+        fields["shard_size_bytes"] = json!(65536);
+        let spec = spec_json("parquet", fields);
+        let (single, clustered) = both_ways(&store, &spec, &out, &cluster.url).await;
+        assert_eq!(single, clustered, "{name}: manifests differ");
+    }
+}
+
+#[tokio::test]
+async fn an_executor_killed_mid_export_changes_nothing() {
+    let (tmp, store) = local_store(62, 24).await;
+    let out = tmp.path().join("out");
+    let spec = spec_json(
+        "jsonl",
+        json!({"partitions": 4, "shard_size_bytes": 4096,
+               "destination": {"kind": "local", "path": out}}),
+    );
+    export(&store, &spec, None).await;
+    let single = tmp.path().join("single");
+    std::fs::rename(&out, &single).unwrap();
+
+    // One slot each: both executors are busy while the first shards land.
+    let mut cluster = Cluster::start(2, 1);
+    let url = cluster.url.clone();
+    let running = {
+        let (store, spec) = (Arc::clone(&store), spec.clone());
+        tokio::spawn(async move { export(&store, &spec, Some(&url)).await.digest })
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = out.exists() && files(&out).iter().any(|f| f.starts_with("shard-"));
+        if started {
+            break;
+        }
+        assert!(Instant::now() < until, "no shard was written");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.kill_executor(0);
+    assert!(
+        !out.join("manifest.json").exists(),
+        "the export finished before an executor could be killed; make it larger"
+    );
+    tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("the export did not finish after losing an executor")
+        .unwrap();
+    assert_eq!(
+        std::fs::read(single.join("manifest.json")).unwrap(),
+        std::fs::read(out.join("manifest.json")).unwrap()
+    );
+    // Nothing stray: exactly the files of the single-node export.
+    assert_eq!(files(&single), files(&out));
+    // The killed executor was running a task, which ran again elsewhere.
+    let log = cluster.scheduler_log();
+    assert!(
+        log.contains("tasks for running job/stage") && log.contains("on lost Executor"),
+        "the scheduler did not rerun a lost task; its log:\n{log}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn every_format_on_two_executors_into_seaweedfs_equals_one_node() {
+    let endpoint = std::env::var("NUSOMI_TEST_S3_ENDPOINT").expect("scripts/test.sh sets it");
+    let (_tmp, store) = local_store(63, 8).await;
+    let cluster = Cluster::start(2, 2);
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+        let mut manifests = Vec::new();
+        for (how, url) in [("single", None), ("cluster", Some(cluster.url.as_str()))] {
+            let prefix = format!("cluster-{nonce}/{format}-{how}");
+            let spec = spec_json(
+                format,
+                json!({"partitions": 4, "shard_size_bytes": 65536,
+                       "destination": {"kind": "s3", "bucket": "nusomi-test", "prefix": prefix,
+                                       "region": "us-east-1", "endpoint": endpoint}}),
+            );
+            let manifest = export(&store, &spec, url).await;
+            let mut m = serde_json::to_value(&manifest).unwrap();
+            // The prefix is the one difference the spec itself makes.
+            for key in ["spec", "resolved"] {
+                m[key]["destination"]["prefix"] = json!(null);
+            }
+            manifests.push(m);
+        }
+        assert_eq!(manifests[0], manifests[1], "{format}: manifests differ");
+        assert!(manifests[0]["shard_count"].as_u64().unwrap() > 1);
+    }
+}
