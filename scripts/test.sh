@@ -121,11 +121,16 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy -D warnings"
-cargo clippy --all-targets -- -D warnings
+# The suite runs with the `cluster` feature (Ballista scale-out): its tests
+# start a scheduler and two executors as processes on 127.0.0.1.
+FEATURES=(--features cluster)
 
-step "cargo test (unit, integration incl. server-backed, sqllogictest, doctests)"
-cargo test -- --include-ignored
+step "cargo clippy -D warnings (default features, then with cluster)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets "${FEATURES[@]}" -- -D warnings
+
+step "cargo test (unit, integration incl. server-backed and the Ballista cluster, sqllogictest, doctests)"
+cargo test "${FEATURES[@]}" -- --include-ignored
 
 step "Delta Lake readers (deltalake, Polars, DuckDB delta) and generic ones (pyarrow, DuckDB) on a demo store"
 "$TARGET/debug/nusomi" demo --dir "$WORK/demo" --sessions 6 > "$WORK/demo.log"

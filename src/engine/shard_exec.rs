@@ -433,3 +433,40 @@ fn checked(rows: SendableRecordBatchStream, p: u32, partitions: u32) -> Sendable
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(partition: u32, sha: &str) -> PartitionWritten {
+        serde_json::from_value(serde_json::json!({
+            "partition": partition,
+            "series": [[[{"path": format!("shard-p{partition:04}-000000.parquet"),
+                          "bytes": 10, "rows": 1, "sha256": sha}],
+                        {"rows": 1, "actions": 0, "sessions": 1}]],
+            "steps": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn reports_merge_once_per_partition() {
+        let merged = merge_reports(vec![report(2, "aa"), report(0, "bb"), report(2, "aa")], 4);
+        let merged = merged.unwrap();
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].partition, 0);
+        let conflict = merge_reports(vec![report(1, "aa"), report(1, "cc")], 4);
+        assert!(conflict
+            .unwrap_err()
+            .to_string()
+            .contains("different results"));
+        let out_of_range = merge_reports(vec![report(4, "aa")], 4);
+        assert!(out_of_range
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+        // A one-partition export always reports its partition.
+        assert!(merge_reports(vec![], 1).is_err());
+        assert!(merge_reports(vec![], 4).unwrap().is_empty());
+    }
+}

@@ -421,6 +421,46 @@ mod tests {
     }
 
     #[test]
+    fn partitions_are_checked_and_resolved_only_when_asked_for() {
+        let base = json!({"workflow": "a", "format": "parquet"});
+        let one = ExportSpec::parse(&base, now()).unwrap();
+        assert_eq!(one.partitions, 1);
+        assert!(one.resolved_json().get("partitions").is_none());
+        let mut four = base.clone();
+        four["partitions"] = json!(4);
+        let four = ExportSpec::parse(&four, now()).unwrap();
+        assert_eq!(four.resolved_json()["partitions"], json!(4));
+        for bad in [json!(0), json!(5000), json!("4"), json!(1.5)] {
+            let mut v = base.clone();
+            v["partitions"] = bad.clone();
+            has(&errors(v), "partitions:");
+        }
+        let mut steps = base.clone();
+        steps["partitions"] = json!(2);
+        steps["unit"] = json!("step");
+        has(&errors(steps), "partitions: an export of");
+        let mut redacted = base.clone();
+        redacted["partitions"] = json!(2);
+        redacted["redact"] = json!({"typed_text": true});
+        has(&errors(redacted), "partitions: a redacted export");
+    }
+
+    #[test]
+    fn partition_of_is_sha256_of_the_id_modulo_the_count() {
+        // Values from Python: int.from_bytes(sha256(id)[:8], "big") % n.
+        assert_eq!(crate::spec::partition_of("ses_a", 4), 0);
+        assert_eq!(
+            crate::spec::partition_of("ses_01KDY0XKXRGG0VBX4A9F2GRJ2H", 7),
+            2
+        );
+        assert_eq!(crate::spec::partition_of("anything", 1), 0);
+        let spread: std::collections::HashSet<u32> = (0..200)
+            .map(|i| crate::spec::partition_of(&format!("ses_{i}"), 4))
+            .collect();
+        assert_eq!(spread.len(), 4);
+    }
+
+    #[test]
     fn the_spec_example_parses() {
         let v = json!({
             "workflow": "process_invoice",
