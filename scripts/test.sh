@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh machine: installs what is missing (Rust
 # components, a Python venv with real readers and servers), starts the real
 # services the tests talk to on 127.0.0.1, runs fmt, clippy, every cargo test
-# (unit, integration incl. the server-backed ones, sqllogictest, doctests) and
-# the checks with Python readers, then stops the services.
+# with the `cluster` feature (unit, integration incl. the server-backed ones and
+# a Ballista scheduler + two executors started as processes, sqllogictest,
+# doctests) and the checks with Python readers, then stops the services.
 #
 # Leaves: .venv/ (Python readers and servers), .tools/node (Azurite), target/ (build, or
 # $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).

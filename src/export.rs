@@ -104,7 +104,11 @@ impl Export {
     /// (`df://HOST:PORT`; builds with the `cluster` feature): the same
     /// plan, each partition's shards written by the executor that computed
     /// it, the manifest written here last. The bytes are the same as on
-    /// one node. Redacted and step exports run on one node only.
+    /// one node. Redacted and step exports run on one node only. The
+    /// executors open the spec's destination themselves, with their own
+    /// credentials (a target given with [`Export::with_target`] is where
+    /// the lease and manifest go: open it from the same destination); a
+    /// context given with [`Export::with_context`] is not used.
     pub fn with_cluster(mut self, url: impl Into<String>) -> Self {
         self.cluster = Some(url.into());
         self
@@ -213,7 +217,16 @@ impl Export {
                     partitions: spec.partitions,
                 };
                 let written = match &self.cluster {
-                    Some(_) => on_cluster(&ctx, &sql, job).await,
+                    // The executors do not see the cancel flag: a cancelled
+                    // cluster export finishes its partitions, then is
+                    // removed instead of published.
+                    Some(_) => on_cluster(&ctx, &sql, job).await.and_then(|w| {
+                        if self.progress.cancel.load(Ordering::Relaxed) {
+                            Err(Error::Cancelled)
+                        } else {
+                            Ok(w)
+                        }
+                    }),
                     None => {
                         let local = InProcess {
                             target: Arc::new(target.clone()),
@@ -275,6 +288,12 @@ async fn on_cluster(
     sql: &str,
     job: ShardJob,
 ) -> Result<Vec<crate::sink::PartitionWritten>> {
+    if job.destination.is_empty() {
+        return Err(Error::Config {
+            field: "destination".into(),
+            message: "an export on a cluster needs a destination its executors can open".into(),
+        });
+    }
     #[cfg(feature = "cluster")]
     {
         crate::cluster::write_shards_on_cluster(ctx, sql, job).await
@@ -293,9 +312,8 @@ fn job_destination(spec: &ExportSpec, target: &ExportTarget) -> Result<String> {
             path: dir.to_string_lossy().into_owned(),
         },
         (None, Some(d)) => d.clone(),
-        (None, None) => Destination::Local {
-            path: String::new(),
-        },
+        // Nothing an executor could open (an in-process run needs none).
+        (None, None) => return Ok(String::new()),
     };
     Ok(d.to_json().to_string())
 }

@@ -3,7 +3,11 @@
 //! `SessionContext`; [`session_config`] suits it to frame data;
 //! `copy_format.rs` is `COPY … STORED AS <shard format>` and
 //! `write_shards.rs` the DataFrame extension [`WriteShards`]. Both end in the
-//! export's own sink ([`crate::sink::ExportWriter`]). Lower layers (`store`,
+//! export's own sink ([`crate::sink::ExportWriter`]). `shard_exec.rs` is that
+//! sink as a plan node ([`WriteShardsExec`]: one output partition per export
+//! partition, each writing its shards and reporting them), which a spec
+//! export runs in process ([`partition_frames`] sets up the partitioned
+//! scan) or a cluster runs on its executors. Lower layers (`store`,
 //! `spec`, `sample`, `sink`, `dest`) never import this module.
 
 mod copy_format;
