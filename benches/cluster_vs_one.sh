@@ -7,7 +7,7 @@
 #   benches/cluster_vs_one.sh [FORMAT] [SESSIONS]     (defaults: parquet 48)
 #
 # Uses target/release/nusomi when it was built with the cluster feature
-# (`cargo build --release --features cluster`), else builds the debug one.
+# (the default; `cargo build --release`), else builds the debug one.
 # The scheduler and executors listen on 127.0.0.1 and are stopped at exit.
 # Both share this machine's cores: equal times are the expected outcome.
 set -euo pipefail
@@ -20,7 +20,7 @@ WORK=$TARGET/cluster-bench
 BIN=$TARGET/release/nusomi
 # A build without the feature says so at once ("no cluster support").
 if ! [ -x "$BIN" ] || "$BIN" cluster executor --scheduler probe 2>&1 | grep -q "no cluster support"; then
-  cargo build --features cluster --bin nusomi
+  cargo build --bin nusomi
   BIN=$TARGET/debug/nusomi
 fi
 echo "binary: $BIN"

@@ -2,9 +2,8 @@
 # The whole test suite, from a fresh machine: installs what is missing (Rust
 # components, a Python venv with real readers and servers), starts the real
 # services the tests talk to on 127.0.0.1, runs fmt, clippy, every cargo test
-# with the `cluster` feature (unit, integration incl. the server-backed ones and
-# a Ballista scheduler + two executors started as processes, sqllogictest,
-# doctests) and the checks with Python readers, then stops the services.
+# (unit, integration incl. the server-backed ones and a Ballista scheduler +
+# two executors started as processes, sqllogictest, doctests) and the checks with Python readers, then stops the services.
 #
 # Leaves: .venv/ (Python readers and servers), .tools/node (Azurite), target/ (build, or
 # $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).
@@ -122,16 +121,12 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-# The suite runs with the `cluster` feature (Ballista scale-out): its tests
-# start a scheduler and two executors as processes on 127.0.0.1.
-FEATURES=(--features cluster)
-
-step "cargo clippy -D warnings (default features, then with cluster)"
+step "cargo clippy -D warnings (default features, incl. cluster; then the library and binary without Ballista)"
 cargo clippy --all-targets -- -D warnings
-cargo clippy --all-targets "${FEATURES[@]}" -- -D warnings
+cargo clippy --lib --bins --no-default-features -- -D warnings
 
 step "cargo test (unit, integration incl. server-backed and the Ballista cluster, sqllogictest, doctests)"
-cargo test "${FEATURES[@]}" -- --include-ignored
+cargo test -- --include-ignored
 
 step "Delta Lake readers (deltalake, Polars, DuckDB delta) and generic ones (pyarrow, DuckDB) on a demo store"
 "$TARGET/debug/nusomi" demo --dir "$WORK/demo" --sessions 6 > "$WORK/demo.log"

@@ -14,10 +14,14 @@
 //! Awaiting compiles the spec to SQL, registers the store into the
 //! session (a fresh one with [`crate::engine::session_config`] unless
 //! [`Export::with_context`] gives one), opens the spec's destination (unless
-//! [`Export::with_target`] gives one) and streams the ordered rows through
-//! the sink's [`ExportWriter`]: shards, then the manifest last, nothing left
-//! behind on failure. The CLI, the job service and embedders all run this;
-//! `COPY` and `write_shards` share its writer.
+//! [`Export::with_target`] gives one), claims it ([`ExportWriter::begin`]),
+//! runs the query under the sink's plan node
+//! ([`crate::engine::WriteShardsExec`]: each of the spec's `partitions`
+//! streams its ordered rows into its own shards) in this process or on a
+//! Ballista cluster ([`Export::with_cluster`]), and writes the manifest last
+//! from what the partitions report ([`ExportWriter::finish`]); nothing is
+//! left behind on failure. The CLI, the job service and embedders all run
+//! this; `COPY` and `write_shards` share its writer.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -277,7 +281,7 @@ async fn cluster_context(url: &str, spec: &ExportSpec) -> Result<SessionContext>
     #[cfg(not(feature = "cluster"))]
     {
         let _ = url;
-        refuse("this build has no cluster support (build with `--features cluster`)")
+        refuse("this build has no cluster support (it was built with --no-default-features; build with the `cluster` feature)")
     }
 }
 

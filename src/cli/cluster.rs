@@ -94,7 +94,7 @@ pub(super) async fn run(cmd: ClusterCommand) -> Result<ExitCode> {
 pub(super) async fn run(_cmd: ClusterCommand) -> Result<ExitCode> {
     Err(crate::error::Error::Config {
         field: "cluster".into(),
-        message: "this build has no cluster support: build with `cargo build --features cluster`"
+        message: "this build has no cluster support (it was built with --no-default-features; build with the `cluster` feature)"
             .into(),
     })
 }
