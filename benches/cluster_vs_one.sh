@@ -17,9 +17,9 @@ SESSIONS=${2:-48}
 RUNS=${RUNS:-5}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 WORK=$TARGET/cluster-bench
-BIN=$TARGET/release/nusomi
-# A build without the feature says so at once ("no cluster support").
-if ! [ -x "$BIN" ] || "$BIN" cluster executor --scheduler probe 2>&1 | grep -q "no cluster support"; then
+BIN=${BIN:-$TARGET/release/nusomi}
+# A binary with the feature refuses a scheduler address without a port at once.
+if ! { [ -x "$BIN" ] && "$BIN" cluster executor --scheduler probe 2>&1 | grep -q "is not HOST:PORT"; }; then
   cargo build --bin nusomi
   BIN=$TARGET/debug/nusomi
 fi
