@@ -206,20 +206,25 @@ impl Export {
             .with_steps(spec.steps.is_some())
             .with_meta(meta)
             .with_progress(Arc::clone(&self.progress));
+        let job = ShardJob {
+            export_id: id.clone(),
+            destination: job_destination(spec, &target)?,
+            workspace_id: self.dest.workspace_id.clone(),
+            format: spec.format.as_str().to_string(),
+            shard_size_bytes: spec.shard_size_bytes,
+            part_bytes: target.part_bytes,
+            splits: spec.split_names(),
+            steps: spec.steps.is_some(),
+            partitions: spec.partitions,
+        };
+        // Read before the prefix is claimed (the redaction plan is a query).
+        let rows = match &self.cluster {
+            Some(_) => None,
+            None => row_transform(&ctx, spec).await?,
+        };
         let manifest = match writer.begin().await? {
             Begin::Finished(m) => *m,
             Begin::Started(begun) => {
-                let job = ShardJob {
-                    export_id: id.clone(),
-                    destination: job_destination(spec, &target)?,
-                    workspace_id: self.dest.workspace_id.clone(),
-                    format: spec.format.as_str().to_string(),
-                    shard_size_bytes: spec.shard_size_bytes,
-                    part_bytes: target.part_bytes,
-                    splits: spec.split_names(),
-                    steps: spec.steps.is_some(),
-                    partitions: spec.partitions,
-                };
                 let written = match &self.cluster {
                     // The executors do not see the cancel flag: a cancelled
                     // cluster export finishes its partitions, then is
@@ -236,7 +241,7 @@ impl Export {
                             target: Arc::new(target.clone()),
                             begun: begun.clone(),
                             progress: Arc::clone(&self.progress),
-                            rows: row_transform(&ctx, spec).await?,
+                            rows,
                         };
                         crate::engine::write_shards_in_process(&ctx, &sql, job, local).await
                     }
