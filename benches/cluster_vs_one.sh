@@ -19,7 +19,8 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 WORK=$TARGET/cluster-bench
 BIN=${BIN:-$TARGET/release/nusomi}
 # A binary with the feature refuses a scheduler address without a port at once.
-if ! { [ -x "$BIN" ] && "$BIN" cluster executor --scheduler probe 2>&1 | grep -q "is not HOST:PORT"; }; then
+PROBE=$([ -x "$BIN" ] && "$BIN" cluster executor --scheduler probe 2>&1 || true)
+if [[ $PROBE != *"is not HOST:PORT"* ]]; then
   cargo build --bin nusomi
   BIN=$TARGET/debug/nusomi
 fi
