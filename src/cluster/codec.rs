@@ -50,6 +50,24 @@ fn decode(buf: &[u8]) -> Option<DfResult<Message>> {
     Some(serde_json::from_slice(body).map_err(|e| DataFusionError::Internal(e.to_string())))
 }
 
+/// The sink's job and its one input, when `buf` is one of our messages
+/// (`None`: not ours).
+fn decode_sink<I: Clone>(buf: &[u8], inputs: &[I]) -> Option<DfResult<(ShardJob, I)>> {
+    let sink = decode(buf)?.and_then(|m| match m {
+        Message::Sink(job) => {
+            let input = inputs
+                .first()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("the sink has one input".into()))?;
+            Ok((job, input))
+        }
+        other => Err(DataFusionError::Internal(format!(
+            "not a plan node: {other:?}"
+        ))),
+    });
+    Some(sink)
+}
+
 /// The logical codec: our tables and sink node, else Ballista's.
 #[derive(Debug, Default)]
 pub struct LogicalCodec {
@@ -63,20 +81,13 @@ impl LogicalExtensionCodec for LogicalCodec {
         inputs: &[LogicalPlan],
         ctx: &TaskContext,
     ) -> DfResult<Extension> {
-        match decode(buf) {
-            Some(m) => match m? {
-                Message::Sink(job) => {
-                    let input = inputs.first().cloned().ok_or_else(|| {
-                        DataFusionError::Internal("the sink node has one input".into())
-                    })?;
-                    Ok(Extension {
-                        node: Arc::new(WriteShardsNode::new(input, job)),
-                    })
-                }
-                other => Err(DataFusionError::Internal(format!(
-                    "not a plan node: {other:?}"
-                ))),
-            },
+        match decode_sink(buf, inputs) {
+            Some(sink) => {
+                let (job, input) = sink?;
+                Ok(Extension {
+                    node: Arc::new(WriteShardsNode::new(input, job)),
+                })
+            }
             None => self.inner.try_decode(buf, inputs, ctx),
         }
     }
@@ -198,18 +209,11 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match decode(buf) {
-            Some(m) => match m? {
-                Message::Sink(job) => {
-                    let input = inputs.first().cloned().ok_or_else(|| {
-                        DataFusionError::Internal("the sink has one input".into())
-                    })?;
-                    Ok(Arc::new(WriteShardsExec::new(input, job)))
-                }
-                other => Err(DataFusionError::Internal(format!(
-                    "not a plan node: {other:?}"
-                ))),
-            },
+        match decode_sink(buf, inputs) {
+            Some(sink) => {
+                let (job, input) = sink?;
+                Ok(Arc::new(WriteShardsExec::new(input, job)))
+            }
             None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
         }
     }

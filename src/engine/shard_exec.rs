@@ -13,7 +13,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::Result as DfResult;
@@ -362,12 +362,17 @@ impl ExecutionPlan for WriteShardsExec {
     }
 }
 
-/// The export partition of the first row of `batch`.
-fn first_partition(batch: &RecordBatch, partitions: u32) -> Result<u32> {
+/// The `session_id` column of `batch`, as UTF-8.
+fn session_ids(batch: &RecordBatch) -> Result<ArrayRef> {
     let ids = batch
         .column_by_name("session_id")
         .ok_or_else(|| Error::Rows("a partitioned export needs a `session_id` column".into()))?;
-    let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
+    Ok(arrow::compute::cast(ids, &DataType::Utf8)?)
+}
+
+/// The export partition of the first row of `batch`.
+fn first_partition(batch: &RecordBatch, partitions: u32) -> Result<u32> {
+    let ids = session_ids(batch)?;
     let ids = ids.as_string::<i32>();
     if ids.is_null(0) {
         return Err(Error::Rows("a row without session_id".into()));
@@ -408,26 +413,25 @@ async fn write_partition(
 
 /// `rows` failing at the first row whose session belongs to another
 /// partition than `p` (a plan that moved rows between partitions would
-/// otherwise write one partition's shard names from two places).
+/// otherwise write one partition's shard names from two places). Rows come
+/// session by session: each session's id is hashed once.
 fn checked(rows: SendableRecordBatchStream, p: u32, partitions: u32) -> SendableRecordBatchStream {
-    if partitions <= 1 {
-        return rows;
-    }
     let schema = rows.schema();
+    let mut last: Option<String> = None;
     let stream = rows.map(move |batch| {
         let batch = batch?;
-        if let Some(ids) = batch.column_by_name("session_id") {
-            let ids = arrow::compute::cast(ids, &DataType::Utf8)?;
-            let ids = ids.as_string::<i32>();
-            for i in 0..ids.len() {
-                if ids.is_valid(i) && partition_of(ids.value(i), partitions) != p {
-                    return Err(DataFusionError::Execution(format!(
-                        "session {} (partition {}) arrived in partition {p}: the plan must keep the frames scan's partitions",
-                        ids.value(i),
-                        partition_of(ids.value(i), partitions)
-                    )));
-                }
+        let ids = session_ids(&batch)?;
+        for id in ids.as_string::<i32>().iter().flatten() {
+            if last.as_deref() == Some(id) {
+                continue;
             }
+            let q = partition_of(id, partitions);
+            if q != p {
+                return Err(DataFusionError::Execution(format!(
+                    "session {id} (partition {q}) arrived in partition {p}: the plan must keep the frames scan's partitions"
+                )));
+            }
+            last = Some(id.to_string());
         }
         Ok(batch)
     });

@@ -138,11 +138,7 @@ impl<'a> ExportWriter<'a> {
 
     /// The layout of each shard series.
     fn series(&self) -> Vec<ExportLayout> {
-        if self.splits.is_empty() {
-            vec![self.layout.clone()]
-        } else {
-            self.splits.iter().map(|s| self.layout.series(s)).collect()
-        }
+        series_of(&self.layout, &self.splits)
     }
 
     /// Records where the rows came from in the manifest.
@@ -261,15 +257,8 @@ impl<'a> ExportWriter<'a> {
                 // Whatever any partition created (in this process or
                 // another): export files that were not there before.
                 if let Ok(now) = objects_under(store, self.layout.prefix(), &self.folders()).await {
-                    let media = format!("{}/", crate::sample::IMAGES_FOLDER);
                     for name in now.keys() {
-                        let file = name.rsplit('/').next().unwrap_or(name);
-                        let ours = ExportLayout::is_export_file(file) || name.starts_with(&media);
-                        if ours
-                            && !begun.existing.contains_key(name)
-                            && name != ExportLayout::LEASE
-                            && name != ExportLayout::MANIFEST
-                        {
+                        if is_attempt_file(name) && !begun.existing.contains_key(name) {
                             let _ = store.delete(&self.layout.key(name)).await;
                         }
                     }
@@ -576,11 +565,6 @@ pub struct PartitionSink {
 }
 
 impl PartitionSink {
-    /// The partition it writes.
-    pub fn partition(&self) -> u32 {
-        self.partition
-    }
-
     /// Streams `rows` into the partition's shards. On failure every shard
     /// it created is deleted.
     pub async fn write(self, rows: SendableRecordBatchStream) -> Result<PartitionWritten> {
@@ -592,12 +576,7 @@ impl PartitionSink {
                 e
             }
         };
-        let series: Vec<ExportLayout> = if self.splits.is_empty() {
-            vec![self.layout.clone()]
-        } else {
-            self.splits.iter().map(|s| self.layout.series(s)).collect()
-        };
-        let writers = series
+        let writers = series_of(&self.layout, &self.splits)
             .into_iter()
             .map(|layout| {
                 ShardedWriter::with_layout(Arc::clone(&self.store), layout, self.shard_size_bytes)
@@ -839,6 +818,28 @@ fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
     Ok(removed)
 }
 
+/// The layout of each shard series of `layout`: itself, or one per split.
+fn series_of(layout: &ExportLayout, splits: &[String]) -> Vec<ExportLayout> {
+    if splits.is_empty() {
+        vec![layout.clone()]
+    } else {
+        splits.iter().map(|s| layout.series(s)).collect()
+    }
+}
+
+/// Whether `name` (relative to an export's prefix) is a file an attempt
+/// writes and an unpublished attempt may take back: shards, the card and
+/// image files — never the manifest or the lease.
+fn is_attempt_file(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    let media = name
+        .strip_prefix(crate::sample::IMAGES_FOLDER)
+        .is_some_and(|rest| rest.starts_with('/'));
+    (ExportLayout::is_export_file(file) || media)
+        && name != ExportLayout::MANIFEST
+        && name != ExportLayout::LEASE
+}
+
 /// Deletes what unfinished attempts of export `export_id` left under its
 /// prefix (shards, the dataset card, the lease) — only under a lease that
 /// export created, and never once a manifest is there.
@@ -856,13 +857,8 @@ pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str, se
     let Ok(names) = objects_under(&target.store, &target.prefix, &folders).await else {
         return;
     };
-    let media = format!("{}/", crate::sample::IMAGES_FOLDER);
     for name in names.keys() {
-        let file = name.rsplit('/').next().unwrap_or(name);
-        let ours = (ExportLayout::is_export_file(file) || name.starts_with(&media))
-            && name != ExportLayout::MANIFEST
-            && name != ExportLayout::LEASE;
-        if ours {
+        if is_attempt_file(name) {
             let _ = target.store.delete(&layout.key(name)).await;
         }
     }
