@@ -40,9 +40,12 @@ use crate::engine::{InProcess, RowsFn, ShardJob};
 use crate::error::{Error, Result};
 use crate::error::{SpecError, SpecErrors};
 use crate::sample::{PlanBuilder, StepRows};
-use crate::sink::{Begin, ExportLayout, ExportMeta, ExportWriter, Manifest, Progress};
+use crate::sink::{
+    Begin, ExportLayout, ExportMeta, ExportWriter, Manifest, Progress, Selection, SelectionBuilder,
+};
 use crate::spec::{
-    compile_redaction_sql, compile_sql, format_instant, Destination, ExportSpec, Redaction,
+    compile_redaction_sql, compile_selection_sql, compile_sql, format_instant, Destination,
+    ExportSpec, Redaction,
 };
 use crate::store::SealedStore;
 
@@ -57,6 +60,10 @@ pub struct ExportOutcome {
     pub manifest_url: String,
     /// Shards an interrupted earlier attempt had written, verified and kept.
     pub shards_reused: u64,
+    /// The prefix already held this export, finished: nothing was written
+    /// and `manifest` is the one found there (a re-run of the same spec
+    /// selecting the same sessions).
+    pub already_finished: bool,
 }
 
 impl ExportOutcome {
@@ -189,11 +196,22 @@ impl Export {
         crate::engine::register(&ctx, &store)?;
         crate::engine::partition_frames(&ctx, &store, spec.partitions)?;
         let sql = compile_sql(spec)?;
+        // A cluster session runs queries on the cluster: the selection
+        // (sessions only, no images) is read here.
+        let selection = match &self.cluster {
+            Some(_) => {
+                let local = crate::engine::new_context();
+                crate::engine::register(&local, &store)?;
+                selection(&local, spec).await?
+            }
+            None => selection(&ctx, spec).await?,
+        };
         let meta = ExportMeta {
             spec: spec.raw_redacted(),
             resolved: spec.resolved_json(),
             as_of: Some(format_instant(spec.as_of)),
             store_version,
+            selection: Some(selection),
             sql: Some(sql.clone()),
             title: spec
                 .tag
@@ -222,8 +240,12 @@ impl Export {
             Some(_) => None,
             None => row_transform(&ctx, spec).await?,
         };
+        let mut already_finished = false;
         let manifest = match writer.begin().await? {
-            Begin::Finished(m) => *m,
+            Begin::Finished(m) => {
+                already_finished = true;
+                *m
+            }
             Begin::Started(begun) => {
                 let written = match &self.cluster {
                     // The executors do not see the cancel flag: a cancelled
@@ -254,6 +276,7 @@ impl Export {
             manifest_url: target.public_url(ExportLayout::MANIFEST).await?,
             manifest,
             shards_reused: self.progress.shards_reused.load(Ordering::Relaxed),
+            already_finished,
         })
     }
 }
@@ -386,6 +409,33 @@ async fn row_transform(ctx: &SessionContext, spec: &ExportSpec) -> Result<Option
     })))
 }
 
+/// The sessions `spec` selects in the store registered in `ctx`
+/// ([`compile_selection_sql`]), hashed as they stream by.
+async fn selection(ctx: &SessionContext, spec: &ExportSpec) -> Result<Selection> {
+    use arrow::array::{Array, AsArray};
+    use arrow::compute::cast;
+    use arrow::datatypes::DataType;
+    let mut rows = ctx
+        .sql(&compile_selection_sql(spec)?)
+        .await?
+        .execute_stream()
+        .await?;
+    let mut b = SelectionBuilder::default();
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        let ids = cast(batch.column(0), &DataType::Utf8)?;
+        let seals = cast(batch.column(1), &DataType::Utf8)?;
+        let (ids, seals) = (ids.as_string::<i32>(), seals.as_string::<i32>());
+        for i in 0..batch.num_rows() {
+            b.push(
+                ids.value(i),
+                if seals.is_null(i) { "" } else { seals.value(i) },
+            );
+        }
+    }
+    Ok(b.finish())
+}
+
 /// A stream rewrite.
 type Rewrite = Arc<dyn Fn(SendableRecordBatchStream) -> SendableRecordBatchStream + Send + Sync>;
 
@@ -393,10 +443,14 @@ type Rewrite = Arc<dyn Fn(SendableRecordBatchStream) -> SendableRecordBatchStrea
 /// read first from every frame's events of the selected sessions (no
 /// images); the returned rewrite applies it to each batch as it streams.
 async fn redaction(ctx: &SessionContext, spec: &ExportSpec, r: &Redaction) -> Result<Rewrite> {
-    let redactor = crate::sample::redactor(&r.patterns).map_err(|message| Error::Config {
-        field: "redact.patterns".into(),
-        message,
-    })?;
+    // Compiled for this export (never cached: the patterns are the
+    // caller's, and stay resident only while it runs).
+    let redactor = crate::sample::Redactor::new(&r.patterns)
+        .map(Arc::new)
+        .map_err(|message| Error::Config {
+            field: "redact.patterns".into(),
+            message,
+        })?;
     let mut builder = PlanBuilder::new(Arc::clone(&redactor), r.typed_text, r.rectangles);
     if r.typed_text || r.rectangles {
         let mut events = ctx

@@ -26,7 +26,8 @@ pub(super) struct SchedulerArgs {
     #[arg(long, default_value_t = 50050)]
     port: u16,
     /// Seconds without a heartbeat after which an executor counts as dead
-    /// and its tasks run elsewhere.
+    /// and its tasks run elsewhere (at least 10: a busy executor's poll for
+    /// work, its heartbeat, comes every 5 s).
     #[arg(long, default_value_t = 180)]
     executor_timeout_secs: u64,
     /// Attempts of a task before its export fails.
@@ -55,7 +56,9 @@ pub(super) struct ExecutorArgs {
     /// Folder for shuffle files (default: a temporary folder).
     #[arg(long)]
     work_dir: Option<String>,
-    /// Seconds between heartbeats to the scheduler.
+    /// Seconds between heartbeats to the scheduler under push scheduling;
+    /// nusomi schedules by pull, where the poll for work is the heartbeat
+    /// (every 50 ms idle, every 5 s busy), so this changes nothing today.
     #[arg(long, default_value_t = 60)]
     heartbeat_secs: u64,
 }

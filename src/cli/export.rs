@@ -113,7 +113,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
         cfg.workspace_id = args.workspace_id;
     }
     let body = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
-    let (job, _) = run_job(
+    let (job, outcome) = run_job(
         &store,
         &spec,
         &body,
@@ -125,6 +125,13 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
+    } else if outcome.already_finished {
+        println!(
+            "export already finished at this prefix (as of {}, the same {} sessions): nothing written\nmanifest: {}",
+            outcome.manifest.as_of.as_deref().unwrap_or("?"),
+            outcome.manifest.selection.as_ref().map_or(0, |s| s.sessions),
+            outcome.manifest_url
+        );
     } else {
         let reused = job["shards_reused"].as_u64().unwrap_or(0);
         println!(
@@ -143,7 +150,19 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
             job["manifest_url"].as_str().unwrap_or_default()
         );
     }
+    warn_unmapped(&outcome.manifest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns on stderr when a step export turned events into `"type": "other"`
+/// steps: events whose type or fields match no canonical action.
+pub(super) fn warn_unmapped(manifest: &crate::sink::Manifest) {
+    if let Some(steps) = manifest.steps.as_ref().filter(|s| s.unmapped > 0) {
+        eprintln!(
+            "warning: {} of {} steps map to no canonical action and were exported as \"type\": \"other\" (their event's type or fields are not in the mapping table, docs/steps.md); see the manifest's steps.types",
+            steps.unmapped, manifest.rows
+        );
+    }
 }
 
 /// Runs `spec` (posted as `body`) with a progress bar on stderr (hidden
@@ -158,7 +177,7 @@ pub(super) async fn run_job(
     created_at: chrono::DateTime<Utc>,
     show_progress: bool,
     cluster: Option<&str>,
-) -> Result<(serde_json::Value, crate::sink::Manifest)> {
+) -> Result<(serde_json::Value, crate::export::ExportOutcome)> {
     use std::sync::atomic::Ordering;
     let mut job = JobRecord::queued(new_export_id(created_at), spec, body, created_at);
     let target = Export::open_target(spec, &job.id, cfg).await?;
@@ -200,7 +219,7 @@ pub(super) async fn run_job(
     bar.finish_and_clear();
     let outcome = outcome?;
     job.completed(&outcome);
-    Ok((job.to_api(None), outcome.manifest))
+    Ok((job.to_api(None), outcome))
 }
 
 /// How the files of a reproduction differ from the original's, in order:
@@ -402,6 +421,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
         args.cluster.as_deref(),
     )
     .await?;
+    let again = again.manifest;
     let mut differences = compare_files(&original.shards, &again.shards);
     // Image files beside the shards (JSON Lines step exports).
     let files = |m: &crate::sink::Manifest| -> Vec<crate::sink::ShardInfo> {
@@ -420,13 +440,11 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
         let format = spec.format;
         let mut a = Vec::new();
         for s in original.shards.iter().skip(first) {
-            a.extend(crate::sink::shard_rows(&store, &prefix, &s.path, format).await?);
+            a.extend(crate::sink::shard_rows(&store, &prefix, s, format).await?);
         }
         let mut b = Vec::new();
         for s in again.shards.iter().skip(first) {
-            b.extend(
-                crate::sink::shard_rows(&target.store, &target.prefix, &s.path, format).await?,
-            );
+            b.extend(crate::sink::shard_rows(&target.store, &target.prefix, s, format).await?);
         }
         crate::sink::session_changes(&a, &b)
     } else {

@@ -274,7 +274,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(url) = args.cluster.clone() {
         jobs.set_cluster(url);
     }
-    let requeued = jobs.recover()?;
+    let requeued = jobs.recover().await?;
     jobs.start();
     if let Some(file) = args.workspaces.clone() {
         reload_on_sighup(Arc::clone(&jobs), file);

@@ -126,10 +126,26 @@ fn session_state(config: SessionConfig) -> DfResult<datafusion::execution::Sessi
         .build())
 }
 
+/// The shortest executor timeout the scheduler takes: twice Ballista's
+/// 5 s busy-poll interval (`HEARTBEAT_POLL_INTERVAL` in
+/// ballista-executor's `execution_loop.rs`), which is private.
+const MIN_EXECUTOR_TIMEOUT_SECS: u64 = 10;
+
 /// Runs a Ballista scheduler that plans exports, until the process ends.
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
+    if opts.executor_timeout_secs < MIN_EXECUTOR_TIMEOUT_SECS {
+        return Err(Error::Config {
+            field: "executor_timeout_secs".into(),
+            message: format!(
+                "{} s is too short: at least {MIN_EXECUTOR_TIMEOUT_SECS} s (a busy executor's poll \
+                 for work, its only heartbeat under pull scheduling, comes every 5 s; a shorter \
+                 timeout takes busy executors for dead and reruns their tasks without end)",
+                opts.executor_timeout_secs
+            ),
+        });
+    }
     let addr = format!("{}:{}", opts.bind, opts.port)
         .parse()
         .map_err(|e| Error::Config {

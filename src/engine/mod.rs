@@ -135,11 +135,52 @@ pub(crate) async fn write_shards_in_process(
     let partitions = job.partitions;
     let input = ctx.sql(sql).await?.create_physical_plan().await?;
     let input = ordered_within_partitions(input)?;
-    let exec = Arc::new(WriteShardsExec::new(input, job).in_process(local));
-    let batches = datafusion::physical_plan::collect(exec, ctx.task_ctx())
+    let exec: Arc<dyn ExecutionPlan> = Arc::new(WriteShardsExec::new(input, job).in_process(local));
+    let batches = run_partitions(exec, ctx.task_ctx(), partitions_at_once())
         .await
         .map_err(crate::error::Error::from_engine)?;
     merge_reports(read_written(&batches)?, partitions)
+}
+
+/// How many export partitions write at once in this process: one per core.
+/// Each open partition holds its scan, its shard buffers (one per split)
+/// and its upload parts, so memory grows with this number and never with
+/// the spec's `partitions` (up to 4096).
+fn partitions_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs every output partition of `plan` to its end, at most `at_once` at
+/// a time (each on a task of its own, so they use every core), and returns
+/// their batches in partition order. DataFusion's `collect` starts all of
+/// them together.
+async fn run_partitions(
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<datafusion::execution::TaskContext>,
+    at_once: usize,
+) -> datafusion::error::Result<Vec<arrow::record_batch::RecordBatch>> {
+    use datafusion::common::runtime::SpawnedTask;
+    use datafusion::error::DataFusionError;
+    use futures::{StreamExt, TryStreamExt};
+    let n = plan.properties().output_partitioning().partition_count();
+    let parts: Vec<Vec<_>> = futures::stream::iter(0..n)
+        .map(|p| {
+            let (plan, task_ctx) = (Arc::clone(&plan), Arc::clone(&task_ctx));
+            // Aborted when dropped: a failing partition stops the others
+            // before the writer removes what the attempt wrote.
+            let task = SpawnedTask::spawn(async move {
+                plan.execute(p, task_ctx)?.try_collect::<Vec<_>>().await
+            });
+            async move {
+                task.join()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+            }
+        })
+        .buffered(at_once.clamp(1, n.max(1)))
+        .try_collect()
+        .await?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// `input` sorted by `(session_id, frame_idx)` within each partition: as

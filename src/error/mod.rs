@@ -146,6 +146,46 @@ pub enum Error {
         message: &'static str,
     },
 
+    /// The destination prefix holds a finished export of the same spec,
+    /// but the sessions it selects have changed since (sealed or forgotten
+    /// sessions): the export there is kept, nothing was changed.
+    #[error(
+        "{url}: holds this spec's export as of {as_of} ({then} sessions selected), but the same spec selects other sessions now ({now}); to export the new selection choose a new prefix, or pin \"as_of\": \"{as_of}\" to get that export again (an explicit \"filter.until\" keeps later sessions out of a window)"
+    )]
+    ExportSelectionChanged {
+        /// URL of the manifest found.
+        url: String,
+        /// The finished export's `as_of`.
+        as_of: String,
+        /// Sessions it selected.
+        then: u64,
+        /// Sessions the same spec selects now.
+        now: u64,
+    },
+
+    /// An object the export reads (a manifest or lease at the destination)
+    /// is larger than such an object may be; it was not read.
+    #[error("{path}: {size} bytes, more than the {limit} bytes such an object may hold; refused without reading it")]
+    TooLarge {
+        /// The object's key.
+        path: String,
+        /// Its size (reported, or read before it was cut off).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// A frame cannot be exported as the spec asks (e.g. `smart_resize`
+    /// of an image whose aspect ratio is above 200, which Qwen's own
+    /// `smart_resize` refuses too).
+    #[error("frame {key}: {message}")]
+    Frame {
+        /// The frame's key (`{session_id}_{frame_idx:06}`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// The rows handed to a shard writer (a `COPY` query, a DataFrame) do
     /// not have the export columns (SPEC §5) or their types.
     #[error("rows to export: {0}")]

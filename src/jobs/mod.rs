@@ -9,4 +9,4 @@ mod service;
 
 pub use db::{JobDb, JobFilter};
 pub use record::{JobRecord, JobStatus, DEFAULT_WORKSPACE};
-pub use service::{JobService, Prepared, Rejected, MAX_FUTURE_AS_OF_SECS};
+pub use service::{JobService, Prepared, Rejected, MAX_ATTEMPTS, MAX_FUTURE_AS_OF_SECS};

@@ -75,6 +75,10 @@ pub struct JobService {
 /// Default of [`JobService::set_max_future_as_of`]: one minute of clock skew.
 pub const MAX_FUTURE_AS_OF_SECS: u64 = 60;
 
+/// Attempts a job gets: one that was running when the process died this
+/// many times fails at the next start instead of running again.
+pub const MAX_ATTEMPTS: u32 = 2;
+
 impl std::fmt::Debug for JobService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobService")
@@ -247,14 +251,25 @@ impl JobService {
         if matches!(dest, Destination::SignedUrl) {
             return None;
         }
+        let resolved = spec.resolved_json();
         active.iter().find_map(|r| {
-            let created = DateTime::parse_from_rfc3339(&r.created_at)
-                .ok()?
-                .with_timezone(&Utc);
-            let other = self.checked_spec(ws, &r.spec, created).ok()?;
-            (other.destination.as_ref() == Some(dest)
-                && other.resolved_json() != spec.resolved_json())
-            .then(|| r.id.clone())
+            // The record's resolved spec (with its policy-resolved
+            // destination) decides without parsing the spec again: no
+            // caller regex is compiled under the submit lock.
+            let conflicts = match &r.resolved {
+                Some(other) => {
+                    other.get("destination") == resolved.get("destination") && *other != resolved
+                }
+                // Records of older versions: their spec, parsed again.
+                None => {
+                    let created = DateTime::parse_from_rfc3339(&r.created_at)
+                        .ok()?
+                        .with_timezone(&Utc);
+                    let other = self.checked_spec(ws, &r.spec, created).ok()?;
+                    other.destination.as_ref() == Some(dest) && other.resolved_json() != resolved
+                }
+            };
+            conflicts.then(|| r.id.clone())
         })
     }
 
@@ -263,14 +278,34 @@ impl JobService {
         self.workers
     }
 
-    /// Queues again the jobs a dead process left `running`; returns how many.
-    pub fn recover(&self) -> Result<usize> {
+    /// Queues again the jobs a dead process left `running`; returns how
+    /// many. A job that was running when the process died
+    /// [`MAX_ATTEMPTS`] times fails instead: it may be what kills the
+    /// process, and requeuing it forever would crash-loop the service for
+    /// every workspace.
+    pub async fn recover(&self) -> Result<usize> {
         let stale = self.db.with_status(JobStatus::Running)?;
+        let mut queued = 0;
         for r in &stale {
-            self.db.update(&r.id, |r| r.status = JobStatus::Queued)?;
-            tracing::warn!(id = %r.id, "re-queued a job that was running when the service stopped");
+            if r.attempts >= MAX_ATTEMPTS {
+                let attempts = r.attempts;
+                self.db.update(&r.id, |r| {
+                    r.failed(format!(
+                        "the service stopped while this export ran, {attempts} times: it is not \
+                         tried again (a job that takes the process down would stop it for every \
+                         workspace); post it again with a smaller spec (fewer partitions or \
+                         splits, a smaller selection), or ask the operator"
+                    ))
+                })?;
+                tracing::error!(id = %r.id, attempts, "a job the service stopped under too often failed");
+                self.remove_attempt(r).await;
+            } else {
+                self.db.update(&r.id, |r| r.status = JobStatus::Queued)?;
+                tracing::warn!(id = %r.id, "re-queued a job that was running when the service stopped");
+                queued += 1;
+            }
         }
-        Ok(stale.len())
+        Ok(queued)
     }
 
     /// Validates a posted spec and checks its destination before anything
@@ -602,6 +637,29 @@ impl JobService {
                 Err(Error::Cancelled)
             }
             other => other,
+        }
+    }
+
+    /// Deletes what the unfinished attempts of job `r` left at its
+    /// destination (shards, card, lease), as a failed export leaves
+    /// nothing; a destination that cannot be opened is only logged.
+    async fn remove_attempt(&self, r: &JobRecord) {
+        let Ok(created) = DateTime::parse_from_rfc3339(&r.created_at) else {
+            return;
+        };
+        let tenants = self.tenants();
+        let Some(ws) = tenants.workspaces.get(r.workspace_id()) else {
+            return;
+        };
+        let opened = match self.checked_spec(ws, &r.spec, created.with_timezone(&Utc)) {
+            Ok(spec) => Export::open_target(&spec, &r.id, &self.dest_for(ws))
+                .await
+                .map(|t| (t, spec.split_names())),
+            Err(e) => Err(Error::Spec(e)),
+        };
+        match opened {
+            Ok((target, splits)) => purge_unpublished(&target, &r.id, &splits).await,
+            Err(e) => tracing::warn!(id = %r.id, "cannot remove the files of its attempts: {e}"),
         }
     }
 

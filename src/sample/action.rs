@@ -10,20 +10,21 @@
 //!
 //! | event `type` | `data` | canonical |
 //! |---|---|---|
-//! | `click` | `x`, `y`, `button` (`left` or absent; `right`), `clicks` (2) | `click`, `right_click`, `double_click` |
+//! | `click` | `x`, `y`, `button` (`left` or absent; `right`; any case, or DOM numbers `0`/`2`), `clicks` (2) | `click`, `right_click`, `double_click` |
 //! | `double_click`, `dblclick` | `x`, `y` | `double_click` |
 //! | `right_click`, `contextmenu` | `x`, `y` | `right_click` |
-//! | `drag` | `x`, `y`, `x2`, `y2` or `from: {x, y}`, `to: {x, y}` | `drag` |
-//! | `scroll` | `dy` / `dx` (positive: down / right) or `direction` + `amount`; optional `x`, `y` | `scroll` |
+//! | `drag` | `x`, `y`, `x2`, `y2` or `from`, `to` as `{x, y}` or `[x, y]` | `drag` |
+//! | `scroll` | `dy` / `dx` (positive: down / right) or `direction` + `amount` (> 0); rounded half away from zero; optional `x`, `y` | `scroll` |
 //! | `type` | `text` | `type` |
 //! | `key` | `key` (`"ctrl+c"` is a hotkey) or `keys` | `key` or `hotkey` |
-//! | `hotkey` | `keys` or `key` (`"ctrl+c"`) | `hotkey` |
+//! | `hotkey` | `keys` or `key` (`"ctrl+c"`) | `hotkey` (even of one key) |
 //! | `wait` | — | `wait` |
 //! | `finish`, `done` | — | `finish` |
 //!
-//! Anything else, or a known type whose required fields are missing, is
+//! Types match in any case. Anything else, or a known type whose required
+//! fields are missing, is
 //! `{"type": "other", "raw": "{\"data\":…,\"type\":…}"}`. Key names are
-//! lower-cased, with `control`→`ctrl`, `return`→`enter`, `escape`→`esc`,
+//! lower-cased and trimmed (a lone `" "` is the space bar), with `control`→`ctrl`, `return`→`enter`, `escape`→`esc`,
 //! `arrowup`→`up` (and the other arrows), `" "`→`space`.
 
 use std::sync::Arc;
@@ -104,27 +105,37 @@ impl Action {
 
     fn map(kind: &str, data: &Value) -> Option<Self> {
         let point = |v: &Value| Some((v.get("x")?.as_f64()?, v.get("y")?.as_f64()?));
+        // A drag's end: `{x, y}` or `[x, y]`.
+        let end = |v: &Value| match v {
+            Value::Array(a) if a.len() == 2 => Some((a[0].as_f64()?, a[1].as_f64()?)),
+            _ => point(v),
+        };
         let at = |k: &'static str| {
             Some(Action {
                 xy: Some(point(data)?),
                 ..Action::new(k)
             })
         };
-        match kind {
+        match kind.trim().to_ascii_lowercase().as_str() {
             "click" => {
-                let double = data.get("clicks").and_then(Value::as_i64) == Some(2);
-                match data.get("button").and_then(Value::as_str) {
-                    None | Some("left") if double => at("double_click"),
-                    None | Some("left") => at("click"),
-                    Some("right") => at("right_click"),
-                    _ => None,
+                let double = match data.get("clicks").map(Value::as_f64) {
+                    None | Some(Some(1.0)) => false,
+                    Some(Some(2.0)) => true,
+                    // A triple click (or a count that is no count) has no
+                    // canonical action.
+                    _ => return None,
+                };
+                match button(data.get("button"))? {
+                    "left" if double => at("double_click"),
+                    "left" => at("click"),
+                    _ => at("right_click"),
                 }
             }
             "double_click" | "dblclick" => at("double_click"),
             "right_click" | "contextmenu" => at("right_click"),
             "drag" => {
                 let (from, to) = match (data.get("from"), data.get("to")) {
-                    (Some(f), Some(t)) => (point(f)?, point(t)?),
+                    (Some(f), Some(t)) => (end(f)?, end(t)?),
                     _ => (
                         point(data)?,
                         (data.get("x2")?.as_f64()?, data.get("y2")?.as_f64()?),
@@ -137,23 +148,31 @@ impl Action {
                 })
             }
             "scroll" => {
-                let int = |k: &str| data.get(k).and_then(Value::as_f64).map(|f| f as i64);
-                let (direction, amount) =
-                    match (data.get("direction").and_then(Value::as_str), int("amount")) {
-                        (Some(d), Some(a)) if a >= 0 => {
-                            let d = ["up", "down", "left", "right"]
-                                .into_iter()
-                                .find(|x| *x == d)?;
-                            (d, a)
-                        }
-                        _ => match (int("dy").unwrap_or(0), int("dx").unwrap_or(0)) {
-                            (dy, _) if dy > 0 => ("down", dy),
-                            (dy, _) if dy < 0 => ("up", -dy),
-                            (_, dx) if dx > 0 => ("right", dx),
-                            (_, dx) if dx < 0 => ("left", -dx),
-                            _ => return None,
-                        },
-                    };
+                // Rounded half away from zero, as every conversion is.
+                let int = |k: &str| {
+                    data.get(k)
+                        .and_then(Value::as_f64)
+                        .map(|f| f.round() as i64)
+                };
+                let named = data
+                    .get("direction")
+                    .and_then(Value::as_str)
+                    .map(|d| d.trim().to_ascii_lowercase())
+                    .and_then(|d| {
+                        ["up", "down", "left", "right"]
+                            .into_iter()
+                            .find(|x| *x == d)
+                    });
+                let (direction, amount) = match (named, int("amount")) {
+                    (Some(d), Some(a)) if a > 0 => (d, a),
+                    _ => match (int("dy").unwrap_or(0), int("dx").unwrap_or(0)) {
+                        (dy, _) if dy > 0 => ("down", dy),
+                        (dy, _) if dy < 0 => ("up", -dy),
+                        (_, dx) if dx > 0 => ("right", dx),
+                        (_, dx) if dx < 0 => ("left", -dx),
+                        _ => return None,
+                    },
+                };
                 Some(Action {
                     xy: point(data),
                     direction: Some(direction),
@@ -165,22 +184,26 @@ impl Action {
                 text: Some(data.get("text")?.as_str()?.to_string()),
                 ..Action::new("type")
             }),
-            "key" | "hotkey" => {
+            kind @ ("key" | "hotkey") => {
                 let keys: Vec<String> = match (data.get("keys"), data.get("key")) {
                     (Some(Value::Array(ks)), _) => ks
                         .iter()
-                        .map(|k| k.as_str().map(key_name))
-                        .collect::<Option<_>>()?,
-                    (_, Some(Value::String(k))) if k.len() > 1 && k.contains('+') => {
-                        k.split('+').map(key_name).collect()
-                    }
-                    (_, Some(Value::String(k))) => vec![key_name(k)],
+                        .map(|k| k.as_str().map(combo))
+                        .collect::<Option<Vec<_>>>()?
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    (Some(Value::String(k)), _) | (_, Some(Value::String(k))) => combo(k),
                     _ => return None,
                 };
                 if keys.is_empty() || keys.iter().any(String::is_empty) {
                     return None;
                 }
-                let kind = if keys.len() > 1 { "hotkey" } else { "key" };
+                let kind = if kind == "hotkey" || keys.len() > 1 {
+                    "hotkey"
+                } else {
+                    "key"
+                };
                 Some(Action {
                     keys: Some(keys),
                     ..Action::new(kind)
@@ -283,12 +306,48 @@ impl Action {
     }
 }
 
+/// The mouse button of a click: `left` (or absent), `right`, in any case,
+/// or the DOM's `MouseEvent.button` numbers `0` (left) and `2` (right);
+/// `None` for any other (a middle button has no canonical action).
+fn button(b: Option<&Value>) -> Option<&'static str> {
+    match b {
+        None | Some(Value::Null) => Some("left"),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "left" => Some("left"),
+            "right" => Some("right"),
+            _ => None,
+        },
+        Some(n) => match n.as_f64() {
+            Some(0.0) => Some("left"),
+            Some(2.0) => Some("right"),
+            _ => None,
+        },
+    }
+}
+
+/// The keys of a chord as written (`"ctrl+c"`, `"ctrl++"`, `"+"`, `" "`):
+/// split at each `+` that follows a key, so a `+` right after a separator
+/// (or alone) is the key itself; each named by [`key_name`]. A trailing
+/// separator (`"ctrl+"`) leaves an empty name, which maps to nothing.
+fn combo(k: &str) -> Vec<String> {
+    let (mut out, mut start) = (Vec::new(), 0);
+    for (i, c) in k.char_indices() {
+        if c == '+' && i > start {
+            out.push(key_name(&k[start..i]));
+            start = i + 1;
+        }
+    }
+    out.push(key_name(&k[start..]));
+    out
+}
+
 /// A key name as the canonical action spells it.
 fn key_name(k: &str) -> String {
-    let k = k.trim();
+    // The space bar is a space: checked before surrounding blanks go.
     if k == " " {
         return "space".into();
     }
+    let k = k.trim();
     let lower = k.to_lowercase();
     match lower.as_str() {
         "control" => "ctrl".into(),
@@ -355,20 +414,19 @@ pub struct Convert {
 }
 
 impl Convert {
-    /// The conversion for a `width`×`height` frame; `smart_resize` sizes
-    /// that cannot be resized (ratio above 200) keep the original.
-    pub fn new(coords: Coordinates, width: u32, height: u32) -> Self {
+    /// The conversion for a `width`×`height` frame; a frame `smart_resize`
+    /// refuses (an aspect ratio above 200, an empty side) is refused here
+    /// too, with its message, as `qwen_vl_utils.smart_resize` refuses it.
+    pub fn new(coords: Coordinates, width: u32, height: u32) -> Result<Self, String> {
         let target = match coords {
-            Coordinates::SmartResize(r) => {
-                smart_resize(width, height, r).unwrap_or((width, height))
-            }
+            Coordinates::SmartResize(r) => smart_resize(width, height, r)?,
             _ => (width, height),
         };
-        Convert {
+        Ok(Convert {
             coords,
             size: (width.max(1), height.max(1)),
             target,
-        }
+        })
     }
 
     /// The size of the image the coordinates refer to.
@@ -545,7 +603,10 @@ impl ScalarUDFImpl for StepAction {
             let (Ok(w), Ok(h)) = (u32::try_from(w), u32::try_from(h)) else {
                 return exec_err!("step_action: size {w}×{h} is not a frame size");
             };
-            let convert = Convert::new(c, w, h);
+            let convert = match Convert::new(c, w, h) {
+                Ok(c) => c,
+                Err(e) => return exec_err!("step_action: {e}"),
+            };
             let action = Action::from_event(kinds.value(i), &data);
             out.append_value(action.to_text(ActionSyntax::Json, &convert));
         }
@@ -662,7 +723,7 @@ mod tests {
 
     fn act(kind: &str, data: Value) -> Value {
         let a = Action::from_event(kind, &data);
-        let mut v = a.to_json(&Convert::new(Coordinates::Pixels, 1000, 500));
+        let mut v = a.to_json(&Convert::new(Coordinates::Pixels, 1000, 500).unwrap());
         v.as_object_mut().unwrap().retain(|_, v| !v.is_null());
         v
     }
@@ -724,18 +785,18 @@ mod tests {
     #[test]
     fn conventions_round_and_clamp() {
         let a = Action::from_event("click", &json!({"x": 999, "y": 250}));
-        let n = Convert::new(Coordinates::Normalized, 1000, 500);
+        let n = Convert::new(Coordinates::Normalized, 1000, 500).unwrap();
         assert_eq!(
             a.to_text(ActionSyntax::Json, &n),
             r#"{"type":"click","x":0.999,"y":0.5}"#
         );
-        let k = Convert::new(Coordinates::Normalized1000, 1000, 500);
+        let k = Convert::new(Coordinates::Normalized1000, 1000, 500).unwrap();
         assert_eq!(
             a.to_text(ActionSyntax::Pyautogui, &k),
             "pyautogui.click(x=999, y=500)"
         );
         let off = Action::from_event("click", &json!({"x": 5000, "y": -3}));
-        let p = Convert::new(Coordinates::Pixels, 1000, 500);
+        let p = Convert::new(Coordinates::Pixels, 1000, 500).unwrap();
         assert_eq!(
             off.to_text(ActionSyntax::Pyautogui, &p),
             "pyautogui.click(x=999, y=0)"

@@ -127,6 +127,16 @@ fn pixel_fields() -> Fields {
     )
 }
 
+/// The coordinate conversion of frame `key`, or why it cannot be made.
+fn frame_convert(coords: Coordinates, w: u32, h: u32, key: &str) -> Result<Convert> {
+    Convert::new(coords, w, h).map_err(|message| Error::Frame {
+        key: key.to_string(),
+        message: format!(
+            "{message} (\"coordinates\": \"smart_resize\" refuses it, as qwen_vl_utils does)"
+        ),
+    })
+}
+
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
     batch
         .column_by_name(name)
@@ -255,8 +265,8 @@ impl StepRows {
                 widths.value(r).max(0) as u32,
                 heights.value(r).max(0) as u32,
             );
-            let convert = Convert::new(self.unit.coordinates, w, h);
             let key = keys.value(r);
+            let convert = frame_convert(self.unit.coordinates, w, h, key)?;
             let image = ImageFormat::of_column(formats.value(r));
             let offsets = events.value_offsets();
             for e in offsets[r] as usize..offsets[r + 1] as usize {
@@ -362,7 +372,7 @@ impl StepRows {
                 widths.value(r).max(0) as u32,
                 heights.value(r).max(0) as u32,
             );
-            let convert = Convert::new(self.unit.coordinates, w, h);
+            let convert = frame_convert(self.unit.coordinates, w, h, keys.value(r))?;
             self.observation(images.value(r), formats.value(r), &convert, keys.value(r))
         };
         let n = batch.num_rows();

@@ -101,6 +101,13 @@ pub(super) async fn download(
         // Served with its shard links signed now, so a manifest fetched
         // through a fresh link never lists expired ones.
         return match target.store.get(&path).await {
+            Ok(got) if got.meta.size > crate::sink::MANIFEST_LIMIT => {
+                tracing::error!(
+                    "download {path}: {} bytes, over the manifest limit",
+                    got.meta.size
+                );
+                error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
             Ok(got) => match got.bytes().await {
                 Ok(b) => resigned_manifest(&b, &id, cfg, signer),
                 Err(e) => {

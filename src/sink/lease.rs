@@ -50,7 +50,8 @@ pub(crate) enum Claim {
 
 /// The lease at `layout`'s prefix, if any.
 pub(crate) async fn read(target: &ExportTarget, layout: &ExportLayout) -> Result<Option<Lease>> {
-    let bytes = super::read::bytes_if_any(&target.store, &layout.lease()).await?;
+    let bytes =
+        super::read::bytes_if_any(&target.store, &layout.lease(), super::read::LEASE_LIMIT).await?;
     // A lease that does not parse is someone else's file.
     Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }

@@ -65,6 +65,55 @@ pub struct ImageFiles {
     pub files: Vec<ShardInfo>,
 }
 
+/// The sessions a spec export selected, as its manifest records them: a
+/// re-post of the same body to the same prefix is the same export (a
+/// no-op) exactly when its selection is this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Sessions the filter selected (with or without rows kept).
+    pub sessions: u64,
+    /// SHA-256 over `{session_id} {seal}\n` of each, in `session_id` order.
+    pub sha256: String,
+}
+
+impl Selection {
+    /// The selection of `(session_id, seal)` pairs, given in `session_id`
+    /// order.
+    pub fn of<'a>(sessions: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut b = SelectionBuilder::default();
+        for (id, seal) in sessions {
+            b.push(id, seal);
+        }
+        b.finish()
+    }
+}
+
+/// Hashes a selection as its sessions stream by.
+#[derive(Debug, Default)]
+pub struct SelectionBuilder {
+    sessions: u64,
+    hash: Sha256,
+}
+
+impl SelectionBuilder {
+    /// Adds the next session (in `session_id` order).
+    pub fn push(&mut self, session_id: &str, seal: &str) {
+        self.sessions += 1;
+        self.hash.update(session_id.as_bytes());
+        self.hash.update(b" ");
+        self.hash.update(seal.as_bytes());
+        self.hash.update(b"\n");
+    }
+
+    /// The selection of the sessions pushed.
+    pub fn finish(self) -> Selection {
+        Selection {
+            sessions: self.sessions,
+            sha256: hex::encode(self.hash.finalize()),
+        }
+    }
+}
+
 /// The manifest of a finished export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -104,6 +153,10 @@ pub struct Manifest {
     /// exports only); `--from-manifest` reads these versions again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_version: Option<crate::store::StoreVersion>,
+    /// The sessions the spec selected (spec exports only): a re-post of
+    /// the same body is a no-op while they are the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
     /// The spec as given (null for `COPY` exports).
     pub spec: Value,
     /// The spec with defaults and absolute times (null for `COPY`).
@@ -326,6 +379,7 @@ mod tests {
             images: None,
             as_of: Some("2030-01-01T00:00:00Z".into()),
             store_version: None,
+            selection: None,
             spec: serde_json::json!({"workflow": "a", "tag": "demo@v1",
                                       "destination": {"kind": "local", "path": "/x"}}),
             resolved: Value::Null,

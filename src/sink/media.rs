@@ -58,7 +58,7 @@ impl MediaWriter {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let same = match self.existing.get(name) {
             Some(size) if *size == bytes.len() as u64 => {
-                let there = super::read::bytes(&self.store, &key).await?;
+                let there = super::read::bytes(&self.store, &key, *size).await?;
                 there.as_ref() == bytes
             }
             _ => false,

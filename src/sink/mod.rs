@@ -26,11 +26,15 @@ mod verify;
 
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
-pub use manifest::{shards_digest, ImageFiles, Manifest, ShardInfo, SplitSection, StepSection};
+pub use manifest::{
+    shards_digest, ImageFiles, Manifest, Selection, SelectionBuilder, ShardInfo, SplitSection,
+    StepSection,
+};
 pub(crate) use publish::purge_unpublished;
 pub use publish::{
     Begin, Begun, ExportMeta, ExportWriter, PartitionSink, PartitionWritten, StepsWritten,
 };
+pub(crate) use read::MANIFEST_LIMIT;
 pub use row_schema::{output_schema, to_output_batch};
 pub use shard_rows::{session_changes, shard_rows, RowDigest};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

@@ -36,7 +36,8 @@ use sha2::{Digest, Sha256};
 use super::layout::ExportLayout;
 use super::lease::{self, Claim, Lease};
 use super::manifest::{
-    dataset_card, shards_digest, ImageFiles, Manifest, ShardInfo, SplitSection, StepSection,
+    dataset_card, shards_digest, ImageFiles, Manifest, Selection, ShardInfo, SplitSection,
+    StepSection,
 };
 use super::media::MediaWriter;
 use super::row_schema::{output_schema, schema_json, to_output_batch};
@@ -57,6 +58,10 @@ pub struct ExportMeta {
     pub as_of: Option<String>,
     /// The store versions read (spec exports).
     pub store_version: Option<crate::store::StoreVersion>,
+    /// The sessions the spec selected (spec exports): with the spec as
+    /// given, what decides whether a finished export at the prefix is
+    /// this one.
+    pub selection: Option<Selection>,
     /// The query that produced the rows.
     pub sql: Option<String>,
     /// Title of the Parquet dataset card.
@@ -292,39 +297,64 @@ impl<'a> ExportWriter<'a> {
         }
     }
 
-    /// The manifest already at the prefix when it is this export's (the
-    /// same resolved spec, `as_of` and shard size): re-running a finished
-    /// export is a no-op. Any other manifest there refuses the export.
+    /// The manifest already at the prefix when it is this export's: the
+    /// same resolved spec, `as_of` and shard size, or — for a spec export —
+    /// the same spec as given (`as_of` aside) selecting the same sessions
+    /// with the same seals (`selection`), which exports the same rows.
+    /// Re-running a finished export is a no-op. The same body selecting
+    /// other sessions now is refused with what to do
+    /// ([`Error::ExportSelectionChanged`]); any other manifest there
+    /// refuses the export ([`Error::ExportExists`]).
     async fn finished_here(&self) -> Result<Option<Manifest>> {
         let key = self.layout.manifest();
-        let Some(bytes) = super::read::bytes_if_any(&self.target.store, &key).await? else {
+        let Some(bytes) =
+            super::read::bytes_if_any(&self.target.store, &key, super::read::MANIFEST_LIMIT)
+                .await?
+        else {
             return Ok(None);
         };
-        let same = serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| {
+        let existing = serde_json::from_slice::<Manifest>(&bytes).ok().filter(|m| {
             !self.meta.resolved.is_null()
-                && m.resolved == self.meta.resolved
-                && m.as_of == self.meta.as_of
                 && m.format == self.layout.format().as_str()
                 && m.shard_size_bytes == self.shard_size_bytes
         });
-        match same {
-            Some(m) => {
-                // A lease left by an attempt whose release failed goes now.
-                if let Some(l) = lease::read(self.target, &self.layout).await? {
-                    if l.spec_sha256 == self.lease().spec_sha256 {
-                        lease::release(self.target, &self.layout).await;
-                    }
-                }
-                self.progress
-                    .shards_reused
-                    .store(m.shard_count, std::sync::atomic::Ordering::Relaxed);
-                Ok(Some(m))
-            }
-            None => Err(Error::ExportExists {
-                url: self.target.url_of(ExportLayout::MANIFEST),
+        let url = || self.target.url_of(ExportLayout::MANIFEST);
+        let Some(m) = existing else {
+            return Err(Error::ExportExists {
+                url: url(),
                 message: "the destination already holds a finished export; choose an empty prefix",
-            }),
+            });
+        };
+        let same_body = without_as_of(&m.spec) == without_as_of(&self.meta.spec);
+        let same = match (&m.selection, &self.meta.selection) {
+            (Some(then), Some(now)) if same_body && then != now => {
+                return Err(Error::ExportSelectionChanged {
+                    url: url(),
+                    as_of: m.as_of.clone().unwrap_or_default(),
+                    then: then.sessions,
+                    now: now.sessions,
+                })
+            }
+            (Some(_), Some(_)) => same_body,
+            // A manifest of an earlier version records no selection.
+            _ => m.resolved == self.meta.resolved && m.as_of == self.meta.as_of,
+        };
+        if !same {
+            return Err(Error::ExportExists {
+                url: url(),
+                message: "the destination already holds a finished export of another spec; choose an empty prefix",
+            });
         }
+        // A lease left by an attempt whose release failed goes now.
+        if let Some(l) = lease::read(self.target, &self.layout).await? {
+            if l.spec_sha256 == self.lease().spec_sha256 {
+                lease::release(self.target, &self.layout).await;
+            }
+        }
+        self.progress
+            .shards_reused
+            .store(m.shard_count, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(m))
     }
 
     /// The manifest of the written shards (partitions in order), with
@@ -431,6 +461,7 @@ impl<'a> ExportWriter<'a> {
             shards,
             as_of: meta.as_of,
             store_version: meta.store_version,
+            selection: meta.selection,
             spec: meta.spec,
             resolved: meta.resolved,
             sql: meta.sql,
@@ -471,7 +502,8 @@ impl<'a> ExportWriter<'a> {
         {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let existing = super::read::bytes(store, &path).await?;
+                let existing =
+                    super::read::bytes(store, &path, super::read::MANIFEST_LIMIT).await?;
                 if existing.as_ref() == bytes.as_slice() {
                     Ok(())
                 } else {
@@ -484,6 +516,16 @@ impl<'a> ExportWriter<'a> {
             Err(e) => Err(Error::destination("put manifest", &path)(e)),
         }
     }
+}
+
+/// A spec as given, without its `as_of` (which a re-post leaves out or
+/// moves without changing the rows when the selection is the same).
+fn without_as_of(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("as_of");
+    }
+    spec
 }
 
 /// What rows an export writes.

@@ -1,39 +1,102 @@
 //! Reading one whole object of an export (a manifest, a lease, a shard read
 //! back): the one place a `get` becomes bytes, with errors naming the
-//! operation and key. Only for objects bounded by the export's own limits
-//! (shards by `shard_size_bytes`); shards are verified as streams elsewhere.
+//! operation and key. Every read has a size limit: objects at an export's
+//! prefix are the caller's to plant (a 20 GB `manifest.json`, an endless
+//! body from an allowed endpoint), so an object over the limit is refused
+//! by its reported size before a byte is read, and a body that runs past
+//! its limit while streaming is cut off there. Shards are verified as
+//! streams elsewhere.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{Error, Result};
 
-/// The bytes of `key`, or `None` when there is no such object.
+/// The most a `manifest.json` may hold: ≈ 300,000 shards (at the default
+/// 256 MiB cap, 75 TB of shards).
+pub(crate) const MANIFEST_LIMIT: u64 = 64 << 20;
+/// The most a lease (`.nusomi-export.json`) may hold.
+pub(crate) const LEASE_LIMIT: u64 = 64 << 10;
+
+/// The bytes of `key` (at most `limit`), or `None` when there is no such
+/// object.
 pub(crate) async fn bytes_if_any(
     store: &Arc<dyn ObjectStore>,
     key: &Path,
+    limit: u64,
 ) -> Result<Option<Bytes>> {
     let got = match store.get(key).await {
         Ok(got) => got,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(Error::destination("get", key)(e)),
     };
-    got.bytes()
-        .await
-        .map(Some)
-        .map_err(Error::destination("get", key))
+    capped(got, key, limit).await.map(Some)
 }
 
-/// The bytes of `key`; a missing object is an error naming it.
-pub(crate) async fn bytes(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<Bytes> {
-    store
+/// The bytes of `key` (at most `limit`); a missing object is an error
+/// naming it.
+pub(crate) async fn bytes(store: &Arc<dyn ObjectStore>, key: &Path, limit: u64) -> Result<Bytes> {
+    let got = store
         .get(key)
         .await
-        .map_err(Error::destination("get", key))?
-        .bytes()
-        .await
-        .map_err(Error::destination("get", key))
+        .map_err(Error::destination("get", key))?;
+    capped(got, key, limit).await
+}
+
+/// The body of `got`, refused when its size (reported, or read so far)
+/// passes `limit`.
+async fn capped(got: object_store::GetResult, key: &Path, limit: u64) -> Result<Bytes> {
+    let too_large = |size: u64| Error::TooLarge {
+        path: key.to_string(),
+        size,
+        limit,
+    };
+    let reported = got.meta.size;
+    if reported > limit {
+        return Err(too_large(reported));
+    }
+    let mut body = got.into_stream();
+    let mut out = BytesMut::with_capacity(reported as usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(Error::destination("get", key))?;
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(too_large((out.len() + chunk.len()) as u64));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+
+    #[tokio::test]
+    async fn an_object_over_its_limit_is_refused_unread() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let key = Path::from("p/manifest.json");
+        store
+            .put(&key, PutPayload::from(vec![b'x'; 1000]))
+            .await
+            .unwrap();
+        assert_eq!(bytes(&store, &key, 1000).await.unwrap().len(), 1000);
+        let e = bytes_if_any(&store, &key, 999)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p/manifest.json") && e.contains("1000 bytes") && e.contains("999"),
+            "{e}"
+        );
+        assert!(bytes_if_any(&store, &Path::from("none"), 1)
+            .await
+            .unwrap()
+            .is_none());
+    }
 }

@@ -30,15 +30,16 @@ pub struct RowDigest {
     pub sha256: [u8; 32],
 }
 
-/// The rows of shard `path` under `prefix`, in shard order.
+/// The rows of `shard` under `prefix`, in shard order; a shard larger than
+/// its manifest says is refused unread.
 pub async fn shard_rows(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
-    path: &str,
+    shard: &super::ShardInfo,
     format: OutputFormat,
 ) -> Result<Vec<RowDigest>> {
-    let key = relative_key(prefix, path);
-    let bytes = super::read::bytes(store, &key).await?;
+    let key = relative_key(prefix, &shard.path);
+    let bytes = super::read::bytes(store, &key, shard.bytes).await?;
     let corrupt = |message: String| Error::Corrupt {
         path: key.to_string(),
         message,

@@ -107,7 +107,7 @@ impl Verification {
 /// The manifest of the export under `prefix` in `store`.
 pub async fn read_manifest(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Manifest> {
     let key = prefix.clone().join(ExportLayout::MANIFEST);
-    let bytes = super::read::bytes(store, &key).await?;
+    let bytes = super::read::bytes(store, &key, super::read::MANIFEST_LIMIT).await?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: key.to_string(),
         message: format!("not an export manifest: {e}"),

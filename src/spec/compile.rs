@@ -67,6 +67,9 @@ impl Lit {
 struct Where {
     conditions: Vec<String>,
     values: Vec<Lit>,
+    /// Conditions on `frames` (`f.…`) are left out: the query reads
+    /// `sessions` alone.
+    sessions_only: bool,
 }
 
 impl Where {
@@ -87,12 +90,20 @@ impl Where {
         self.conditions.push(cond);
     }
 
+    /// Whether conditions on the table aliased `table` belong in the query.
+    fn reads(&self, table: &str) -> bool {
+        !(self.sessions_only && table == "f")
+    }
+
     /// `col IN (…)` on each of `cols`.
     fn any_of(&mut self, cols: &[&str], items: &[String]) {
         if items.is_empty() {
             return;
         }
         for col in cols {
+            if !self.reads(col.split('.').next().unwrap_or_default()) {
+                continue;
+            }
             let list = self.list(items.iter().map(|s| Lit::Str(s.clone())));
             self.push(format!("{col} IN ({list})"));
         }
@@ -147,9 +158,21 @@ pub fn compile_step_sql(spec: &ExportSpec) -> Result<String> {
     Ok(statement(spec, STEP_SELECT, Query::Steps)?.to_string())
 }
 
+/// The query that lists the sessions `spec` selects: `session_id` and
+/// `seal` of each, in `session_id` order, from `sessions` alone (no frame
+/// is read). Its rows decide the export's row set together with the spec,
+/// whatever `as_of` says: the manifest's `selection` digest is taken over
+/// them, so a re-post of the same body is recognised as the same export.
+pub fn compile_selection_sql(spec: &ExportSpec) -> Result<String> {
+    let select = "SELECT s.session_id, s.seal";
+    Ok(statement(spec, select, Query::Selection)?.to_string())
+}
+
 /// What a compiled query returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Query {
+    /// The selected sessions' ids and seals (no frames).
+    Selection,
     /// The export rows: sampled frames.
     Export,
     /// Every frame, sampled or not (the redaction plan).
@@ -168,16 +191,20 @@ pub fn compile_redaction_sql(spec: &ExportSpec) -> Result<String> {
 }
 
 fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement> {
-    let mut w = Where::default();
+    let mut w = Where {
+        sessions_only: query == Query::Selection,
+        ..Where::default()
+    };
     let p = w.bind(Lit::Timestamp(format_instant(spec.as_of)));
     w.push(format!("s.sealed_at <= {p}"));
     w.any_of(&["s.workflow", "f.workflow"], &spec.workflows);
     let f = &spec.filter;
     let outcomes: Vec<String> = f.outcomes.iter().map(|o| o.as_str().to_string()).collect();
     w.any_of(&["s.outcome"], &outcomes);
+    let tables: Vec<&str> = ["s", "f"].into_iter().filter(|t| w.reads(t)).collect();
     for (col, op, t) in [("started_at", ">=", f.since), ("started_at", "<", f.until)] {
         if let Some(t) = t {
-            for table in ["s", "f"] {
+            for table in &tables {
                 let p = w.bind(Lit::Timestamp(format_instant(t)));
                 w.push(format!("{table}.{col} {op} {p}"));
             }
@@ -199,6 +226,9 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
     w.has_any("s.paths", &f.paths);
     if !f.exclude_session_ids.is_empty() {
         for col in ["s.session_id", "f.session_id"] {
+            if !w.reads(&col[..1]) {
+                continue;
+            }
             let list = w.list(f.exclude_session_ids.iter().map(|s| Lit::Str(s.clone())));
             w.push(format!("{col} NOT IN ({list})"));
         }
@@ -234,14 +264,14 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
                 w.push(t);
             }
         }
-        Query::Redaction => {}
+        Query::Redaction | Query::Selection => {}
         Query::Steps => {
             w.push("f.is_action_frame".into());
             let t = test.unwrap_or_else(|| "true".into());
             sampled_column = format!(", {t} AS sampled");
         }
     }
-    let sampled = query != Query::Redaction;
+    let sampled = !matches!(query, Query::Redaction | Query::Selection);
     let split = match &spec.splits {
         Some(sp) if sampled => {
             let key = match sp.by {
@@ -266,13 +296,13 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
     };
     // A partitioned export is ordered within each partition (the frames
     // scan's order), not as a whole.
-    let order = if spec.partitions > 1 {
-        ""
-    } else {
-        " ORDER BY f.session_id, f.frame_idx"
+    let (from, order) = match query {
+        Query::Selection => ("FROM sessions AS s", " ORDER BY s.session_id"),
+        _ if spec.partitions > 1 => (FROM, ""),
+        _ => (FROM, " ORDER BY f.session_id, f.frame_idx"),
     };
     let template = format!(
-        "{select}{sampled_column}{split} {FROM} WHERE {}{order}",
+        "{select}{sampled_column}{split} {from} WHERE {}{order}",
         w.conditions.join(" AND "),
     );
     let mut statements = Parser::parse_sql(&GenericDialect {}, &template)

@@ -10,12 +10,16 @@ mod steps;
 mod time;
 
 pub use crate::error::{SpecError, SpecErrors};
-pub use compile::{compile_redaction_sql, compile_sql, compile_statement, compile_step_sql};
+pub use compile::{
+    compile_redaction_sql, compile_selection_sql, compile_sql, compile_statement, compile_step_sql,
+};
 pub use model::{
     check_partitions, check_shard_size, partition_of, Destination, ExportSpec, FrameSampling,
     OutputFormat, Redaction, SamplingMode, SessionFilter, SplitKey, Splits, BUILTIN_PATTERNS,
     DEFAULT_SHARD_SIZE_BYTES, MAX_PARTITIONS, MIN_SHARD_SIZE_BYTES,
 };
-pub(crate) use parse::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
+pub(crate) use parse::{
+    check_fraction, check_fraction_sum, compile_pattern, is_split_name, regex_problem,
+};
 pub use steps::{ActionSyntax, ChatPreset, Coordinates, History, Messages, SmartResize, StepUnit};
 pub use time::{format_instant, TimeExpr};

@@ -5,7 +5,7 @@
 //!
 //! | kind | allowed when |
 //! |---|---|
-//! | `s3` | the bucket matches one of `buckets` (globs with `*`); without `role_arn` only if `server_identity`; an `endpoint` only if listed in `endpoints` exactly (`scheme://host:port`), so loopback, link-local and private hosts are out unless the operator lists them |
+//! | `s3` | the bucket matches one of `buckets` (globs with `*`, which never matches `/`); without `role_arn` only if `server_identity`; an `endpoint` only if listed in `endpoints` exactly (`scheme://host:port`), so loopback, link-local and private hosts are out unless the operator lists them |
 //! | `gcs` | `service_account` is an e-mail listed in `service_accounts` (key material or a file path is refused) |
 //! | `azure_blob` | the account is listed in `accounts` |
 //! | `local` | `local_root` is set; the path is relative, has no `..`, and no component under the root is a symlink |
@@ -48,7 +48,9 @@ fn refuse(field: &str, message: impl Into<String>) -> SpecError {
     }
 }
 
-/// `*` matches any run of characters; everything else itself.
+/// `*` matches any run of characters but `/`; everything else itself.
+/// (Bucket names are checked by AWS's rules when the spec is parsed and
+/// cannot hold a `/`; the glob refuses one anyway.)
 fn glob_match(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
@@ -56,7 +58,8 @@ fn glob_match(pattern: &str, name: &str) -> bool {
             let Some(tail) = name.strip_prefix(head) else {
                 return false;
             };
-            (0..=tail.len())
+            let run = tail.find('/').unwrap_or(tail.len());
+            (0..=run)
                 .filter(|i| tail.is_char_boundary(*i))
                 .any(|i| glob_match(rest, &tail[i..]))
         }
@@ -252,6 +255,9 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("a*c", "abbc") && glob_match("*", "") && !glob_match("a*", "ba"));
+        // A `*` never matches a `/`.
+        assert!(!glob_match("acme-*", "acme-x/../other") && !glob_match("*", "a/b"));
+        assert!(glob_match("a*/b", "ax/b") && !glob_match("a*b", "a/b"));
     }
 
     #[test]

@@ -158,3 +158,50 @@ fn serve_hardening_short_keys_hidden_tokens_and_a_private_key_file() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn export_create_again_is_a_no_op_until_new_sessions_are_sealed() {
+    use crate::support::{files, nusomi as run, spec_json, store_dir};
+    let (tmp, store) = store_dir(41, 2).await;
+    let out = tmp.path().join("out");
+    let spec_file = tmp.path().join("spec.json");
+    let mut spec = spec_json("parquet", serde_json::json!({}));
+    spec.as_object_mut().unwrap().remove("as_of");
+    spec["destination"] = serde_json::json!({"kind": "local", "path": out});
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let create = || {
+        run(&[
+            "export",
+            "create",
+            "--store",
+            &store,
+            spec_file.to_str().unwrap(),
+        ])
+    };
+    let (ok, text) = create();
+    assert!(ok && text.contains("completed"), "{text}");
+    let before = files(&out);
+
+    let (ok, text) = create();
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("already finished at this prefix") && text.contains("the same 2 sessions"),
+        "{text}"
+    );
+    assert_eq!(files(&out), before, "nothing rewritten");
+
+    let (_, bundle) = write_session(tmp.path(), 42, 0);
+    let (ok, text) = run(&["seal", "--store", &store, bundle.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = create();
+    assert!(!ok, "{text}");
+    let manifest: serde_json::Value = serde_json::from_slice(&before["manifest.json"]).unwrap();
+    assert!(
+        text.contains(manifest["as_of"].as_str().unwrap())
+            && text.contains("2 sessions selected")
+            && text.contains("(3)")
+            && text.contains("new prefix"),
+        "{text}"
+    );
+    assert_eq!(files(&out), before, "nothing touched");
+}

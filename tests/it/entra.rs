@@ -170,7 +170,7 @@ async fn a_tenant_id_without_a_service_app_and_a_key_for_another_account_are_ref
         &spec,
         crate::support::spec_json(
             "jsonl",
-            json!({"destination": {"kind": "azure_blob", "account": "customeracct", "container": "c"}}),
+            json!({"destination": {"kind": "azure_blob", "account": "customeracct", "container": "exports"}}),
         )
         .to_string(),
     )

@@ -447,6 +447,51 @@ async fn kill_9_while_running_then_restart_completes_with_identical_bytes() {
 }
 
 #[tokio::test]
+async fn a_job_running_each_time_the_process_died_twice_is_not_retried_forever() {
+    let (tmp, store) = slow_store().await;
+    let dest = tmp.path().join("crash-loop");
+    let mut server = Server::start(&store, &tmp.path().join("data")).await;
+    let (s, created) = server.post(&slow_spec(&dest)).await;
+    assert_eq!(s, 202);
+    let id = created["id"].as_str().unwrap().to_string();
+    for attempt in 1..=2u64 {
+        let t0 = Instant::now();
+        loop {
+            let (_, job) = server.get(&format!("/v1/exports/{id}")).await;
+            assert_ne!(
+                job["status"], "completed",
+                "finished before the kill: make it slower"
+            );
+            if job["status"] == "running" && job["attempts"] == attempt {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{job}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // As if the job took the process down.
+        server.kill();
+        server.restart().await;
+    }
+    let job = server.wait_final(&id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("stopped while this export ran, 2 times")
+            && error.contains("not tried again"),
+        "{error}"
+    );
+    // Its attempt's files are gone; the service takes new work.
+    assert!(!dest.join("manifest.json").exists());
+    let (s, next) = server.post(&slow_spec(&tmp.path().join("after"))).await;
+    assert_eq!(s, 202, "{next}");
+    let next = server
+        .wait_final(next["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(next["status"], "completed", "{next}");
+}
+
+#[tokio::test]
 async fn cancel_stops_a_running_export_and_leaves_nothing() {
     let (tmp, store) = slow_store().await;
     let dest = tmp.path().join("cancel-out");

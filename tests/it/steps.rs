@@ -398,3 +398,73 @@ async fn step_exports_reproduce_byte_for_byte_and_name_a_differing_image() {
         }
     }
 }
+
+/// A bundle of one `w`×`h` frame with a click on it, under `dir`.
+fn one_frame_bundle(dir: &Path, id: &str, w: u32, h: u32) -> std::path::PathBuf {
+    let b = dir.join(id);
+    std::fs::create_dir_all(b.join("frames")).unwrap();
+    let session = json!({"session_id": id, "workflow": "process_invoice", "outcome": "success",
+        "actor": {"kind": "human"}, "started_at": "2026-05-07T14:08:11Z",
+        "ended_at": "2026-05-07T14:08:12Z"});
+    std::fs::write(b.join("session.json"), session.to_string()).unwrap();
+    std::fs::write(
+        b.join("frames.jsonl"),
+        "{\"t_ms\": 0, \"file\": \"frames/000000.png\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("events.jsonl"),
+        "{\"t_ms\": 5, \"type\": \"click\", \"action\": true, \"data\": {\"x\": 1, \"y\": 1}}\n",
+    )
+    .unwrap();
+    image::RgbImage::from_pixel(w, h, image::Rgb([200, 10, 10]))
+        .save(b.join("frames/000000.png"))
+        .unwrap();
+    b
+}
+
+#[tokio::test]
+async fn smart_resize_refuses_an_aspect_ratio_above_200_naming_the_frame() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let store = SealedStore::open(tmp.path().join("store").to_str().unwrap())
+        .await
+        .unwrap();
+    for (id, w) in [("ses_wide603", 603), ("ses_wide600", 600)] {
+        let b = one_frame_bundle(tmp.path(), id, w, 3);
+        store
+            .seal(&b, &nusomi_export::store::SealOptions::default())
+            .await
+            .unwrap();
+    }
+    let fields = |id: &str| {
+        step_fields(
+            json!({"coordinates": "smart_resize", "workflow": "process_invoice",
+                           "filter": {"exclude_session_ids": [id]}}),
+        )
+    };
+    // 600×3 (a ratio of exactly 200) is resized, as qwen_vl_utils does.
+    let ok = tmp.path().join("ok");
+    let m = run(&store, OutputFormat::Jsonl, fields("ses_wide603"), &ok, 1).await;
+    assert_eq!(m.rows, 1);
+    let rows = std::fs::read_to_string(ok.join("shard-000000.jsonl")).unwrap();
+    let row: Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (row["image_width"].as_i64(), row["image_height"].as_i64()),
+        (Some(588), Some(28)),
+        "{row}"
+    );
+    // 603×3 is refused, naming the frame; nothing is left.
+    let out = tmp.path().join("refused");
+    let s = spec("jsonl", fields("ses_wide600"));
+    let t = ExportTarget::local(out.to_str().unwrap()).unwrap();
+    let err = Export::new(&store, &s).with_target(t).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("ses_wide603_000000") && text.contains("603×3") && text.contains("above 200"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

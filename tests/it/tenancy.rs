@@ -271,12 +271,30 @@ async fn destinations_outside_the_policy_are_refused_with_field_and_rule() {
             s3(json!({"role_arn": null})),
             "destination.role_arn",
         ),
+        // Names that would steer the request elsewhere (a `*` matched `/`,
+        // the region went into the host): refused by AWS's naming rules
+        // before any call is made.
+        (
+            TOKEN_A,
+            s3(json!({"bucket": "acme-x/../other"})),
+            "destination.bucket",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"region": "x@127.0.0.1:9/"})),
+            "destination.region",
+        ),
+        (
+            TOKEN_A,
+            s3(json!({"bucket": "acme-x@127.0.0.1:9"})),
+            "destination.bucket",
+        ),
         (TOKEN_B, s3(json!({})), "destination.kind"),
         (
             TOKEN_A,
             spec_json(
                 "jsonl",
-                json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": key.to_string()}}),
+                json!({"destination": {"kind": "gcs", "bucket": "acme-gcs", "service_account": key.to_string()}}),
             ),
             "destination.service_account",
         ),
@@ -284,7 +302,7 @@ async fn destinations_outside_the_policy_are_refused_with_field_and_rule() {
             TOKEN_A,
             spec_json(
                 "jsonl",
-                json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": "other@evil.iam.gserviceaccount.com"}}),
+                json!({"destination": {"kind": "gcs", "bucket": "acme-gcs", "service_account": "other@evil.iam.gserviceaccount.com"}}),
             ),
             "destination.service_account",
         ),
@@ -309,6 +327,81 @@ async fn destinations_outside_the_policy_are_refused_with_field_and_rule() {
     }
     assert!(!t.tmp.path().join("out").exists());
     assert!(!t.root("ws_b").join("x").exists());
+}
+
+#[tokio::test]
+async fn huge_redaction_patterns_are_refused_at_post_at_a_bounded_cost() {
+    // 64 patterns `\w{2000}` … `\w{2063}` (Unicode word classes repeated:
+    // tens of MB each with the crate's default limits) took 46 s of the
+    // request path on a debug build; each is now refused at its size limit.
+    let t = Tenants::start(2).await;
+    let patterns: Vec<String> = (2000..2064).map(|n| format!("\\w{{{n}}}")).collect();
+    let spec = local("regex", json!({"redact": {"patterns": patterns}}));
+    let t0 = Instant::now();
+    let (s, body) = t.post(TOKEN_A, &spec).await;
+    let took = t0.elapsed();
+    assert_eq!(s, 400, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 64, "{body}");
+    assert_eq!(errors[5]["field"], "redact.patterns[5]");
+    assert!(
+        errors[5]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KiB a pattern may take"),
+        "{body}"
+    );
+    // Bounded: a loose bound that the unbounded compile (46 s) fails.
+    assert!(took < Duration::from_secs(20), "the refusal took {took:?}");
+    // The service answers meanwhile and afterwards.
+    let (s, _) = t.call(TOKEN_B, "GET", "/v1/exports", None).await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn an_oversized_manifest_at_the_prefix_is_refused_unread() {
+    // A sparse 3 GiB `manifest.json` planted at a prefix: the export reads
+    // its size, refuses it and leaves it alone; the server's memory does
+    // not grow by it.
+    let t = Tenants::start(2).await;
+    let dir = t.root("ws_a").join("planted");
+    std::fs::create_dir_all(&dir).unwrap();
+    let planted = std::fs::File::create(dir.join("manifest.json")).unwrap();
+    planted.set_len(3 << 30).unwrap();
+    let pid = t.child.0.id();
+    let (s, job) = t.post(TOKEN_A, &local("planted", json!({}))).await;
+    assert_eq!(s, 202, "{job}");
+    let done = t.wait(TOKEN_A, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.contains("manifest.json")
+            && error.contains("3221225472 bytes")
+            && error.contains("refused without reading"),
+        "{error}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib < 1 << 20,
+        "peak RSS {peak_kib} KiB: the manifest was read"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("manifest.json")).unwrap().len(),
+        3 << 30
+    );
+    // The other workspace is served as usual meanwhile.
+    let (s, ok) = t.post(TOKEN_B, &local("fine", json!({}))).await;
+    assert_eq!(s, 202, "{ok}");
+    assert_eq!(
+        t.wait(TOKEN_B, ok["id"].as_str().unwrap()).await["status"],
+        "completed"
+    );
 }
 
 #[tokio::test]
@@ -395,6 +488,66 @@ async fn an_identical_repost_is_a_no_op_with_the_same_manifest() {
 }
 
 #[tokio::test]
+async fn a_repost_without_as_of_is_a_no_op_until_the_selection_changes() {
+    // The product's promise: the same POST again gives the same row set.
+    let t = Tenants::start(2).await;
+    let mut spec = local("nightly", json!({}));
+    spec.as_object_mut().unwrap().remove("as_of");
+    let (_, first) = t.post(TOKEN_A, &spec).await;
+    let first = t.wait(TOKEN_A, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let dir = t.root("ws_a").join("nightly");
+    let before: BTreeMap<String, Vec<u8>> = files(&dir);
+    let manifest: Value = serde_json::from_slice(&before["manifest.json"]).expect("a manifest");
+    assert_eq!(manifest["selection"]["sessions"], 2, "{manifest}");
+
+    // The identical body, a later `as_of`, no new seal: a no-op answering
+    // the same manifest, nothing rewritten.
+    let (_, second) = t.post(TOKEN_A, &spec).await;
+    let second = t.wait(TOKEN_A, second["id"].as_str().unwrap()).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    assert_eq!(second["manifest_url"], first["manifest_url"]);
+    assert_eq!(second["rows"], first["rows"]);
+    assert_eq!(second["shards_reused"], first["shards"]);
+    assert_eq!(files(&dir), before, "nothing rewritten");
+
+    // A body that differs elsewhere is another export: refused as before.
+    let mut another = spec.clone();
+    another["tag"] = json!("another");
+    let (_, other) = t.post(TOKEN_A, &another).await;
+    let other = t.wait(TOKEN_A, other["id"].as_str().unwrap()).await;
+    assert_eq!(other["status"], "failed", "{other}");
+    assert!(
+        other["error"].as_str().unwrap().contains("of another spec"),
+        "{other}"
+    );
+
+    // A session sealed since: the same body selects more sessions, so the
+    // job fails naming the export there, its as_of and the way out.
+    let (_, extra) = crate::support::write_session(t.tmp.path(), 73, 0);
+    let store = SealedStore::open(t.tmp.path().join("a/store").to_str().unwrap())
+        .await
+        .unwrap();
+    store.seal(&extra, &SealOptions::default()).await.unwrap();
+    let (_, third) = t.post(TOKEN_A, &spec).await;
+    let third = t.wait(TOKEN_A, third["id"].as_str().unwrap()).await;
+    assert_eq!(third["status"], "failed", "{third}");
+    let error = third["error"].as_str().unwrap();
+    let as_of = manifest["as_of"].as_str().unwrap();
+    for part in [
+        "manifest.json",
+        as_of,
+        "2 sessions selected",
+        "(3)",
+        "new prefix",
+        "\"as_of\"",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from {error}");
+    }
+    assert_eq!(files(&dir), before, "nothing touched");
+}
+
+#[tokio::test]
 async fn a_workspace_over_its_quota_gets_429() {
     // ws_b: at most one job queued or running; 10 sessions into 4 KiB
     // parquet shards take a few seconds.
@@ -434,7 +587,7 @@ async fn no_credential_in_records_manifests_logs_or_errors() {
     let (s, body) = t
         .post(
             TOKEN_A,
-            &spec_json("jsonl", json!({"destination": {"kind": "gcs", "bucket": "b", "service_account": key.to_string()}})),
+            &spec_json("jsonl", json!({"destination": {"kind": "gcs", "bucket": "acme-gcs", "service_account": key.to_string()}})),
         )
         .await;
     assert_eq!(s, 400);

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{join, Parser};
+use super::{join, names, Parser};
 use crate::spec::model::Destination;
 use crate::store::json_type_name;
 
@@ -90,6 +90,44 @@ impl Parser {
             },
             _ => Destination::SignedUrl,
         };
+        self.check_names(&d);
         (self.errors.len() == before).then_some(d)
+    }
+
+    /// The names that go into a host or a URL path, by their providers'
+    /// rules (`names.rs`); a name already refused as missing is not
+    /// checked again.
+    fn check_names(&mut self, d: &Destination) {
+        let mut check = |field: &str, value: &str, rule: fn(&str) -> Result<(), String>| {
+            if !value.is_empty() {
+                if let Err(m) = rule(value) {
+                    self.err(&format!("destination.{field}"), m);
+                }
+            }
+        };
+        match d {
+            Destination::S3 {
+                bucket,
+                region,
+                endpoint,
+                ..
+            } => {
+                check("bucket", bucket, names::s3_bucket);
+                if let Some(r) = region {
+                    let custom = endpoint.is_some();
+                    if let Err(m) = names::s3_region(r, custom) {
+                        self.err("destination.region", m);
+                    }
+                }
+            }
+            Destination::Gcs { bucket, .. } => check("bucket", bucket, names::gcs_bucket),
+            Destination::AzureBlob {
+                account, container, ..
+            } => {
+                check("account", account, names::azure_account);
+                check("container", container, names::azure_container);
+            }
+            Destination::Local { .. } | Destination::SignedUrl => {}
+        }
     }
 }

@@ -144,17 +144,19 @@ impl Parser {
             let path = format!("redact.patterns[{i}]");
             if p.len() > MAX_PATTERN_LEN {
                 self.err(&path, format!("longer than {MAX_PATTERN_LEN} bytes"));
-            } else if let Err(e) = regex::Regex::new(p) {
-                self.err(
+                continue;
+            }
+            match compile_pattern(p) {
+                Err(e) => self.err(
                     &path,
                     format!(
                         "is neither a pattern name ({}) nor a regex: {}",
                         BUILTIN_PATTERNS.join(", "),
                         regex_problem(&e)
                     ),
-                );
-            } else if regex::Regex::new(p).is_ok_and(|r| r.is_match("")) {
-                self.err(&path, "matches the empty string");
+                ),
+                Ok(r) if r.is_match("") => self.err(&path, "matches the empty string"),
+                Ok(_) => {}
             }
         }
         (self.errors.len() == before).then_some(Redaction {
@@ -165,9 +167,32 @@ impl Parser {
     }
 }
 
+/// The most memory one compiled redaction pattern may take (its program,
+/// and each of its lazy DFA caches): a pattern such as `\w{2000}` is
+/// refused after this much work instead of compiling to tens of MB (the
+/// crate's defaults are 10 MiB and 2 MiB). With at most 64 patterns an
+/// export's redactor stays under ≈ 100 MiB.
+pub(crate) const PATTERN_SIZE_LIMIT: usize = 512 << 10;
+
+/// A caller's redaction pattern compiled within [`PATTERN_SIZE_LIMIT`]:
+/// the one way the crate compiles a pattern it was given.
+pub(crate) fn compile_pattern(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(p)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .nest_limit(64)
+        .build()
+}
+
 /// A regex error on one line (the crate's own text draws the pattern over
 /// several lines).
 pub(crate) fn regex_problem(e: &regex::Error) -> String {
+    if let regex::Error::CompiledTooBig(limit) = e {
+        return format!(
+            "compiles to more than the {} KiB a pattern may take (repeat less, or match a shorter run)",
+            limit >> 10
+        );
+    }
     let text = e.to_string();
     let last = text.lines().last().unwrap_or_default();
     last.strip_prefix("error: ").unwrap_or(last).to_string()

@@ -15,9 +15,12 @@ use crate::store::json_type_name;
 mod destination;
 mod extras;
 mod filter;
+mod names;
 mod steps;
 
-pub(crate) use extras::{check_fraction, check_fraction_sum, is_split_name, regex_problem};
+pub(crate) use extras::{
+    check_fraction, check_fraction_sum, compile_pattern, is_split_name, regex_problem,
+};
 
 impl ExportSpec {
     /// Parses a spec from JSON text; `now` is the creation time used as
@@ -469,7 +472,7 @@ mod tests {
                        "tag": "eu", "path": "p_approve_invoice", "exclude_session_ids": ["ses_x"]},
             "format": "webdataset",
             "frame_sampling": {"mode": "event_only", "interval_ms": 100, "keep_action_frames": true},
-            "destination": {"kind": "s3", "bucket": "b", "prefix": "p", "region": "eu-west-1", "role_arn": "arn:x"},
+            "destination": {"kind": "s3", "bucket": "my-bucket", "prefix": "p", "region": "eu-west-1", "role_arn": "arn:x"},
             "tag": "process_invoice@v1"
         });
         let s = ExportSpec::parse(&v, now()).unwrap();
@@ -623,7 +626,7 @@ mod tests {
         let key =
             r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----SECRET"}"#;
         let v = json!({"workflow": "a", "format": "jsonl",
-            "destination": {"kind": "gcs", "bucket": "b", "service_account": key}});
+            "destination": {"kind": "gcs", "bucket": "my-bucket", "service_account": key}});
         let s = ExportSpec::parse(&v, now()).unwrap();
         for written in [s.raw_redacted(), s.resolved_json()] {
             assert!(!written.to_string().contains("SECRET"), "{written}");
@@ -634,7 +637,7 @@ mod tests {
         }
         // A file path or an e-mail is not a secret and stays.
         let v = json!({"workflow": "a", "format": "jsonl",
-            "destination": {"kind": "gcs", "bucket": "b", "service_account": "x@p.iam.gserviceaccount.com"}});
+            "destination": {"kind": "gcs", "bucket": "my-bucket", "service_account": "x@p.iam.gserviceaccount.com"}});
         let s = ExportSpec::parse(&v, now()).unwrap();
         assert_eq!(
             s.resolved_json()["destination"]["service_account"],
