@@ -215,6 +215,23 @@ pub enum Error {
         more: bool,
     },
 
+    /// The service runs as many of these as it takes at once (a
+    /// verification per workspace, a few in all); retry later.
+    #[error("{what}: the service is running as many as it takes at once; retry in a minute")]
+    Busy {
+        /// What was asked for.
+        what: &'static str,
+    },
+
+    /// A bounded operation of the service ran out of its time.
+    #[error("{what}: did not finish within {secs} s")]
+    TimedOut {
+        /// What ran.
+        what: &'static str,
+        /// Its time limit.
+        secs: u64,
+    },
+
     /// JSON could not be encoded or decoded.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

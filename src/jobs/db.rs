@@ -6,11 +6,14 @@
 //!
 //! * `jobs_by_workspace`: `workspace ␟ id` — a workspace's list, newest
 //!   first, is a reverse range scan of its own entries;
-//! * `jobs_by_status`: `status ␟ id` — dispatch takes the oldest queued job
-//!   with one lookup, and counting a workspace's active jobs reads only the
-//!   queued and running ones.
+//! * `jobs_by_status`: `status ␟ id` — counting a workspace's active jobs
+//!   reads only the queued and running ones;
+//! * `jobs_queued_by_workspace`: `workspace ␟ id` of queued jobs only —
+//!   dispatch takes the oldest queued job of the workspace after the one it
+//!   served last (round robin), with one range lookup, so one workspace's
+//!   long queue never holds the others' jobs back.
 //!
-//! A database written before the indexes existed is indexed when opened.
+//! A database written before an index existed is indexed when opened.
 
 use std::path::Path;
 
@@ -24,6 +27,7 @@ use crate::error::{Error, Result};
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const BY_WORKSPACE: TableDefinition<&str, ()> = TableDefinition::new("jobs_by_workspace");
 const BY_STATUS: TableDefinition<&str, ()> = TableDefinition::new("jobs_by_status");
+const QUEUED: TableDefinition<&str, ()> = TableDefinition::new("jobs_queued_by_workspace");
 
 /// Separates the parts of an index key (never in ids or workspace ids).
 const SEP: char = '\u{1f}';
@@ -88,6 +92,7 @@ type Tables<'t> = (
     Table<'t, &'static str, &'static [u8]>,
     Table<'t, &'static str, ()>,
     Table<'t, &'static str, ()>,
+    Table<'t, &'static str, ()>,
 );
 
 fn open_tables(w: &redb::WriteTransaction) -> Result<Tables<'_>> {
@@ -95,21 +100,42 @@ fn open_tables(w: &redb::WriteTransaction) -> Result<Tables<'_>> {
         w.open_table(JOBS).map_err(db_err)?,
         w.open_table(BY_WORKSPACE).map_err(db_err)?,
         w.open_table(BY_STATUS).map_err(db_err)?,
+        w.open_table(QUEUED).map_err(db_err)?,
     ))
+}
+
+/// Removes the index entries of `old`.
+fn unindex(t: &mut Tables<'_>, old: &JobRecord) -> Result<()> {
+    t.1.remove(ws_key(old).as_str()).map_err(db_err)?;
+    t.2.remove(status_key(old).as_str()).map_err(db_err)?;
+    t.3.remove(ws_key(old).as_str()).map_err(db_err)?;
+    Ok(())
 }
 
 /// Writes `r` and its index entries, replacing those of `old`.
 fn store(t: &mut Tables<'_>, old: Option<&JobRecord>, r: &JobRecord) -> Result<()> {
     if let Some(old) = old {
-        t.1.remove(ws_key(old).as_str()).map_err(db_err)?;
-        t.2.remove(status_key(old).as_str()).map_err(db_err)?;
+        unindex(t, old)?;
     }
     let bytes = serde_json::to_vec(r).map_err(db_err)?;
     t.0.insert(r.id.as_str(), bytes.as_slice())
         .map_err(db_err)?;
     t.1.insert(ws_key(r).as_str(), ()).map_err(db_err)?;
     t.2.insert(status_key(r).as_str(), ()).map_err(db_err)?;
+    if r.status == JobStatus::Queued {
+        t.3.insert(ws_key(r).as_str(), ()).map_err(db_err)?;
+    }
     Ok(())
+}
+
+/// Entries of `table` in `[start, end)`.
+fn count_range(table: &Table<'_, &'static str, ()>, start: &str, end: &str) -> Result<u64> {
+    let mut n = 0;
+    for item in table.range::<&str>(start..end).map_err(db_err)? {
+        item.map_err(db_err)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn decode(bytes: &[u8]) -> Result<JobRecord> {
@@ -125,7 +151,13 @@ impl JobDb {
         {
             let mut t = open_tables(&w)?;
             let (jobs, indexed) = (t.0.len().map_err(db_err)?, t.2.len().map_err(db_err)?);
-            if indexed < jobs {
+            let (start, end) = group_range(JobStatus::Queued.as_str());
+            let queued = count_range(&t.2, &start, &end)?;
+            if indexed < jobs || t.3.len().map_err(db_err)? != queued {
+                // Rebuilt from the records: entries of older versions go.
+                for table in [&mut t.1, &mut t.2, &mut t.3] {
+                    table.retain(|_, _| false).map_err(db_err)?;
+                }
                 let mut all = Vec::new();
                 for item in t.0.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
@@ -196,8 +228,7 @@ impl JobDb {
                 None => None,
             };
             if let Some(old) = &old {
-                t.1.remove(ws_key(old).as_str()).map_err(db_err)?;
-                t.2.remove(status_key(old).as_str()).map_err(db_err)?;
+                unindex(&mut t, old)?;
             }
             old.is_some()
         };
@@ -288,6 +319,36 @@ impl JobDb {
     /// The oldest record in `status`, if any (one index lookup).
     pub fn oldest_with_status(&self, status: JobStatus) -> Result<Option<JobRecord>> {
         Ok(self.in_status(status, 1)?.into_iter().next())
+    }
+
+    /// The next job to run: the oldest queued job of the first workspace
+    /// after `after` (in id order) that has one, else of the first
+    /// workspace with one — round robin over the workspaces with queued
+    /// jobs, oldest first within each.
+    pub fn next_queued(&self, after: Option<&str>) -> Result<Option<JobRecord>> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let jobs = r.open_table(JOBS).map_err(db_err)?;
+        let index = r.open_table(QUEUED).map_err(db_err)?;
+        // Past every key of `after` (its keys are `after ␟ id`, and ␟ is
+        // below the space): the next workspace's first key.
+        let start = after.map(|w| format!("{w}{}", char::from(0x20)));
+        let first = match &start {
+            Some(s) => index.range::<&str>(s.as_str()..).map_err(db_err)?.next(),
+            None => None,
+        };
+        let first = match first {
+            Some(item) => Some(item),
+            None => index.range::<&str>(..).map_err(db_err)?.next(),
+        };
+        let Some(item) = first else {
+            return Ok(None);
+        };
+        let (k, _) = item.map_err(db_err)?;
+        let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
+        match jobs.get(id.as_str()).map_err(db_err)? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
     }
 
     fn in_status(&self, status: JobStatus, limit: usize) -> Result<Vec<JobRecord>> {
@@ -391,5 +452,32 @@ mod tests {
         drop(db);
         let db = JobDb::open(tmp.path()).unwrap();
         assert_eq!(db.with_status(JobStatus::Queued).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn dispatch_takes_workspaces_in_turn_oldest_first() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let db = JobDb::open(tmp.path()).unwrap();
+        // Workspace a queued five jobs before b and c queued one each.
+        let mut recs: Vec<JobRecord> = (0..5).map(|i| record(&format!("exp_0{i}"), "a")).collect();
+        recs.push(record("exp_10", "b"));
+        recs.push(record("exp_20", "c-x"));
+        db.put_all(&recs).unwrap();
+        let mut order = Vec::new();
+        let mut last: Option<String> = None;
+        while let Some(r) = db.next_queued(last.as_deref()).unwrap() {
+            db.update(&r.id, |r| r.start()).unwrap();
+            last = Some(r.workspace_id().to_string());
+            order.push(r.id);
+        }
+        assert_eq!(
+            order,
+            ["exp_00", "exp_10", "exp_20", "exp_01", "exp_02", "exp_03", "exp_04"]
+        );
+        // The queue survives reopening.
+        db.put(&record("exp_30", "b")).unwrap();
+        drop(db);
+        let db = JobDb::open(tmp.path()).unwrap();
+        assert_eq!(db.next_queued(Some("a")).unwrap().unwrap().id, "exp_30");
     }
 }

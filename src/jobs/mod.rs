@@ -9,4 +9,7 @@ mod service;
 
 pub use db::{JobDb, JobFilter};
 pub use record::{JobRecord, JobStatus, DEFAULT_WORKSPACE};
-pub use service::{JobService, Prepared, Rejected, MAX_ATTEMPTS, MAX_FUTURE_AS_OF_SECS};
+pub use service::{
+    JobService, Prepared, Rejected, MAX_ATTEMPTS, MAX_FUTURE_AS_OF_SECS, VERIFIES_AT_ONCE,
+    VERIFY_SECS,
+};

@@ -64,6 +64,8 @@ pub struct JobService {
     workers: usize,
     exec: tokio::runtime::Handle,
     live: Mutex<LiveMap>,
+    /// Workspaces with a verification running.
+    verifying: Mutex<std::collections::HashSet<String>>,
     submitting: Mutex<()>,
     wake: Notify,
     /// How far past the posting time a spec's `as_of` may lie (clock skew).
@@ -97,6 +99,45 @@ struct Tenants {
 /// Live progress of running jobs, by id.
 type LiveMap = HashMap<String, Arc<Progress>>;
 
+/// Time one `GET /v1/exports/{id}/verify` may take.
+pub const VERIFY_SECS: u64 = 600;
+/// Verifications the service runs at once (each workspace one at most).
+pub const VERIFIES_AT_ONCE: usize = 2;
+
+/// A running verification's place: taken for one workspace, given back
+/// when dropped.
+struct VerifyTurn<'a> {
+    service: &'a JobService,
+    workspace: String,
+}
+
+impl<'a> VerifyTurn<'a> {
+    fn take(service: &'a JobService, workspace: &str) -> Result<Self> {
+        let mut running = service
+            .verifying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if running.len() >= VERIFIES_AT_ONCE || running.contains(workspace) {
+            return Err(Error::Busy { what: "verify" });
+        }
+        running.insert(workspace.to_string());
+        Ok(VerifyTurn {
+            service,
+            workspace: workspace.to_string(),
+        })
+    }
+}
+
+impl Drop for VerifyTurn<'_> {
+    fn drop(&mut self) {
+        self.service
+            .verifying
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.workspace);
+    }
+}
+
 impl JobService {
     /// A service for `workspaces`, each reading its store in `stores` (by
     /// workspace id), with jobs in `db`, running at most `workers` exports
@@ -116,6 +157,7 @@ impl JobService {
             workers: workers.max(1),
             exec,
             live: Mutex::new(HashMap::new()),
+            verifying: Mutex::new(std::collections::HashSet::new()),
             submitting: Mutex::new(()),
             wake: Notify::new(),
             max_future_as_of: MAX_FUTURE_AS_OF_SECS.into(),
@@ -336,6 +378,15 @@ impl JobService {
                 ),
             }])));
         }
+        // A workspace at its quota is answered before any outbound call
+        // (STS, IAM, LIST) is made for it; `submit` checks again under
+        // its lock.
+        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
+        if active.len() >= ws.max_active_jobs {
+            return Err(Rejected::Quota {
+                limit: ws.max_active_jobs,
+            });
+        }
         let id = new_export_id(created);
         let as_spec_errors = |e: Error| {
             Rejected::Spec(match e {
@@ -471,10 +522,23 @@ impl JobService {
             .map_err(|e| Error::Jobs(format!("job {id}: bad created_at: {e}")))?
             .with_timezone(&Utc);
         let spec = self.checked_spec(ws, &r.spec, created)?;
+        // Bounded: one verification per workspace and a few in all, each
+        // on the export runtime (never the one answering requests) and
+        // within VERIFY_SECS.
+        let _turn = VerifyTurn::take(self, &ws.id)?;
         let target = Export::open_target(&spec, &r.id, &self.dest_for(ws)).await?;
-        Ok(Some(
-            crate::sink::verify(&target.store, &target.prefix).await?,
-        ))
+        let task = self.exec.spawn(async move {
+            let run = crate::sink::verify(&target.store, &target.prefix);
+            tokio::time::timeout(std::time::Duration::from_secs(VERIFY_SECS), run).await
+        });
+        match task.await {
+            Ok(Ok(report)) => Ok(Some(report?)),
+            Ok(Err(_)) => Err(Error::TimedOut {
+                what: "verify",
+                secs: VERIFY_SECS,
+            }),
+            Err(e) => Err(Error::Task(e)),
+        }
     }
 
     /// Forgets finished job `id` of workspace `ws`: removes its record and,
@@ -546,11 +610,13 @@ impl JobService {
 
     async fn dispatch(self: Arc<Self>) {
         let pool = Arc::new(Semaphore::new(self.workers));
+        // Workspaces take turns: the last one served goes to the back.
+        let mut last_workspace: Option<String> = None;
         loop {
             let Ok(permit) = Arc::clone(&pool).acquire_owned().await else {
                 return;
             };
-            let next = match self.db.oldest_with_status(JobStatus::Queued) {
+            let next = match self.db.next_queued(last_workspace.as_deref()) {
                 Ok(q) => q,
                 Err(e) => {
                     tracing::error!("cannot read the job queue: {e}");
@@ -565,6 +631,7 @@ impl JobService {
                 }
                 continue;
             };
+            last_workspace = Some(job.workspace_id().to_string());
             // Registered before the claim, so a cancel that sees the job
             // `running` always finds its flag.
             let progress = Arc::new(Progress::default());

@@ -184,6 +184,15 @@ pub(super) async fn verify_export(
         }))
         .into_response(),
         Ok(None) => error_body(StatusCode::NOT_FOUND, format!("no completed export {id:?}")),
+        Err(e @ crate::error::Error::Busy { .. }) => {
+            let mut r = error_body(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            r
+        }
+        Err(e @ crate::error::Error::TimedOut { .. }) => {
+            error_body(StatusCode::GATEWAY_TIMEOUT, e.to_string())
+        }
         Err(e) => internal(e),
     }
 }

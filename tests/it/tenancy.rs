@@ -359,6 +359,93 @@ async fn huge_redaction_patterns_are_refused_at_post_at_a_bounded_cost() {
 }
 
 #[tokio::test]
+async fn one_workspaces_queue_does_not_starve_another() {
+    // One worker; ws_a queues four slow exports, then ws_b one: ws_b's
+    // runs second (workspaces take turns), not after all of ws_a's.
+    let t = Tenants::start(2).await;
+    let slow = |p: &str| {
+        let mut v = local(p, json!({"shard_size_bytes": 4096}));
+        v["format"] = json!("parquet");
+        v["frame_sampling"] = json!({"mode": "all"});
+        v
+    };
+    let mut a_ids = Vec::new();
+    for i in 0..4 {
+        let (s, job) = t.post(TOKEN_A, &slow(&format!("a{i}"))).await;
+        assert_eq!(s, 202, "{job}");
+        a_ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (s, b) = t.post(TOKEN_B, &local("b0", json!({}))).await;
+    assert_eq!(s, 202, "{b}");
+    let b = t.wait(TOKEN_B, b["id"].as_str().unwrap()).await;
+    assert_eq!(b["status"], "completed", "{b}");
+    let mut a_done = Vec::new();
+    for id in &a_ids {
+        a_done.push(t.wait(TOKEN_A, id).await);
+    }
+    let at =
+        |j: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(j[k].as_str().unwrap()).unwrap();
+    // Between ws_b's post and its start, at most the ws_a job then
+    // finishing made way for one more of ws_a's (FIFO would run all three
+    // still queued first).
+    let overtook = a_done
+        .iter()
+        .filter(|a| {
+            at(&b, "created_at") < at(a, "started_at") && at(a, "started_at") < at(&b, "started_at")
+        })
+        .count();
+    assert!(
+        overtook <= 1,
+        "ws_b waited behind ws_a's queue: {overtook} of ws_a's jobs started first"
+    );
+    assert!(a_done.iter().all(|j| j["status"] == "completed"));
+}
+
+#[tokio::test]
+async fn a_verify_flood_is_bounded_and_healthz_stays_answered() {
+    let t = Tenants::start(2).await;
+    let (_, job) = t.post(TOKEN_A, &local("verified", json!({}))).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait(TOKEN_A, &id).await["status"], "completed");
+    let path = format!("/v1/exports/{id}/verify");
+    // Fifty at once: one runs per workspace, the rest are told to retry.
+    let calls = (0..50).map(|_| t.call(TOKEN_A, "GET", &path, None));
+    let health = async {
+        let t0 = Instant::now();
+        let r = t
+            .client
+            .get(format!("{}/healthz", t.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), t0.elapsed())
+    };
+    let (answers, (health, took)) = tokio::join!(futures::future::join_all(calls), health);
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(ok >= 1, "{answers:?}");
+    assert_eq!(ok + busy.len(), 50, "{answers:?}");
+    assert!(
+        busy.iter()
+            .all(|(_, b)| b["error"].as_str().unwrap().contains("retry")),
+        "{busy:?}"
+    );
+    assert!(answers
+        .iter()
+        .any(|(s, b)| *s == 200 && b["intact"] == true));
+    assert_eq!(health, 200);
+    // Verification runs off the request runtime: a loose bound that a
+    // flood hashing on it would break.
+    assert!(
+        took < Duration::from_secs(5),
+        "healthz took {took:?} during the flood"
+    );
+    // Once they are done, verify answers again.
+    let (s, report) = t.call(TOKEN_A, "GET", &path, None).await;
+    assert_eq!((s, &report["intact"]), (200, &json!(true)), "{report}");
+}
+
+#[tokio::test]
 async fn an_oversized_manifest_at_the_prefix_is_refused_unread() {
     // A sparse 3 GiB `manifest.json` planted at a prefix: the export reads
     // its size, refuses it and leaves it alone; the server's memory does
