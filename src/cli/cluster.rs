@@ -33,6 +33,11 @@ pub(super) struct SchedulerArgs {
     /// Attempts of a task before its export fails.
     #[arg(long, default_value_t = 4)]
     task_max_failures: usize,
+    /// The cluster's shared secret (a file of at least 32 bytes; every
+    /// scheduler, executor and client of the cluster reads the same one):
+    /// requests without it are refused.
+    #[arg(long, env = "NUSOMI_CLUSTER_SECRET_FILE")]
+    secret_file: std::path::PathBuf,
 }
 
 /// Arguments of `nusomi cluster executor`.
@@ -61,13 +66,20 @@ pub(super) struct ExecutorArgs {
     /// (every 50 ms idle, every 5 s busy), so this changes nothing today.
     #[arg(long, default_value_t = 60)]
     heartbeat_secs: u64,
+    /// The cluster's shared secret, as the scheduler's `--secret-file`.
+    #[arg(long, env = "NUSOMI_CLUSTER_SECRET_FILE")]
+    secret_file: std::path::PathBuf,
 }
 
 #[cfg(feature = "cluster")]
 pub(super) async fn run(cmd: ClusterCommand) -> Result<ExitCode> {
-    use crate::cluster::{run_executor, run_scheduler, ExecutorOptions, SchedulerOptions};
+    use crate::cluster::{
+        install_secret, run_executor, run_scheduler, ClusterSecret, ExecutorOptions,
+        SchedulerOptions,
+    };
     match cmd {
         ClusterCommand::Scheduler(a) => {
+            install_secret(ClusterSecret::from_file(&a.secret_file)?);
             run_scheduler(SchedulerOptions {
                 bind: a.bind,
                 port: a.port,
@@ -77,6 +89,7 @@ pub(super) async fn run(cmd: ClusterCommand) -> Result<ExitCode> {
             .await?
         }
         ClusterCommand::Executor(a) => {
+            install_secret(ClusterSecret::from_file(&a.secret_file)?);
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             run_executor(ExecutorOptions {
                 scheduler: a.scheduler,

@@ -58,6 +58,13 @@ pub(super) struct ServeArgs {
     /// export finished (checked hourly).
     #[arg(long, env = "NUSOMI_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
+    /// Records of finished jobs are forgotten this many days after the job
+    /// finished (checked hourly), with any files the service kept for them.
+    /// Each workspace also keeps at most its `max_records` (10,000 unless
+    /// its entry says otherwise): posting past it forgets its oldest
+    /// finished records.
+    #[arg(long, env = "NUSOMI_RECORD_RETENTION_DAYS", default_value_t = 90)]
+    record_retention_days: u64,
     /// Posted specs may give an `as_of` at most this many seconds after
     /// now (clock skew); later ones are refused.
     #[arg(long, env = "NUSOMI_MAX_FUTURE_AS_OF_SECS", default_value_t = crate::jobs::MAX_FUTURE_AS_OF_SECS)]
@@ -281,8 +288,14 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     {
         let (jobs, days) = (Arc::clone(&jobs), args.retention_days);
+        let record_days = args.record_retention_days;
         tokio::spawn(async move {
             loop {
+                match jobs.sweep_records(record_days).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, record_days, "forgot job records past retention"),
+                    Err(e) => tracing::error!("record retention sweep: {e}"),
+                }
                 match jobs.sweep_signed_files(days).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(

@@ -47,8 +47,10 @@ pub(super) struct RootArg {
 pub(super) struct VacuumArgs {
     #[command(flatten)]
     root: RootArg,
-    /// Only files older than this many hours (a seal in progress writes its
-    /// frames file before its commit).
+    /// Only files older than this many hours; frames files outside the log
+    /// (left by failed seals) also only when older than 24 hours, whatever
+    /// this says (a seal in progress writes its frames file before its
+    /// commit).
     #[arg(long, default_value_t = 168)]
     retain_hours: u32,
     /// List, delete nothing.

@@ -6,8 +6,11 @@
 //! runs: the export query with the frames scan split into the export's
 //! partitions, under [`crate::engine::WriteShardsExec`]; each executor
 //! writes its partitions' shards straight to the destination, and the
-//! process that submitted the export writes the manifest last.
+//! process that submitted the export writes the manifest last. Every
+//! channel between them is authenticated with the cluster's shared secret
+//! (`auth.rs`).
 
+mod auth;
 mod codec;
 mod node;
 
@@ -24,6 +27,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use url::Url;
 
+pub use auth::{install as install_secret, ClusterSecret, SECRET_FILE_ENV};
 pub use codec::{LogicalCodec, PhysicalCodec};
 pub use node::{query_planner, WriteShardsNode};
 
@@ -84,13 +88,23 @@ pub struct ExecutorOptions {
 const SCHEDULING: ballista_core::config::TaskSchedulingPolicy =
     ballista_core::config::TaskSchedulingPolicy::PullStaged;
 
-/// A DataFusion session config for a cluster: Ballista's, with our codecs.
+/// A DataFusion session config for a cluster: Ballista's, with our codecs,
+/// and this process's cluster token on every channel its tasks open
+/// (client → scheduler and executors, executor → executor shuffles).
 fn cluster_config() -> SessionConfig {
-    SessionConfig::new_with_ballista()
+    let config = SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
         .with_batch_size(crate::engine::IMAGE_BATCH_SIZE)
-        .with_ballista_adaptive_query_planner(adaptive_planner())
+        .with_ballista_adaptive_query_planner(adaptive_planner());
+    match auth::current() {
+        Ok(secret) => {
+            config.with_ballista_override_create_grpc_client_endpoint(secret.endpoint_override())
+        }
+        // Refused where a channel is made: `remote_context`, and the
+        // processes' start.
+        Err(_) => config,
+    }
 }
 
 /// Ballista's adaptive planner, off unless `NUSOMI_CLUSTER_AQE=1`: with it
@@ -135,6 +149,7 @@ const MIN_EXECUTOR_TIMEOUT_SECS: u64 = 10;
 pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     use ballista_scheduler::cluster::BallistaCluster;
     use ballista_scheduler::config::SchedulerConfig;
+    let secret = auth::current()?;
     if opts.executor_timeout_secs < MIN_EXECUTOR_TIMEOUT_SECS {
         return Err(Error::Config {
             field: "executor_timeout_secs".into(),
@@ -167,18 +182,86 @@ pub async fn run_scheduler(opts: SchedulerOptions) -> Result<()> {
     .with_override_session_builder(Arc::new(session_state));
     config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
     config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
+    // The scheduler's own calls to executors carry the token too.
+    config.override_create_grpc_client_endpoint = Some(secret.endpoint_override());
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista_error)?;
-    ballista_scheduler::scheduler_process::start_server(cluster, addr, Arc::new(config))
+    serve_scheduler(cluster, addr, Arc::new(config), &secret).await
+}
+
+/// What Ballista's `start_server` does for a scheduler built without its
+/// optional features (Flight SQL, REST API, KEDA) and without its embedded
+/// Flight proxy (off by default) — the scheduler gRPC service alone — with
+/// every request refused unless it carries the cluster's token. The
+/// health routes (`/healthz`, `/readyz`) are not served: no route answers
+/// an unauthenticated peer.
+async fn serve_scheduler(
+    cluster: ballista_scheduler::cluster::BallistaCluster,
+    addr: std::net::SocketAddr,
+    config: Arc<ballista_scheduler::config::SchedulerConfig>,
+    secret: &ClusterSecret,
+) -> Result<()> {
+    use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+    use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+    config.validate().map_err(ballista_error)?;
+    let scheduler = ballista_scheduler::scheduler_process::create_scheduler::<
+        LogicalPlanNode,
+        PhysicalPlanNode,
+    >(cluster, Arc::clone(&config))
+    .await
+    .map_err(ballista_error)?;
+    let grpc = SchedulerGrpcServer::new(scheduler)
+        .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+        .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
+    let guarded = tonic::service::interceptor::InterceptedService::new(grpc, secret.interceptor());
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(guarded);
+    let router = routes.routes().into_axum_router().fallback(|| async {
+        tonic::Status::unauthenticated("no such service").into_http::<axum::body::Body>()
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(ballista_error)
+        .map_err(|e| Error::io(addr.to_string(), e))?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+    .map_err(|e| Error::io(addr.to_string(), e))
+}
+
+/// An executor's Arrow Flight server (shuffle and result fetches) as
+/// Ballista's built-in one, with every request refused unless it carries
+/// the cluster's token.
+fn guarded_flight(secret: ClusterSecret) -> Arc<ballista_executor::ArrowFlightServerProvider> {
+    use arrow_flight::flight_service_server::FlightServiceServer;
+    use ballista_executor::flight_service::BallistaFlightService;
+    Arc::new(move |work_dir, addr, mut shutdown, grpc_config| {
+        let interceptor = secret.interceptor();
+        tokio::spawn(async move {
+            // Ballista's default message limits (16 MiB).
+            const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+            let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
+            ballista_core::utils::create_grpc_server(&grpc_config)
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    flight,
+                    interceptor,
+                ))
+                .serve_with_shutdown(addr, shutdown.recv())
+                .await
+                .map_err(ballista_core::error::BallistaError::TonicError)
+        })
+    })
 }
 
 /// Runs a Ballista executor that writes export shards, until the process
 /// ends. Object-store credentials come from its environment.
 pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
     use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
+    let secret = auth::current()?;
     let (host, port) = opts
         .scheduler
         .rsplit_once(':')
@@ -210,6 +293,8 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         override_config_producer: Some(Arc::new(cluster_config)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_arrow_flight_service: Some(guarded_flight(secret.clone())),
+        override_create_grpc_client_endpoint: Some(secret.endpoint_override()),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config))
@@ -224,6 +309,8 @@ fn ballista_error(e: ballista_core::error::BallistaError) -> Error {
 /// A client session on the scheduler at `url` (`df://HOST:PORT`), with our
 /// codecs; register the store's tables and functions into it as usual.
 pub async fn remote_context(url: &str) -> Result<SessionContext> {
+    // A client without the cluster's secret is refused here, by name.
+    auth::current()?;
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(cluster_config())

@@ -311,7 +311,7 @@ impl BaseIdentity {
         Ok(Some(BaseIdentity::External(Arc::new(
             ExternalAccountSource {
                 account: ExternalAccount::parse(&v, path)?,
-                http: reqwest::Client::new(),
+                http: http_client(),
                 cache: TokenCache::default(),
             },
         ))))
@@ -405,7 +405,7 @@ impl ImpersonatedAccount {
             email: email.to_string(),
             base,
             iam_url: iam_url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: http_client(),
             cache: TokenCache::default(),
         }
     }
@@ -570,6 +570,16 @@ impl Signer for ImpersonatedSigner {
             .append_pair("X-Goog-Signature", &hex::encode(signature));
         Ok(url)
     }
+}
+
+/// The HTTP client of token exchanges: bounded in time, so a token host
+/// that stops answering fails the export instead of holding it.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

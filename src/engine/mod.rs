@@ -90,8 +90,10 @@ pub fn register(ctx: &SessionContext, store: &Arc<SealedStore>) -> crate::error:
 /// the join's build side needs no exchange, a cluster runs one stage)
 /// and sets the options that keep those partitions apart up to the sink:
 /// `target_partitions = partitions`, no repartitioned joins, no round-robin
-/// repartitioning, no re-split file scans, hash joins. A no-op for one
-/// partition.
+/// repartitioning, no re-split file scans, hash joins, and no dynamic
+/// filter from the join into the frames scan (its build-side report waits
+/// for every output partition, so partitions could not run a few at a
+/// time: see [`write_shards_in_process`]). A no-op for one partition.
 pub fn partition_frames(
     ctx: &SessionContext,
     store: &Arc<SealedStore>,
@@ -120,6 +122,7 @@ pub fn partition_frames(
     // A hash join collecting `sessions` keeps the frames side's partitions
     // (Ballista defaults to sort-merge joins, which repartition both sides).
     options.optimizer.prefer_hash_join = true;
+    options.optimizer.enable_join_dynamic_filter_pushdown = false;
     Ok(())
 }
 
@@ -136,7 +139,14 @@ pub(crate) async fn write_shards_in_process(
     let input = ctx.sql(sql).await?.create_physical_plan().await?;
     let input = ordered_within_partitions(input)?;
     let exec: Arc<dyn ExecutionPlan> = Arc::new(WriteShardsExec::new(input, job).in_process(local));
-    let batches = run_partitions(exec, ctx.task_ctx(), partitions_at_once())
+    let join_filters = ctx
+        .state()
+        .config_options()
+        .optimizer
+        .enable_join_dynamic_filter_pushdown;
+    let at_once = partitions_at_once(&exec, join_filters);
+    tracing::debug!(partitions, at_once, "export partitions running at once");
+    let batches = run_partitions(exec, ctx.task_ctx(), at_once)
         .await
         .map_err(crate::error::Error::from_engine)?;
     merge_reports(read_written(&batches)?, partitions)
@@ -145,8 +155,27 @@ pub(crate) async fn write_shards_in_process(
 /// How many export partitions write at once in this process: one per core.
 /// Each open partition holds its scan, its shard buffers (one per split)
 /// and its upload parts, so memory grows with this number and never with
-/// the spec's `partitions` (up to 4096).
-fn partitions_at_once() -> usize {
+/// the spec's `partitions` (up to 4096). A plan whose partitions wait for
+/// each other runs them all at once, as DataFusion's `collect` does: an
+/// exchange (`RepartitionExec`: an output nobody reads stops its inputs,
+/// and so the others), or a hash join pushing a dynamic filter (each
+/// partition waits for every partition's build-side report). The spec
+/// export's own plan has neither ([`partition_frames`]); a context given
+/// with [`crate::Export::with_context`] may.
+fn partitions_at_once(plan: &Arc<dyn ExecutionPlan>, join_filters: bool) -> usize {
+    fn waits_for_all(plan: &Arc<dyn ExecutionPlan>, join_filters: bool) -> bool {
+        match plan.name() {
+            "RepartitionExec" => true,
+            "HashJoinExec" if join_filters => true,
+            _ => plan
+                .children()
+                .into_iter()
+                .any(|c| waits_for_all(c, join_filters)),
+        }
+    }
+    if waits_for_all(plan, join_filters) {
+        return usize::MAX;
+    }
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

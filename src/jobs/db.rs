@@ -138,6 +138,24 @@ fn count_range(table: &Table<'_, &'static str, ()>, start: &str, end: &str) -> R
     Ok(n)
 }
 
+/// The ids of up to `limit` index entries in `[start, end)`, in order.
+fn index_ids(
+    index: &impl ReadableTable<&'static str, ()>,
+    start: &str,
+    end: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for item in index.range::<&str>(start..end).map_err(db_err)? {
+        if out.len() == limit {
+            break;
+        }
+        let (k, _) = item.map_err(db_err)?;
+        out.push(k.value().rsplit(SEP).next().unwrap_or_default().to_string());
+    }
+    Ok(out)
+}
+
 fn decode(bytes: &[u8]) -> Result<JobRecord> {
     serde_json::from_slice(bytes).map_err(db_err)
 }
@@ -349,6 +367,31 @@ impl JobDb {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// Ids of the records in `status`, oldest first (index keys only: a
+    /// sweep reads the records one at a time).
+    pub fn ids_with_status(&self, status: JobStatus) -> Result<Vec<String>> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let index = r.open_table(BY_STATUS).map_err(db_err)?;
+        let (start, end) = group_range(status.as_str());
+        index_ids(&index, &start, &end, usize::MAX)
+    }
+
+    /// How many records workspace `ws` has.
+    pub fn count_of_workspace(&self, ws: &str) -> Result<usize> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let index = r.open_table(BY_WORKSPACE).map_err(db_err)?;
+        let (start, end) = group_range(ws);
+        Ok(index_ids(&index, &start, &end, usize::MAX)?.len())
+    }
+
+    /// Up to `limit` ids of workspace `ws`'s records, oldest first.
+    pub fn oldest_of_workspace(&self, ws: &str, limit: usize) -> Result<Vec<String>> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let index = r.open_table(BY_WORKSPACE).map_err(db_err)?;
+        let (start, end) = group_range(ws);
+        index_ids(&index, &start, &end, limit)
     }
 
     fn in_status(&self, status: JobStatus, limit: usize) -> Result<Vec<JobRecord>> {

@@ -99,6 +99,34 @@ struct Tenants {
 /// Live progress of running jobs, by id.
 type LiveMap = HashMap<String, Arc<Progress>>;
 
+/// The first symbolic link at or below `dir` (relative to it), without
+/// following any; at most 1,000,000 entries are looked at.
+fn first_link_under(dir: &std::path::Path) -> Result<Option<String>> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let meta = match std::fs::symlink_metadata(&d) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&d, e)),
+        };
+        let rel = || d.strip_prefix(dir).unwrap_or(&d).display().to_string();
+        if meta.file_type().is_symlink() {
+            return Ok(Some(if d == dir { ".".into() } else { rel() }));
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+                seen += 1;
+                if seen > 1_000_000 {
+                    return Ok(None);
+                }
+                stack.push(e.map_err(|e| Error::io(&d, e))?.path());
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Time one `GET /v1/exports/{id}/verify` may take.
 pub const VERIFY_SECS: u64 = 600;
 /// Verifications the service runs at once (each workspace one at most).
@@ -387,6 +415,7 @@ impl JobService {
                 limit: ws.max_active_jobs,
             });
         }
+        self.make_room(ws).await.map_err(Rejected::Internal)?;
         let id = new_export_id(created);
         let as_spec_errors = |e: Error| {
             Rejected::Spec(match e {
@@ -527,6 +556,20 @@ impl JobService {
         // within VERIFY_SECS.
         let _turn = VerifyTurn::take(self, &ws.id)?;
         let target = Export::open_target(&spec, &r.id, &self.dest_for(ws)).await?;
+        // A link planted in a workspace's folder since the export (a shard
+        // made a link to a server file) is refused, never followed.
+        if let (Some(dir), false) = (&target.local_dir, ws.trusted) {
+            let dir = dir.clone();
+            let link = tokio::task::spawn_blocking(move || first_link_under(&dir)).await??;
+            if let Some(link) = link {
+                return Err(Error::Config {
+                    field: "destination.path".into(),
+                    message: format!(
+                        "{link} in the export's folder is a symbolic link: not followed, the export is not verified"
+                    ),
+                });
+            }
+        }
         let task = self.exec.spawn(async move {
             let run = crate::sink::verify(&target.store, &target.prefix);
             tokio::time::timeout(std::time::Duration::from_secs(VERIFY_SECS), run).await
@@ -585,21 +628,85 @@ impl JobService {
     /// Removes the files of `signed_url` exports that finished more than
     /// `days` ago (their records stay; their links then answer 404).
     pub async fn sweep_signed_files(&self, days: u64) -> Result<usize> {
-        let cutoff = Utc::now() - chrono::Duration::days(days as i64);
         let mut swept = 0;
+        for r in self.finished_before(days)? {
+            if self.remove_signed_files(&r).await > 0 {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Forgets the records of jobs that finished more than `days` ago, and
+    /// the files the service keeps for their `signed_url` exports.
+    pub async fn sweep_records(&self, days: u64) -> Result<usize> {
+        let mut forgotten = 0;
+        for r in self.finished_before(days)? {
+            self.remove_signed_files(&r).await;
+            if self.db.remove(&r.id)? {
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// Finished records whose job ended more than `days` ago, read one at
+    /// a time through the status index (at most a few thousand per sweep,
+    /// so memory stays bounded; the next sweep takes the rest).
+    fn finished_before(&self, days: u64) -> Result<Vec<JobRecord>> {
+        const PER_SWEEP: usize = 4096;
+        let cutoff = Utc::now()
+            - chrono::Duration::days(
+                i64::try_from(days)
+                    .unwrap_or(i64::MAX / 86_400_000)
+                    .min(365_000),
+            );
+        let mut out = Vec::new();
         for status in [JobStatus::Completed, JobStatus::Failed] {
-            for r in self.db.with_status(status)? {
+            for id in self.db.ids_with_status(status)? {
+                if out.len() == PER_SWEEP {
+                    return Ok(out);
+                }
+                let Some(r) = self.db.get(&id)? else { continue };
                 let old = r
                     .finished_at
                     .as_deref()
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .is_some_and(|t| t.with_timezone(&Utc) < cutoff);
-                if old && self.remove_signed_files(&r).await > 0 {
-                    swept += 1;
+                if old {
+                    out.push(r);
                 }
             }
         }
-        Ok(swept)
+        Ok(out)
+    }
+
+    /// Makes room for one more record of `ws`: past its `max_records`,
+    /// its oldest finished records are forgotten (with their `signed_url`
+    /// files), so a workspace posting without end fills neither the job
+    /// database nor the disk.
+    async fn make_room(&self, ws: &Workspace) -> Result<()> {
+        let count = self.db.count_of_workspace(&ws.id)?;
+        if count < ws.max_records {
+            return Ok(());
+        }
+        let mut excess = count + 1 - ws.max_records;
+        // Active jobs are never forgotten (the quota bounds them).
+        for id in self
+            .db
+            .oldest_of_workspace(&ws.id, excess + ws.max_active_jobs.min(10_000))?
+        {
+            if excess == 0 {
+                break;
+            }
+            let Some(r) = self.db.get(&id)? else { continue };
+            if r.status.is_final() {
+                self.remove_signed_files(&r).await;
+                self.db.remove(&r.id)?;
+                excess -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// Runs the dispatcher until the process ends.

@@ -90,6 +90,7 @@ pub fn openapi() -> Value {
                     "200": {"description": "The report (`intact`, `shards`, `bytes`, `mismatches`: [{problem: missing|size|sha256|digest, path, expected, found}])", "content": {"application/json": {"schema": {"type": "object"}}}},
                     "401": err("Missing or invalid bearer token"),
                     "404": err("No completed export with this id in the caller's workspace"),
+                    "409": err("The export's folder holds a symbolic link (not followed)"),
                     "429": err("A verification of this workspace is running, or the service runs as many as it takes at once (Retry-After)"),
                     "504": err("The verification did not finish within its time limit (600 s)")
                 }

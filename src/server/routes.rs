@@ -193,6 +193,10 @@ pub(super) async fn verify_export(
         Err(e @ crate::error::Error::TimedOut { .. }) => {
             error_body(StatusCode::GATEWAY_TIMEOUT, e.to_string())
         }
+        // The export's folder cannot be verified as it is (a link in it).
+        Err(e @ crate::error::Error::Config { .. }) => {
+            error_body(StatusCode::CONFLICT, e.to_string())
+        }
         Err(e) => internal(e),
     }
 }

@@ -173,8 +173,12 @@ pub async fn verify_link(url: &str) -> Result<Verification> {
         message,
     };
     let base = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    // Links are the manifest's: bounded in time (a host that never
+    // answers, or answers forever slowly) and the manifest in size.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| bad(e.to_string()))?;
     let got = client
@@ -185,10 +189,19 @@ pub async fn verify_link(url: &str) -> Result<Verification> {
     if !got.status().is_success() {
         return Err(bad(format!("the manifest link answers {}", got.status())));
     }
-    let bytes = got
-        .bytes()
-        .await
-        .map_err(|e| bad(format!("cannot read the manifest: {e}")))?;
+    let limit = super::read::MANIFEST_LIMIT;
+    if got.content_length().is_some_and(|n| n > limit) {
+        return Err(bad(format!("the manifest is larger than {limit} bytes")));
+    }
+    let mut bytes = Vec::new();
+    let mut body = got.bytes_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk.map_err(|e| bad(format!("cannot read the manifest: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(bad(format!("the manifest is larger than {limit} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: url.to_string(),
         message: format!("not an export manifest: {e}"),

@@ -122,9 +122,12 @@ impl SealedStore {
     }
 
     /// Deletes, once older than `retain`, the files of forgotten sessions
-    /// (see [`SealedStore::forget`]) and frames files that no log entry
-    /// adds and no sessions file names (what seals that failed before their
-    /// claim left behind). Sessions files outside the log are
+    /// (see [`SealedStore::forget`]) and — once older than `retain` and
+    /// [`ORPHAN_GRACE_HOURS`] both — frames files that no log entry adds
+    /// and no sessions file names (what seals that failed before their
+    /// claim left behind; a seal in flight has written its frames file and
+    /// not yet committed it, so a young one is never taken for an orphan,
+    /// whatever `retain` says). Sessions files outside the log are
     /// claims of seals interrupted before their commit (or a store not fully
     /// migrated): they are listed in [`VacuumSummary::uncommitted`], never
     /// deleted (`migrate` commits them). Committed files are never removed —
@@ -143,7 +146,8 @@ impl SealedStore {
                 }
             }
         }
-        let candidates = self.catalog().unreferenced(retain).await?;
+        let orphan_age = retain.max(chrono::Duration::hours(ORPHAN_GRACE_HOURS));
+        let candidates = self.catalog().unreferenced(orphan_age).await?;
         let (claims, frames): (Vec<String>, Vec<String>) = candidates
             .into_iter()
             .filter(|p| !removed.contains(p))
@@ -175,6 +179,11 @@ impl SealedStore {
         Ok(summary)
     }
 }
+
+/// The youngest a frames file outside the log may be for
+/// [`SealedStore::vacuum`] to delete it: a seal writes its frames file
+/// before it commits, and a large bundle's upload may take hours.
+pub const ORPHAN_GRACE_HOURS: i64 = 24;
 
 /// What [`SealedStore::vacuum`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -29,7 +29,7 @@ pub use counting::{request_counts, COUNT_REQUESTS_ENV};
 pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HASH_DISTANCE};
 pub use location::StoreLocation;
 pub(crate) use location::{local_folder, relative_key};
-pub use maintenance::{MigrateSummary, VacuumSummary};
+pub use maintenance::{MigrateSummary, VacuumSummary, ORPHAN_GRACE_HOURS};
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
 pub use seal::{SealOptions, SealOutcome, SealSummary};

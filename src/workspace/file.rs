@@ -6,6 +6,7 @@
 //!    "tokens_sha256": ["<hex sha256 of a bearer token>"],
 //!    "store": "s3://sessions/acme",
 //!    "max_active_jobs": 50,
+//!    "max_records": 10000,
 //!    "destinations": {
 //!      "s3": {"buckets": ["acme-training", "acme-*"], "endpoints": [], "server_identity": false},
 //!      "gcs": {"service_accounts": ["export@acme.iam.gserviceaccount.com"]},
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::policy::{DestinationPolicy, S3Policy};
-use super::{Workspace, Workspaces, DEFAULT_MAX_ACTIVE_JOBS};
+use super::{Workspace, Workspaces, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_MAX_RECORDS};
 use crate::error::{Error, Result};
 
 fn bad(path: &str, message: impl Into<String>) -> Error {
@@ -146,6 +147,7 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
             "store",
             "destinations",
             "max_active_jobs",
+            "max_records",
         ],
     )?;
     let id = string(o.get("id"), &format!("{p}.id"))?;
@@ -182,6 +184,14 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
                 )
             })?,
     };
+    let max_records = match o.get("max_records") {
+        None | Some(Value::Null) => DEFAULT_MAX_RECORDS,
+        Some(n) => n
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(&format!("{p}.max_records"), "expected a whole number ≥ 1"))?,
+    };
     let policy = match o.get("destinations") {
         None | Some(Value::Null) => DestinationPolicy::default(),
         Some(d) => destinations(d, &format!("{p}.destinations"))?,
@@ -193,6 +203,7 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
         policy,
         trusted: false,
         max_active_jobs,
+        max_records,
     })
 }
 

@@ -18,6 +18,10 @@ pub use policy::{DestinationPolicy, S3Policy};
 /// Default quota of queued plus running jobs per workspace.
 pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 50;
 
+/// Job records a workspace keeps unless its entry says otherwise: past it,
+/// posting a job forgets the workspace's oldest finished ones.
+pub const DEFAULT_MAX_RECORDS: usize = 10_000;
+
 /// One workspace.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Workspace {
@@ -33,6 +37,9 @@ pub struct Workspace {
     pub trusted: bool,
     /// Queued plus running jobs allowed at once.
     pub max_active_jobs: usize,
+    /// Job records kept: posting past it forgets the oldest finished ones
+    /// (with their `signed_url` files).
+    pub max_records: usize,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -79,6 +86,7 @@ impl Workspaces {
                 policy: DestinationPolicy::default(),
                 trusted: true,
                 max_active_jobs: usize::MAX,
+                max_records: usize::MAX,
             })],
         }
     }

@@ -99,6 +99,18 @@ async fn vacuum_deletes_what_failed_seals_left_and_never_a_committed_file() {
         .unwrap();
     let orphan = frames_file.replace(".parquet", "0.parquet");
     std::fs::write(&orphan, &bytes).unwrap();
+    // Just written, it may be a seal in flight: kept even with no retention.
+    let (ok, text) = nusomi(&["store", "vacuum", &store, "--retain-hours", "0"]);
+    assert!(ok && text.contains("deleted 0 files"), "{text}");
+    assert!(Path::new(&orphan).exists());
+    // A day and more old: what a failed seal left.
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(25 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(day_ago)
+        .unwrap();
     // Younger than the retention: kept.
     let (ok, text) = nusomi(&["store", "vacuum", &store]);
     assert!(ok && text.contains("deleted 0 files"), "{text}");

@@ -23,7 +23,7 @@ const SECRET: &str = "SECRET-MARKER-7f3a9c";
 
 /// A server with workspaces `ws_a` (local root, s3 bucket `acme-*` through a
 /// role, one GCS account) and `ws_b` (its own store and local root, one
-/// active job at most).
+/// active job at most, three records kept).
 struct Tenants {
     child: KillOnDrop,
     base: String,
@@ -70,7 +70,7 @@ impl Tenants {
                 "gcs": {"service_accounts": ["export@acme.iam.gserviceaccount.com"]},
                 "local_root": tmp.path().join("root_a")}},
             {"id": "ws_b", "tokens_sha256": [digest(TOKEN_B)], "store": b.join("store"),
-             "max_active_jobs": 1,
+             "max_active_jobs": 1, "max_records": 3,
              "destinations": {"local_root": tmp.path().join("root_b")}}
         ]});
         std::fs::write(&file, ws.to_string()).unwrap();
@@ -443,6 +443,17 @@ async fn a_verify_flood_is_bounded_and_healthz_stays_answered() {
     // Once they are done, verify answers again.
     let (s, report) = t.call(TOKEN_A, "GET", &path, None).await;
     assert_eq!((s, &report["intact"]), (200, &json!(true)), "{report}");
+    // A shard replaced by a link to a server file is not followed.
+    let dir = t.root("ws_a").join("verified");
+    let shard = dir.join("shard-000000.jsonl");
+    std::fs::remove_file(&shard).unwrap();
+    std::os::unix::fs::symlink(t.tmp.path().join("workspaces.json"), &shard).unwrap();
+    let (s, body) = t.call(TOKEN_A, "GET", &path, None).await;
+    assert_ne!(s, 200, "{body}");
+    assert!(
+        body.to_string().contains("symbolic link") && !body.to_string().contains("tokens_sha256"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -467,13 +478,7 @@ async fn an_oversized_manifest_at_the_prefix_is_refused_unread() {
             && error.contains("refused without reading"),
         "{error}"
     );
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let peak_kib = vm_hwm_kib(pid);
     assert!(
         peak_kib < 1 << 20,
         "peak RSS {peak_kib} KiB: the manifest was read"
@@ -762,4 +767,76 @@ async fn sighup_reloads_the_workspaces_file_and_keeps_it_when_malformed() {
             .0,
         200
     );
+}
+
+#[tokio::test]
+async fn many_partitions_and_splits_run_in_bounded_memory() {
+    // `partitions: 4096` with 16 splits ran every partition at once (each
+    // with its scan and a shard series per split): memory grew with
+    // partitions × splits. Now at most one partition per core runs.
+    let t = Tenants::start(24).await;
+    let splits: serde_json::Map<String, Value> = (0..16)
+        .map(|i| (format!("s{i:02}"), json!(1.0 / 16.0)))
+        .collect();
+    let mut spec = local("wide", json!({"partitions": 4096, "splits": splits}));
+    spec["format"] = json!("parquet");
+    let pid = t.child.0.id();
+    let (s, job) = t.post(TOKEN_B, &spec).await;
+    assert_eq!(s, 202, "{job}");
+    let done = t.wait(TOKEN_B, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let peak_kib = vm_hwm_kib(pid);
+    eprintln!("peak RSS of the server: {} MiB", peak_kib >> 10);
+    assert!(peak_kib < 768 << 10, "peak RSS {} MiB", peak_kib >> 10);
+    // Every session's rows are there, once.
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(t.root("ws_b").join("wide/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["sessions"], 24, "{m}");
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_record_flood_keeps_at_most_max_records() {
+    // ws_b keeps three records: each post past them forgets its oldest
+    // finished job, so posting without end fills neither the database nor
+    // the disk; ws_a's records are untouched.
+    let t = Tenants::start(2).await;
+    let (_, a) = t.post(TOKEN_A, &local("a-kept", json!({}))).await;
+    let a = a["id"].as_str().unwrap().to_string();
+    t.wait(TOKEN_A, &a).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let (s, job) = t
+            .post(TOKEN_B, &local(&format!("flood{i}"), json!({})))
+            .await;
+        assert_eq!(s, 202, "{job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        t.wait(TOKEN_B, &id).await;
+        ids.push(id);
+    }
+    let (_, list) = t.call(TOKEN_B, "GET", "/v1/exports", None).await;
+    let kept = Tenants::ids(&list);
+    assert_eq!(
+        kept,
+        ids[3..].iter().rev().cloned().collect::<Vec<_>>(),
+        "{list}"
+    );
+    let (s, _) = t
+        .call(TOKEN_B, "GET", &format!("/v1/exports/{}", ids[0]), None)
+        .await;
+    assert_eq!(s, 404, "the oldest record is forgotten");
+    let (s, _) = t
+        .call(TOKEN_A, "GET", &format!("/v1/exports/{a}"), None)
+        .await;
+    assert_eq!(s, 200, "another workspace's records stay");
 }
