@@ -18,6 +18,10 @@ RUNS=${RUNS:-5}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 WORK=$TARGET/cluster-bench
 BIN=${BIN:-$TARGET/release/nusomi}
+mkdir -p "$WORK"
+# The cluster's shared secret: every process and the client read it.
+export NUSOMI_CLUSTER_SECRET_FILE=$WORK/secret
+[ -s "$NUSOMI_CLUSTER_SECRET_FILE" ] || head -c 48 /dev/urandom | base64 > "$NUSOMI_CLUSTER_SECRET_FILE"
 # A binary with the feature refuses a scheduler address without a port at once.
 PROBE=$([ -x "$BIN" ] && "$BIN" cluster executor --scheduler probe 2>&1 || true)
 if [[ $PROBE != *"is not HOST:PORT"* ]]; then
