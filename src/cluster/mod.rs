@@ -12,6 +12,7 @@
 
 mod auth;
 mod codec;
+mod guard;
 mod node;
 
 use std::collections::HashMap;
@@ -294,6 +295,7 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         override_arrow_flight_service: Some(guarded_flight(secret.clone())),
+        override_execution_engine: Some(Arc::new(guard::PlanGuard::default())),
         override_create_grpc_client_endpoint: Some(secret.endpoint_override()),
         ..ExecutorProcessConfig::default()
     };

@@ -1,7 +1,9 @@
 //! The durable job queue of `nusomi serve`: [`JobRecord`]s in `redb`
 //! (`record.rs`, `db.rs`) and the [`JobService`] that runs them, each an
-//! [`crate::Export`], on a bounded worker pool with restart recovery and
-//! cancellation (`service.rs`).
+//! [`crate::Export`], on a bounded worker pool with restart recovery,
+//! round-robin dispatch across workspaces and cancellation (`service.rs`),
+//! bounded verification (`service/verification.rs`) and what it forgets
+//! when (`service/retention.rs`).
 
 mod db;
 mod record;

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use object_store::ObjectStoreExt;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
@@ -21,11 +20,16 @@ use super::record::{JobRecord, JobStatus};
 use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
 use crate::export::{new_export_id, Export, ExportOutcome};
-use crate::sink::{purge_unpublished, ExportLayout, Progress, Verification};
+use crate::sink::{purge_unpublished, ExportLayout, Progress};
 use crate::spec::Destination;
 use crate::spec::{ExportSpec, SpecError, SpecErrors};
 use crate::store::SealedStore;
 use crate::workspace::{Workspace, Workspaces};
+
+mod retention;
+mod verification;
+
+pub use verification::{VERIFIES_AT_ONCE, VERIFY_SECS};
 
 /// Why a submitted spec was refused.
 #[derive(Debug)]
@@ -98,73 +102,6 @@ struct Tenants {
 
 /// Live progress of running jobs, by id.
 type LiveMap = HashMap<String, Arc<Progress>>;
-
-/// The first symbolic link at or below `dir` (relative to it), without
-/// following any; at most 1,000,000 entries are looked at.
-fn first_link_under(dir: &std::path::Path) -> Result<Option<String>> {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut seen = 0usize;
-    while let Some(d) = stack.pop() {
-        let meta = match std::fs::symlink_metadata(&d) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(&d, e)),
-        };
-        let rel = || d.strip_prefix(dir).unwrap_or(&d).display().to_string();
-        if meta.file_type().is_symlink() {
-            return Ok(Some(if d == dir { ".".into() } else { rel() }));
-        }
-        if meta.is_dir() {
-            for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-                seen += 1;
-                if seen > 1_000_000 {
-                    return Ok(None);
-                }
-                stack.push(e.map_err(|e| Error::io(&d, e))?.path());
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Time one `GET /v1/exports/{id}/verify` may take.
-pub const VERIFY_SECS: u64 = 600;
-/// Verifications the service runs at once (each workspace one at most).
-pub const VERIFIES_AT_ONCE: usize = 2;
-
-/// A running verification's place: taken for one workspace, given back
-/// when dropped.
-struct VerifyTurn<'a> {
-    service: &'a JobService,
-    workspace: String,
-}
-
-impl<'a> VerifyTurn<'a> {
-    fn take(service: &'a JobService, workspace: &str) -> Result<Self> {
-        let mut running = service
-            .verifying
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if running.len() >= VERIFIES_AT_ONCE || running.contains(workspace) {
-            return Err(Error::Busy { what: "verify" });
-        }
-        running.insert(workspace.to_string());
-        Ok(VerifyTurn {
-            service,
-            workspace: workspace.to_string(),
-        })
-    }
-}
-
-impl Drop for VerifyTurn<'_> {
-    fn drop(&mut self) {
-        self.service
-            .verifying
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.workspace);
-    }
-}
 
 impl JobService {
     /// A service for `workspaces`, each reading its store in `stores` (by
@@ -538,52 +475,6 @@ impl JobService {
         })
     }
 
-    /// Verifies completed job `id` of workspace `ws` against its manifest,
-    /// where the export was written (`None`: unknown here or not completed).
-    pub async fn verify(&self, ws: &Workspace, id: &str) -> Result<Option<Verification>> {
-        let Some(r) = self.record(ws, id)? else {
-            return Ok(None);
-        };
-        if r.status != JobStatus::Completed {
-            return Ok(None);
-        }
-        let created = DateTime::parse_from_rfc3339(&r.created_at)
-            .map_err(|e| Error::Jobs(format!("job {id}: bad created_at: {e}")))?
-            .with_timezone(&Utc);
-        let spec = self.checked_spec(ws, &r.spec, created)?;
-        // Bounded: one verification per workspace and a few in all, each
-        // on the export runtime (never the one answering requests) and
-        // within VERIFY_SECS.
-        let _turn = VerifyTurn::take(self, &ws.id)?;
-        let target = Export::open_target(&spec, &r.id, &self.dest_for(ws)).await?;
-        // A link planted in a workspace's folder since the export (a shard
-        // made a link to a server file) is refused, never followed.
-        if let (Some(dir), false) = (&target.local_dir, ws.trusted) {
-            let dir = dir.clone();
-            let link = tokio::task::spawn_blocking(move || first_link_under(&dir)).await??;
-            if let Some(link) = link {
-                return Err(Error::Config {
-                    field: "destination.path".into(),
-                    message: format!(
-                        "{link} in the export's folder is a symbolic link: not followed, the export is not verified"
-                    ),
-                });
-            }
-        }
-        let task = self.exec.spawn(async move {
-            let run = crate::sink::verify(&target.store, &target.prefix);
-            tokio::time::timeout(std::time::Duration::from_secs(VERIFY_SECS), run).await
-        });
-        match task.await {
-            Ok(Ok(report)) => Ok(Some(report?)),
-            Ok(Err(_)) => Err(Error::TimedOut {
-                what: "verify",
-                secs: VERIFY_SECS,
-            }),
-            Err(e) => Err(Error::Task(e)),
-        }
-    }
-
     /// Forgets finished job `id` of workspace `ws`: removes its record and,
     /// for a `signed_url` export, the files the service keeps for it.
     /// Returns false for a job that is unknown here or not finished.
@@ -596,117 +487,6 @@ impl JobService {
         }
         self.remove_signed_files(&r).await;
         self.db.remove(id)
-    }
-
-    /// Deletes what the service keeps of `signed_url` export `r` (all of it
-    /// is the service's own, under the export id); returns how many files.
-    async fn remove_signed_files(&self, r: &JobRecord) -> usize {
-        let signed = serde_json::from_str::<Value>(&r.spec)
-            .is_ok_and(|v| v["destination"]["kind"] == "signed_url");
-        if !signed {
-            return 0;
-        }
-        let Ok(t) = crate::dest::ExportTarget::open(&Destination::SignedUrl, &r.id, &self.dest)
-        else {
-            return 0;
-        };
-        let mut removed = 0;
-        let listed: Vec<_> = futures::StreamExt::collect(t.store.list(Some(&t.prefix))).await;
-        for meta in listed.into_iter().flatten() {
-            if t.store.delete(&meta.location).await.is_ok() {
-                removed += 1;
-            }
-        }
-        if let Some(dir) = &t.local_dir {
-            // Split folders emptied above; the export's folder is the
-            // service's own.
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        removed
-    }
-
-    /// Removes the files of `signed_url` exports that finished more than
-    /// `days` ago (their records stay; their links then answer 404).
-    pub async fn sweep_signed_files(&self, days: u64) -> Result<usize> {
-        let mut swept = 0;
-        for r in self.finished_before(days)? {
-            if self.remove_signed_files(&r).await > 0 {
-                swept += 1;
-            }
-        }
-        Ok(swept)
-    }
-
-    /// Forgets the records of jobs that finished more than `days` ago, and
-    /// the files the service keeps for their `signed_url` exports.
-    pub async fn sweep_records(&self, days: u64) -> Result<usize> {
-        let mut forgotten = 0;
-        for r in self.finished_before(days)? {
-            self.remove_signed_files(&r).await;
-            if self.db.remove(&r.id)? {
-                forgotten += 1;
-            }
-        }
-        Ok(forgotten)
-    }
-
-    /// Finished records whose job ended more than `days` ago, read one at
-    /// a time through the status index (at most a few thousand per sweep,
-    /// so memory stays bounded; the next sweep takes the rest).
-    fn finished_before(&self, days: u64) -> Result<Vec<JobRecord>> {
-        const PER_SWEEP: usize = 4096;
-        let cutoff = Utc::now()
-            - chrono::Duration::days(
-                i64::try_from(days)
-                    .unwrap_or(i64::MAX / 86_400_000)
-                    .min(365_000),
-            );
-        let mut out = Vec::new();
-        for status in [JobStatus::Completed, JobStatus::Failed] {
-            for id in self.db.ids_with_status(status)? {
-                if out.len() == PER_SWEEP {
-                    return Ok(out);
-                }
-                let Some(r) = self.db.get(&id)? else { continue };
-                let old = r
-                    .finished_at
-                    .as_deref()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .is_some_and(|t| t.with_timezone(&Utc) < cutoff);
-                if old {
-                    out.push(r);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Makes room for one more record of `ws`: past its `max_records`,
-    /// its oldest finished records are forgotten (with their `signed_url`
-    /// files), so a workspace posting without end fills neither the job
-    /// database nor the disk.
-    async fn make_room(&self, ws: &Workspace) -> Result<()> {
-        let count = self.db.count_of_workspace(&ws.id)?;
-        if count < ws.max_records {
-            return Ok(());
-        }
-        let mut excess = count + 1 - ws.max_records;
-        // Active jobs are never forgotten (the quota bounds them).
-        for id in self
-            .db
-            .oldest_of_workspace(&ws.id, excess + ws.max_active_jobs.min(10_000))?
-        {
-            if excess == 0 {
-                break;
-            }
-            let Some(r) = self.db.get(&id)? else { continue };
-            if r.status.is_final() {
-                self.remove_signed_files(&r).await;
-                self.db.remove(&r.id)?;
-                excess -= 1;
-            }
-        }
-        Ok(())
     }
 
     /// Runs the dispatcher until the process ends.

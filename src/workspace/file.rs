@@ -65,6 +65,18 @@ fn strings(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
     }
 }
 
+/// A whole number ≥ 1 at `o[key]`, or `default` when absent.
+fn count(o: &Map<String, Value>, key: &str, default: usize, p: &str) -> Result<usize> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(n) => n
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(&format!("{p}.{key}"), "expected a whole number ≥ 1")),
+    }
+}
+
 fn string(v: Option<&Value>, path: &str) -> Result<String> {
     match v.and_then(Value::as_str) {
         Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
@@ -171,27 +183,8 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
         return Err(bad(&tp, "required: at least one token digest"));
     }
     let store = string(o.get("store"), &format!("{p}.store"))?;
-    let max_active_jobs = match o.get("max_active_jobs") {
-        None | Some(Value::Null) => DEFAULT_MAX_ACTIVE_JOBS,
-        Some(n) => n
-            .as_u64()
-            .filter(|n| *n >= 1)
-            .map(|n| n as usize)
-            .ok_or_else(|| {
-                bad(
-                    &format!("{p}.max_active_jobs"),
-                    "expected a whole number ≥ 1",
-                )
-            })?,
-    };
-    let max_records = match o.get("max_records") {
-        None | Some(Value::Null) => DEFAULT_MAX_RECORDS,
-        Some(n) => n
-            .as_u64()
-            .filter(|n| *n >= 1)
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(&format!("{p}.max_records"), "expected a whole number ≥ 1"))?,
-    };
+    let max_active_jobs = count(o, "max_active_jobs", DEFAULT_MAX_ACTIVE_JOBS, p)?;
+    let max_records = count(o, "max_records", DEFAULT_MAX_RECORDS, p)?;
     let policy = match o.get("destinations") {
         None | Some(Value::Null) => DestinationPolicy::default(),
         Some(d) => destinations(d, &format!("{p}.destinations"))?,

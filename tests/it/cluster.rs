@@ -368,7 +368,7 @@ async fn every_format_on_two_executors_into_seaweedfs_equals_one_node() {
 }
 
 #[tokio::test]
-async fn peers_without_the_clusters_secret_are_refused() {
+async fn peers_without_the_secret_and_foreign_plans_are_refused() {
     let (tmp, store) = local_store(64, 3).await;
     let cluster = Cluster::start(1, 1);
     let _ = &store;
@@ -465,6 +465,25 @@ async fn peers_without_the_clusters_secret_are_refused() {
     let ticket = arrow_flight::Ticket::new("anything");
     let refused = flight.do_get(ticket).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+    // A holder of the secret cannot make an executor read its files through
+    // DataFusion's own nodes: a CSV scan is refused by the executor.
+    let csv = tmp.path().join("server-file.csv");
+    std::fs::write(&csv, "secret,value\nSERVER-FILE-MARKER,1\n").unwrap();
+    let ctx = nusomi_export::cluster::remote_context(&cluster.url)
+        .await
+        .unwrap();
+    ctx.register_csv("server_file", csv.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let got = match ctx.sql("SELECT * FROM server_file").await {
+        Ok(df) => df.collect().await.map(|b| format!("{b:?}")),
+        Err(e) => Err(e),
+    };
+    let err = got
+        .expect_err("the CSV scan ran on the cluster")
+        .to_string();
+    assert!(err.contains("this executor runs exports only"), "{err}");
+    assert!(!err.contains("SERVER-FILE-MARKER"), "{err}");
     // The cluster still serves its own client (this process) as before.
     let out = tmp.path().join("out");
     let m = export(&store, &spec, Some(&cluster.url)).await;

@@ -1,0 +1,128 @@
+//! What the service forgets, and when: records of jobs finished more than
+//! `--record-retention-days` ago, files of `signed_url` exports past
+//! `--retention-days`, and a workspace's oldest finished records past its
+//! `max_records` — each sweep reading the records through the status index
+//! a bounded number at a time.
+
+use chrono::{DateTime, Utc};
+use object_store::ObjectStoreExt;
+use serde_json::Value;
+
+use super::JobService;
+use crate::error::Result;
+use crate::jobs::record::{JobRecord, JobStatus};
+use crate::spec::Destination;
+use crate::workspace::Workspace;
+
+impl JobService {
+    /// Deletes what the service keeps of `signed_url` export `r` (all of it
+    /// is the service's own, under the export id); returns how many files.
+    pub(super) async fn remove_signed_files(&self, r: &JobRecord) -> usize {
+        let signed = serde_json::from_str::<Value>(&r.spec)
+            .is_ok_and(|v| v["destination"]["kind"] == "signed_url");
+        if !signed {
+            return 0;
+        }
+        let Ok(t) = crate::dest::ExportTarget::open(&Destination::SignedUrl, &r.id, &self.dest)
+        else {
+            return 0;
+        };
+        let mut removed = 0;
+        let listed: Vec<_> = futures::StreamExt::collect(t.store.list(Some(&t.prefix))).await;
+        for meta in listed.into_iter().flatten() {
+            if t.store.delete(&meta.location).await.is_ok() {
+                removed += 1;
+            }
+        }
+        if let Some(dir) = &t.local_dir {
+            // Split folders emptied above; the export's folder is the
+            // service's own.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        removed
+    }
+
+    /// Removes the files of `signed_url` exports that finished more than
+    /// `days` ago (their records stay; their links then answer 404).
+    pub async fn sweep_signed_files(&self, days: u64) -> Result<usize> {
+        let mut swept = 0;
+        for r in self.finished_before(days)? {
+            if self.remove_signed_files(&r).await > 0 {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Forgets the records of jobs that finished more than `days` ago, and
+    /// the files the service keeps for their `signed_url` exports.
+    pub async fn sweep_records(&self, days: u64) -> Result<usize> {
+        let mut forgotten = 0;
+        for r in self.finished_before(days)? {
+            self.remove_signed_files(&r).await;
+            if self.db.remove(&r.id)? {
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// Finished records whose job ended more than `days` ago, read one at
+    /// a time through the status index (at most a few thousand per sweep,
+    /// so memory stays bounded; the next sweep takes the rest).
+    fn finished_before(&self, days: u64) -> Result<Vec<JobRecord>> {
+        const PER_SWEEP: usize = 4096;
+        let cutoff = Utc::now()
+            - chrono::Duration::days(
+                i64::try_from(days)
+                    .unwrap_or(i64::MAX / 86_400_000)
+                    .min(365_000),
+            );
+        let mut out = Vec::new();
+        for status in [JobStatus::Completed, JobStatus::Failed] {
+            for id in self.db.ids_with_status(status)? {
+                if out.len() == PER_SWEEP {
+                    return Ok(out);
+                }
+                let Some(r) = self.db.get(&id)? else { continue };
+                let old = r
+                    .finished_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t.with_timezone(&Utc) < cutoff);
+                if old {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes room for one more record of `ws`: past its `max_records`,
+    /// its oldest finished records are forgotten (with their `signed_url`
+    /// files), so a workspace posting without end fills neither the job
+    /// database nor the disk.
+    pub(super) async fn make_room(&self, ws: &Workspace) -> Result<()> {
+        let count = self.db.count_of_workspace(&ws.id)?;
+        if count < ws.max_records {
+            return Ok(());
+        }
+        let mut excess = count + 1 - ws.max_records;
+        // Active jobs are never forgotten (the quota bounds them).
+        for id in self
+            .db
+            .oldest_of_workspace(&ws.id, excess + ws.max_active_jobs.min(10_000))?
+        {
+            if excess == 0 {
+                break;
+            }
+            let Some(r) = self.db.get(&id)? else { continue };
+            if r.status.is_final() {
+                self.remove_signed_files(&r).await;
+                self.db.remove(&r.id)?;
+                excess -= 1;
+            }
+        }
+        Ok(())
+    }
+}
