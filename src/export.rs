@@ -228,6 +228,7 @@ impl Export {
             export_id: id.clone(),
             destination: job_destination(spec, &target)?,
             workspace_id: self.dest.workspace_id.clone(),
+            sts_from_destination: self.dest.sts_from_destination,
             format: spec.format.as_str().to_string(),
             shard_size_bytes: spec.shard_size_bytes,
             part_bytes: target.part_bytes,

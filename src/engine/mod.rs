@@ -238,3 +238,91 @@ pub fn register_functions(ctx: &SessionContext) {
         ctx.register_udf(f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+    use datafusion::physical_plan::repartition::RepartitionExec;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+    use datafusion::physical_plan::Partitioning;
+
+    use super::*;
+
+    /// Partitions that count how many of them run at once.
+    #[derive(Debug)]
+    struct Counted {
+        schema: SchemaRef,
+        running: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
+    }
+
+    impl PartitionStream for Counted {
+        fn schema(&self) -> &SchemaRef {
+            &self.schema
+        }
+        fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let (running, peak) = (Arc::clone(&self.running), Arc::clone(&self.peak));
+            let once = futures::stream::once(async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(arrow::record_batch::RecordBatch::new_empty(Arc::new(
+                    Schema::new(vec![Field::new("x", DataType::Int32, false)]),
+                )))
+            });
+            Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&self.schema),
+                once,
+            ))
+        }
+    }
+
+    fn counted(n: usize) -> (Arc<dyn ExecutionPlan>, Arc<AtomicUsize>) {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let parts: Vec<Arc<dyn PartitionStream>> = (0..n)
+            .map(|_| {
+                Arc::new(Counted {
+                    schema: Arc::clone(&schema),
+                    running: Arc::clone(&running),
+                    peak: Arc::clone(&peak),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let plan = StreamingTableExec::try_new(schema, parts, None, vec![], false, None).unwrap();
+        (Arc::new(plan), peak)
+    }
+
+    #[tokio::test]
+    async fn partitions_run_at_most_so_many_at_once() {
+        let ctx = SessionContext::new().task_ctx();
+        let (plan, peak) = counted(64);
+        assert_eq!(
+            partitions_at_once(&plan, true),
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        );
+        run_partitions(Arc::clone(&plan), Arc::clone(&ctx), 2)
+            .await
+            .unwrap();
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        // What `collect` did: every partition at once.
+        let (plan, peak) = counted(64);
+        run_partitions(plan, ctx, usize::MAX).await.unwrap();
+        assert_eq!(peak.load(Ordering::SeqCst), 64);
+    }
+
+    #[test]
+    fn plans_whose_partitions_wait_for_each_other_run_all_at_once() {
+        let (plan, _) = counted(4);
+        let exchange: Arc<dyn ExecutionPlan> =
+            Arc::new(RepartitionExec::try_new(plan, Partitioning::RoundRobinBatch(4)).unwrap());
+        assert_eq!(partitions_at_once(&exchange, false), usize::MAX);
+    }
+}

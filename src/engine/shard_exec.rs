@@ -56,6 +56,12 @@ pub struct ShardJob {
     pub destination: String,
     /// The workspace the export runs for (STS external id).
     pub workspace_id: Option<String>,
+    /// Whether STS may be called at the destination's own `endpoint` (the
+    /// CLI and trusted workspaces); for a policy-bound workspace the
+    /// service decided no, and executors follow it (STS then at their
+    /// `NUSOMI_STS_ENDPOINT`, else AWS) — never the request's host.
+    #[serde(default)]
+    pub sts_from_destination: bool,
     /// Shard format (the spec's name).
     pub format: String,
     /// Shard size cap.
@@ -86,6 +92,7 @@ impl ShardJob {
         let d = Destination::from_json(&value).map_err(Error::Spec)?;
         let mut cfg = DestConfig::from_env()?;
         cfg.workspace_id = self.workspace_id.clone();
+        cfg.sts_from_destination = self.sts_from_destination;
         cfg.part_bytes = self.part_bytes;
         ExportTarget::open_resolving(&d, &self.export_id, &cfg).await
     }

@@ -351,6 +351,7 @@ async fn huge_redaction_patterns_are_refused_at_post_at_a_bounded_cost() {
             .contains("KiB a pattern may take"),
         "{body}"
     );
+    eprintln!("64 huge patterns refused in {took:?}");
     // Bounded: a loose bound that the unbounded compile (46 s) fails.
     assert!(took < Duration::from_secs(20), "the refusal took {took:?}");
     // The service answers meanwhile and afterwards.
@@ -773,7 +774,10 @@ async fn sighup_reloads_the_workspaces_file_and_keeps_it_when_malformed() {
 async fn many_partitions_and_splits_run_in_bounded_memory() {
     // `partitions: 4096` with 16 splits ran every partition at once (each
     // with its scan and a shard series per split): memory grew with
-    // partitions × splits. Now at most one partition per core runs.
+    // partitions × splits. Now at most one partition per core runs (the
+    // mechanism is pinned by `engine::tests`; on this small store both
+    // ways stay near 210 MiB, so this checks the service completes such a
+    // job within a bound, not the difference).
     let t = Tenants::start(24).await;
     let splits: serde_json::Map<String, Value> = (0..16)
         .map(|i| (format!("s{i:02}"), json!(1.0 / 16.0)))
