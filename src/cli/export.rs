@@ -422,6 +422,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
     )
     .await?;
     let again = again.manifest;
+    warn_unmapped(&again);
     let mut differences = compare_files(&original.shards, &again.shards);
     // Image files beside the shards (JSON Lines step exports).
     let files = |m: &crate::sink::Manifest| -> Vec<crate::sink::ShardInfo> {

@@ -41,6 +41,14 @@ pub enum Rejected {
         /// The workspace's `max_active_jobs`.
         limit: usize,
     },
+    /// The workspace's finished `signed_url` exports the service keeps hold
+    /// `used` bytes, at or past its `max_signed_bytes` (HTTP 507).
+    Storage {
+        /// Bytes kept.
+        used: u64,
+        /// The workspace's `max_signed_bytes`.
+        limit: u64,
+    },
     /// An unfinished job of the workspace writes another export to the same
     /// destination (HTTP 409).
     Conflict {
@@ -351,6 +359,15 @@ impl JobService {
             return Err(Rejected::Quota {
                 limit: ws.max_active_jobs,
             });
+        }
+        if matches!(spec.destination, Some(Destination::SignedUrl)) {
+            let used = self.signed_bytes(ws).map_err(Rejected::Internal)?;
+            if used >= ws.max_signed_bytes {
+                return Err(Rejected::Storage {
+                    used,
+                    limit: ws.max_signed_bytes,
+                });
+            }
         }
         self.make_room(ws).await.map_err(Rejected::Internal)?;
         let id = new_export_id(created);

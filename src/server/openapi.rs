@@ -40,7 +40,8 @@ pub fn openapi() -> Value {
                         "409": err("An unfinished export of this workspace writes another export to the same destination"),
                         "413": {"description": "Body larger than the configured limit"},
                         "415": err("Content-Type is not application/json"),
-                        "429": err("The workspace has max_active_jobs exports queued or running (see Retry-After)")
+                        "429": err("The workspace has max_active_jobs exports queued or running (see Retry-After)"),
+                        "507": err("A signed_url export, and the workspace's finished signed_url exports the service keeps hold max_signed_bytes already")
                     }
                 },
                 "get": {

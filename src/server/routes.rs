@@ -141,6 +141,12 @@ pub(super) async fn create_export(
             StatusCode::CONFLICT,
             format!("export {id} is writing another export to this destination; choose another prefix or wait for it"),
         ),
+        Ok(Err(Rejected::Storage { used, limit })) => error_body(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "this workspace's signed_url exports kept by the service hold {used} bytes, its quota is {limit}: forget finished ones (DELETE /v1/exports/{{id}}) or export to a destination of its own"
+            ),
+        ),
         Ok(Err(Rejected::Quota { limit })) => {
             let mut r = error_body(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -7,6 +7,7 @@
 //!    "store": "s3://sessions/acme",
 //!    "max_active_jobs": 50,
 //!    "max_records": 10000,
+//!    "max_signed_bytes": 107374182400,
 //!    "destinations": {
 //!      "s3": {"buckets": ["acme-training", "acme-*"], "endpoints": [], "server_identity": false},
 //!      "gcs": {"service_accounts": ["export@acme.iam.gserviceaccount.com"]},
@@ -24,7 +25,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::policy::{DestinationPolicy, S3Policy};
-use super::{Workspace, Workspaces, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_MAX_RECORDS};
+use super::{
+    Workspace, Workspaces, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_MAX_RECORDS, DEFAULT_MAX_SIGNED_BYTES,
+};
 use crate::error::{Error, Result};
 
 fn bad(path: &str, message: impl Into<String>) -> Error {
@@ -160,6 +163,7 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
             "destinations",
             "max_active_jobs",
             "max_records",
+            "max_signed_bytes",
         ],
     )?;
     let id = string(o.get("id"), &format!("{p}.id"))?;
@@ -185,6 +189,8 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
     let store = string(o.get("store"), &format!("{p}.store"))?;
     let max_active_jobs = count(o, "max_active_jobs", DEFAULT_MAX_ACTIVE_JOBS, p)?;
     let max_records = count(o, "max_records", DEFAULT_MAX_RECORDS, p)?;
+    let max_signed_bytes =
+        count(o, "max_signed_bytes", DEFAULT_MAX_SIGNED_BYTES as usize, p)? as u64;
     let policy = match o.get("destinations") {
         None | Some(Value::Null) => DestinationPolicy::default(),
         Some(d) => destinations(d, &format!("{p}.destinations"))?,
@@ -197,6 +203,7 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
         trusted: false,
         max_active_jobs,
         max_records,
+        max_signed_bytes,
     })
 }
 

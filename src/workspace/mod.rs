@@ -18,6 +18,10 @@ pub use policy::{DestinationPolicy, S3Policy};
 /// Default quota of queued plus running jobs per workspace.
 pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 50;
 
+/// Bytes of `signed_url` exports the service keeps for a workspace unless
+/// its entry says otherwise (100 GiB).
+pub const DEFAULT_MAX_SIGNED_BYTES: u64 = 100 << 30;
+
 /// Job records a workspace keeps unless its entry says otherwise: past it,
 /// posting a job forgets the workspace's oldest finished ones.
 pub const DEFAULT_MAX_RECORDS: usize = 10_000;
@@ -40,6 +44,9 @@ pub struct Workspace {
     /// Job records kept: posting past it forgets the oldest finished ones
     /// (with their `signed_url` files).
     pub max_records: usize,
+    /// Bytes of finished `signed_url` exports the service keeps for it: a
+    /// `signed_url` export posted at or past it is refused (`507`).
+    pub max_signed_bytes: u64,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -87,6 +94,7 @@ impl Workspaces {
                 trusted: true,
                 max_active_jobs: usize::MAX,
                 max_records: usize::MAX,
+                max_signed_bytes: u64::MAX,
             })],
         }
     }

@@ -70,7 +70,7 @@ impl Tenants {
                 "gcs": {"service_accounts": ["export@acme.iam.gserviceaccount.com"]},
                 "local_root": tmp.path().join("root_a")}},
             {"id": "ws_b", "tokens_sha256": [digest(TOKEN_B)], "store": b.join("store"),
-             "max_active_jobs": 1, "max_records": 3,
+             "max_active_jobs": 1, "max_records": 3, "max_signed_bytes": 1,
              "destinations": {"local_root": tmp.path().join("root_b")}}
         ]});
         std::fs::write(&file, ws.to_string()).unwrap();
@@ -843,4 +843,34 @@ async fn a_record_flood_keeps_at_most_max_records() {
         .call(TOKEN_A, "GET", &format!("/v1/exports/{a}"), None)
         .await;
     assert_eq!(s, 200, "another workspace's records stay");
+}
+
+#[tokio::test]
+async fn signed_url_storage_is_bounded_per_workspace() {
+    // ws_b may keep one byte of signed_url exports: the first is taken
+    // (nothing kept yet), the next is refused with 507 until it is
+    // forgotten; ws_a is not limited by it.
+    let t = Tenants::start(2).await;
+    let signed = spec_json("jsonl", json!({"destination": {"kind": "signed_url"}}));
+    let (s, first) = t.post(TOKEN_B, &signed).await;
+    assert_eq!(s, 202, "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    let done = t.wait(TOKEN_B, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["bytes"].as_u64().unwrap() > 1);
+    let (s, body) = t.post(TOKEN_B, &signed).await;
+    assert_eq!(s, 507, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("its quota is 1"),
+        "{body}"
+    );
+    let (s, _) = t.post(TOKEN_A, &signed).await;
+    assert_eq!(s, 202);
+    // Forgotten, its bytes no longer count.
+    let (s, _) = t
+        .call(TOKEN_B, "DELETE", &format!("/v1/exports/{id}"), None)
+        .await;
+    assert!(s == 200 || s == 204 || s == 202, "{s}");
+    let (s, body) = t.post(TOKEN_B, &signed).await;
+    assert_eq!(s, 202, "{body}");
 }

@@ -18,9 +18,7 @@ impl JobService {
     /// Deletes what the service keeps of `signed_url` export `r` (all of it
     /// is the service's own, under the export id); returns how many files.
     pub(super) async fn remove_signed_files(&self, r: &JobRecord) -> usize {
-        let signed = serde_json::from_str::<Value>(&r.spec)
-            .is_ok_and(|v| v["destination"]["kind"] == "signed_url");
-        if !signed {
+        if !is_signed(r) {
             return 0;
         }
         let Ok(t) = crate::dest::ExportTarget::open(&Destination::SignedUrl, &r.id, &self.dest)
@@ -98,6 +96,20 @@ impl JobService {
         Ok(out)
     }
 
+    /// Bytes of the finished `signed_url` exports of `ws` whose records the
+    /// service keeps (files swept past retention still count until their
+    /// record is forgotten).
+    pub(super) fn signed_bytes(&self, ws: &Workspace) -> Result<u64> {
+        let mut used = 0u64;
+        for id in self.db.oldest_of_workspace(&ws.id, usize::MAX)? {
+            let Some(r) = self.db.get(&id)? else { continue };
+            if r.status == JobStatus::Completed && is_signed(&r) {
+                used = used.saturating_add(r.bytes.unwrap_or(0));
+            }
+        }
+        Ok(used)
+    }
+
     /// Makes room for one more record of `ws`: past its `max_records`,
     /// its oldest finished records are forgotten (with their `signed_url`
     /// files), so a workspace posting without end fills neither the job
@@ -125,4 +137,9 @@ impl JobService {
         }
         Ok(())
     }
+}
+
+/// Whether job `r` exports to `signed_url` (the service's own storage).
+fn is_signed(r: &JobRecord) -> bool {
+    serde_json::from_str::<Value>(&r.spec).is_ok_and(|v| v["destination"]["kind"] == "signed_url")
 }
