@@ -330,6 +330,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
              the API is open to anyone who can reach {addr}"
         );
     }
+    let service = Arc::clone(&jobs);
     let app = router(AppState {
         jobs,
         max_body_bytes: args.max_body_bytes,
@@ -338,5 +339,8 @@ pub(super) async fn run(args: ServeArgs) -> Result<ExitCode> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::io(addr.to_string(), e))?;
+    // A clean stop is no crash: its running jobs' attempts do not count
+    // towards the attempt cap at the next start.
+    service.stopped_cleanly()?;
     Ok(ExitCode::SUCCESS)
 }

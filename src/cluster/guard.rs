@@ -16,6 +16,8 @@ use ballista_core::JobId;
 use ballista_executor::execution_engine::{
     DefaultExecutionEngine, ExecutionEngine, QueryStageExecutor,
 };
+use datafusion::datasource::physical_plan::ParquetSource;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::{displayable, ExecutionPlan};
 use datafusion::prelude::SessionConfig;
@@ -85,8 +87,14 @@ pub(crate) fn refusal(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
         return Some(format!("{name} is not a node an export runs"));
     }
     if name == "DataSourceExec" {
-        let line = displayable(plan.as_ref()).one_line().to_string();
-        if !line.contains("file_type=parquet") {
+        // By type, never by the node's text (which shows paths and
+        // column names a caller chooses).
+        let parquet = plan
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|d| d.downcast_to_file_source::<ParquetSource>())
+            .is_some();
+        if !parquet {
+            let line = displayable(plan.as_ref()).one_line().to_string();
             return Some(format!(
                 "only Parquet scans of the store run here, not {}",
                 line.chars().take(120).collect::<String>()

@@ -192,7 +192,9 @@ async fn run_partitions(
     use datafusion::error::DataFusionError;
     use futures::{StreamExt, TryStreamExt};
     let n = plan.properties().output_partitioning().partition_count();
-    let parts: Vec<Vec<_>> = futures::stream::iter(0..n)
+    // Unordered, so a long partition does not hold the others' slots;
+    // put back in partition order below.
+    let mut parts: Vec<(usize, Vec<_>)> = futures::stream::iter(0..n)
         .map(|p| {
             let (plan, task_ctx) = (Arc::clone(&plan), Arc::clone(&task_ctx));
             // Aborted when dropped: a failing partition stops the others
@@ -201,15 +203,18 @@ async fn run_partitions(
                 plan.execute(p, task_ctx)?.try_collect::<Vec<_>>().await
             });
             async move {
-                task.join()
+                let batches = task
+                    .join()
                     .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+                    .map_err(|e| DataFusionError::External(Box::new(e)))??;
+                Ok::<_, DataFusionError>((p, batches))
             }
         })
-        .buffered(at_once.clamp(1, n.max(1)))
+        .buffer_unordered(at_once.clamp(1, n.max(1)))
         .try_collect()
         .await?;
-    Ok(parts.into_iter().flatten().collect())
+    parts.sort_by_key(|(p, _)| *p);
+    Ok(parts.into_iter().flat_map(|(_, b)| b).collect())
 }
 
 /// `input` sorted by `(session_id, frame_idx)` within each partition: as

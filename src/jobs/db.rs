@@ -349,24 +349,22 @@ impl JobDb {
         let index = r.open_table(QUEUED).map_err(db_err)?;
         // Past every key of `after` (its keys are `after ␟ id`, and ␟ is
         // below the space): the next workspace's first key.
-        let start = after.map(|w| format!("{w}{}", char::from(0x20)));
-        let first = match &start {
-            Some(s) => index.range::<&str>(s.as_str()..).map_err(db_err)?.next(),
-            None => None,
-        };
-        let first = match first {
-            Some(item) => Some(item),
-            None => index.range::<&str>(..).map_err(db_err)?.next(),
-        };
-        let Some(item) = first else {
-            return Ok(None);
-        };
-        let (k, _) = item.map_err(db_err)?;
-        let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
-        match jobs.get(id.as_str()).map_err(db_err)? {
-            Some(v) => Ok(Some(decode(v.value())?)),
-            None => Ok(None),
+        let start = after.map_or_else(String::new, |w| format!("{w}{}", char::from(0x20)));
+        // From the next workspace on, then from the start; an entry whose
+        // record is not queued (an index older versions left) is passed.
+        let after_start = index.range::<&str>(start.as_str()..).map_err(db_err)?;
+        let wrapped = index.range::<&str>(..start.as_str()).map_err(db_err)?;
+        for item in after_start.chain(wrapped) {
+            let (k, _) = item.map_err(db_err)?;
+            let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
+            if let Some(v) = jobs.get(id.as_str()).map_err(db_err)? {
+                let r = decode(v.value())?;
+                if r.status == JobStatus::Queued {
+                    return Ok(Some(r));
+                }
+            }
         }
+        Ok(None)
     }
 
     /// Ids of the records in `status`, oldest first (index keys only: a

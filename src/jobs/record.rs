@@ -111,6 +111,10 @@ pub struct JobRecord {
     pub manifest_url: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The files the service kept for it (`signed_url`) were removed by
+    /// the retention sweep; the record stays until its own retention.
+    #[serde(default)]
+    pub files_removed: bool,
 }
 
 impl JobRecord {
@@ -140,6 +144,7 @@ impl JobRecord {
             shards_reused: None,
             manifest_url: None,
             error: None,
+            files_removed: false,
         }
     }
 

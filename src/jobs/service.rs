@@ -77,7 +77,7 @@ pub struct JobService {
     exec: tokio::runtime::Handle,
     live: Mutex<LiveMap>,
     /// Workspaces with a verification running.
-    verifying: Mutex<std::collections::HashSet<String>>,
+    verifying: Arc<Mutex<std::collections::HashSet<String>>>,
     submitting: Mutex<()>,
     wake: Notify,
     /// How far past the posting time a spec's `as_of` may lie (clock skew).
@@ -130,7 +130,7 @@ impl JobService {
             workers: workers.max(1),
             exec,
             live: Mutex::new(HashMap::new()),
-            verifying: Mutex::new(std::collections::HashSet::new()),
+            verifying: Arc::new(Mutex::new(std::collections::HashSet::new())),
             submitting: Mutex::new(()),
             wake: Notify::new(),
             max_future_as_of: MAX_FUTURE_AS_OF_SECS.into(),
@@ -321,6 +321,19 @@ impl JobService {
             }
         }
         Ok(queued)
+    }
+
+    /// Marks the jobs running now as interrupted by a clean stop (Ctrl-C,
+    /// SIGTERM): the attempt they are in is given back, so routine
+    /// restarts never exhaust [`MAX_ATTEMPTS`]; only a process that died
+    /// under a job counts against it. Returns how many.
+    pub fn stopped_cleanly(&self) -> Result<usize> {
+        let running = self.db.with_status(JobStatus::Running)?;
+        for r in &running {
+            self.db
+                .update(&r.id, |r| r.attempts = r.attempts.saturating_sub(1))?;
+        }
+        Ok(running.len())
     }
 
     /// Validates a posted spec and checks its destination before anything
@@ -551,7 +564,11 @@ impl JobService {
             match claimed {
                 Ok(Some(r)) if r.status == JobStatus::Running => {}
                 _ => {
+                    // Taken or cancelled meanwhile: try again shortly, not
+                    // in a hot loop.
                     self.live().remove(&job.id);
+                    drop(permit);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     continue;
                 }
             }

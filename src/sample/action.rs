@@ -118,9 +118,10 @@ impl Action {
         };
         match kind.trim().to_ascii_lowercase().as_str() {
             "click" => {
-                let double = match data.get("clicks").map(Value::as_f64) {
-                    None | Some(Some(1.0)) => false,
-                    Some(Some(2.0)) => true,
+                let double = match data.get("clicks") {
+                    None | Some(Value::Null) => false,
+                    Some(n) if n.as_f64() == Some(1.0) => false,
+                    Some(n) if n.as_f64() == Some(2.0) => true,
                     // A triple click (or a count that is no count) has no
                     // canonical action.
                     _ => return None,

@@ -335,7 +335,11 @@ impl<'a> ExportWriter<'a> {
                     now: now.sessions,
                 })
             }
-            (Some(_), Some(_)) => same_body,
+            // The same body, or one that resolves the same at the same
+            // `as_of` (a default spelled out).
+            (Some(_), Some(_)) => {
+                same_body || (m.resolved == self.meta.resolved && m.as_of == self.meta.as_of)
+            }
             // A manifest of an earlier version records no selection.
             _ => m.resolved == self.meta.resolved && m.as_of == self.meta.as_of,
         };

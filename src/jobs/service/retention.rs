@@ -44,10 +44,13 @@ impl JobService {
     /// `days` ago (their records stay; their links then answer 404).
     pub async fn sweep_signed_files(&self, days: u64) -> Result<usize> {
         let mut swept = 0;
-        for r in self.finished_before(days)? {
+        // Only records whose files are still kept: a sweep never meets
+        // the same ones again, so it always gets past what it did.
+        for r in self.finished_before(days, |r| is_signed(r) && !r.files_removed)? {
             if self.remove_signed_files(&r).await > 0 {
                 swept += 1;
             }
+            self.db.update(&r.id, |r| r.files_removed = true)?;
         }
         Ok(swept)
     }
@@ -56,7 +59,7 @@ impl JobService {
     /// the files the service keeps for their `signed_url` exports.
     pub async fn sweep_records(&self, days: u64) -> Result<usize> {
         let mut forgotten = 0;
-        for r in self.finished_before(days)? {
+        for r in self.finished_before(days, |_| true)? {
             self.remove_signed_files(&r).await;
             if self.db.remove(&r.id)? {
                 forgotten += 1;
@@ -68,7 +71,11 @@ impl JobService {
     /// Finished records whose job ended more than `days` ago, read one at
     /// a time through the status index (at most a few thousand per sweep,
     /// so memory stays bounded; the next sweep takes the rest).
-    fn finished_before(&self, days: u64) -> Result<Vec<JobRecord>> {
+    fn finished_before(
+        &self,
+        days: u64,
+        wanted: impl Fn(&JobRecord) -> bool,
+    ) -> Result<Vec<JobRecord>> {
         const PER_SWEEP: usize = 4096;
         let cutoff = Utc::now()
             - chrono::Duration::days(
@@ -88,7 +95,7 @@ impl JobService {
                     .as_deref()
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                     .is_some_and(|t| t.with_timezone(&Utc) < cutoff);
-                if old {
+                if old && wanted(&r) {
                     out.push(r);
                 }
             }
@@ -96,14 +103,13 @@ impl JobService {
         Ok(out)
     }
 
-    /// Bytes of the finished `signed_url` exports of `ws` whose records the
-    /// service keeps (files swept past retention still count until their
-    /// record is forgotten).
+    /// Bytes of the finished `signed_url` exports of `ws` whose files the
+    /// service still keeps.
     pub(super) fn signed_bytes(&self, ws: &Workspace) -> Result<u64> {
         let mut used = 0u64;
         for id in self.db.oldest_of_workspace(&ws.id, usize::MAX)? {
             let Some(r) = self.db.get(&id)? else { continue };
-            if r.status == JobStatus::Completed && is_signed(&r) {
+            if r.status == JobStatus::Completed && is_signed(&r) && !r.files_removed {
                 used = used.saturating_add(r.bytes.unwrap_or(0));
             }
         }

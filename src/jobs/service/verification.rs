@@ -4,6 +4,9 @@
 //! [`VERIFY_SECS`] — and never through a link planted in a workspace's
 //! export folder.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, Utc};
 
 use super::JobService;
@@ -13,8 +16,10 @@ use crate::jobs::record::JobStatus;
 use crate::sink::Verification;
 use crate::workspace::Workspace;
 
-/// The first symbolic link at or below `dir` (relative to it), without
-/// following any; at most 1,000,000 entries are looked at.
+/// Why `dir` cannot be verified without following a link, if so: the
+/// first symbolic link at or below it (relative to it), found without
+/// following any; or that it holds more than 1,000,000 entries (refused,
+/// not taken for a folder without links).
 fn first_link_under(dir: &std::path::Path) -> Result<Option<String>> {
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0usize;
@@ -26,13 +31,19 @@ fn first_link_under(dir: &std::path::Path) -> Result<Option<String>> {
         };
         let rel = || d.strip_prefix(dir).unwrap_or(&d).display().to_string();
         if meta.file_type().is_symlink() {
-            return Ok(Some(if d == dir { ".".into() } else { rel() }));
+            let at = if d == dir { ".".into() } else { rel() };
+            return Ok(Some(format!(
+                "{at} in the export's folder is a symbolic link"
+            )));
         }
         if meta.is_dir() {
             for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
                 seen += 1;
                 if seen > 1_000_000 {
-                    return Ok(None);
+                    return Ok(Some(format!(
+                        "the export's folder holds more than 1,000,000 entries (from {}): not all could be checked for links",
+                        rel()
+                    )));
                 }
                 stack.push(e.map_err(|e| Error::io(&d, e))?.path());
             }
@@ -47,35 +58,32 @@ pub const VERIFY_SECS: u64 = 600;
 pub const VERIFIES_AT_ONCE: usize = 2;
 
 /// A running verification's place: taken for one workspace, given back
-/// when dropped.
-struct VerifyTurn<'a> {
-    service: &'a JobService,
+/// when dropped — by the task that verifies, so a caller that hangs up
+/// does not free it while the work goes on.
+struct VerifyTurn {
+    running: Arc<Mutex<HashSet<String>>>,
     workspace: String,
 }
 
-impl<'a> VerifyTurn<'a> {
-    fn take(service: &'a JobService, workspace: &str) -> Result<Self> {
-        let mut running = service
-            .verifying
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if running.len() >= VERIFIES_AT_ONCE || running.contains(workspace) {
+impl VerifyTurn {
+    fn take(running: &Arc<Mutex<HashSet<String>>>, workspace: &str) -> Result<Self> {
+        let mut set = running.lock().unwrap_or_else(PoisonError::into_inner);
+        if set.len() >= VERIFIES_AT_ONCE || set.contains(workspace) {
             return Err(Error::Busy { what: "verify" });
         }
-        running.insert(workspace.to_string());
+        set.insert(workspace.to_string());
         Ok(VerifyTurn {
-            service,
+            running: Arc::clone(running),
             workspace: workspace.to_string(),
         })
     }
 }
 
-impl Drop for VerifyTurn<'_> {
+impl Drop for VerifyTurn {
     fn drop(&mut self) {
-        self.service
-            .verifying
+        self.running
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.workspace);
     }
 }
@@ -97,7 +105,7 @@ impl JobService {
         // Bounded: one verification per workspace and a few in all, each
         // on the export runtime (never the one answering requests) and
         // within VERIFY_SECS.
-        let _turn = VerifyTurn::take(self, &ws.id)?;
+        let turn = VerifyTurn::take(&self.verifying, &ws.id)?;
         let target = Export::open_target(&spec, &r.id, &self.dest_for(ws)).await?;
         // A link planted in a workspace's folder since the export (a shard
         // made a link to a server file) is refused, never followed.
@@ -107,13 +115,12 @@ impl JobService {
             if let Some(link) = link {
                 return Err(Error::Config {
                     field: "destination.path".into(),
-                    message: format!(
-                        "{link} in the export's folder is a symbolic link: not followed, the export is not verified"
-                    ),
+                    message: format!("{link}: not followed, the export is not verified"),
                 });
             }
         }
         let task = self.exec.spawn(async move {
+            let _turn = turn;
             let run = crate::sink::verify(&target.store, &target.prefix);
             tokio::time::timeout(std::time::Duration::from_secs(VERIFY_SECS), run).await
         });

@@ -112,9 +112,13 @@ impl Parser {
                 endpoint,
                 ..
             } => {
-                check("bucket", bucket, names::s3_bucket);
+                let custom = endpoint.is_some();
+                if let Err(m) = names::s3_bucket(bucket, custom) {
+                    if !bucket.is_empty() {
+                        self.err("destination.bucket", m);
+                    }
+                }
                 if let Some(r) = region {
-                    let custom = endpoint.is_some();
                     if let Err(m) = names::s3_region(r, custom) {
                         self.err("destination.region", m);
                     }

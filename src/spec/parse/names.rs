@@ -8,16 +8,22 @@
 /// AWS's rules for general-purpose bucket names: 3–63 characters of
 /// lower-case letters, digits, `.` and `-`, beginning and ending with a
 /// letter or digit, no `..`, not an IP address, none of the reserved
-/// prefixes and suffixes.
-pub(super) fn s3_bucket(name: &str) -> Result<(), String> {
+/// prefixes and suffixes. Behind an `endpoint` (an S3-compatible store,
+/// whose rules are looser) upper-case letters and `_` are allowed too.
+pub(super) fn s3_bucket(name: &str, custom_endpoint: bool) -> Result<(), String> {
     const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
-    const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    // (`--x-s3` names S3 Express directory buckets: allowed.)
+    const SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", ".mrap", "--table-s3"];
     let rule = "S3 bucket names are 3–63 characters of a-z, 0-9, '.' and '-', \
                 beginning and ending with a letter or digit";
     if !(3..=63).contains(&name.len())
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        || !name.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b == b'.'
+                || b == b'-'
+                || (custom_endpoint && (b.is_ascii_uppercase() || b == b'_'))
+        })
         || !ends_alphanumeric(name)
     {
         return Err(format!("{:?} is not a bucket name: {rule}", shown(name)));
@@ -45,8 +51,9 @@ pub(super) fn s3_bucket(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An AWS region (`us-east-1`, `us-gov-west-1`, `ap-southeast-2`): two
-/// letters, one or more `-word`s, and `-` with a number. With an `endpoint`
+/// An AWS region (`us-east-1`, `us-gov-west-1`, `ap-southeast-2`,
+/// `eusc-de-east-1`): two to four letters, one or more `-word`s, and `-`
+/// with a number. With an `endpoint`
 /// (an S3-compatible store) any name of 1–32 lower-case letters, digits and
 /// `-` starting with a letter (`auto`, `garage`).
 pub(super) fn s3_region(region: &str, custom_endpoint: bool) -> Result<(), String> {
@@ -62,7 +69,7 @@ pub(super) fn s3_region(region: &str, custom_endpoint: bool) -> Result<(), Strin
     let parts: Vec<&str> = region.split('-').collect();
     let aws = simple
         && parts.len() >= 3
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[1..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
@@ -123,8 +130,12 @@ pub(super) fn azure_account(name: &str) -> Result<(), String> {
 }
 
 /// Azure container names: 3–63 lower-case letters, digits and `-`,
-/// beginning and ending with a letter or digit, no `--`.
+/// beginning and ending with a letter or digit, no `--`; or one of the
+/// special containers `$root` and `$web`.
 pub(super) fn azure_container(name: &str) -> Result<(), String> {
+    if name == "$root" || name == "$web" {
+        return Ok(());
+    }
     let ok = (3..=63).contains(&name.len())
         && name
             .bytes()
@@ -161,7 +172,7 @@ mod tests {
     fn s3_buckets_by_aws_rules() {
         let (a63, a64) = ("a".repeat(63), "a".repeat(64));
         for ok in ["nusomi-test", "acme-train", "a.b.c", "abc", a63.as_str()] {
-            assert!(s3_bucket(ok).is_ok(), "{ok}");
+            assert!(s3_bucket(ok, false).is_ok(), "{ok}");
         }
         for bad in [
             "acme-x/../other",
@@ -179,7 +190,12 @@ mod tests {
             "acme:80",
             "",
         ] {
-            assert!(s3_bucket(bad).is_err(), "{bad}");
+            assert!(s3_bucket(bad, false).is_err(), "{bad}");
+        }
+        // Looser behind an endpoint, never with a separator.
+        assert!(s3_bucket("Legacy_Bucket", true).is_ok());
+        for bad in ["a/b", "a@b", "a:b", "a..b"] {
+            assert!(s3_bucket(bad, true).is_err(), "{bad}");
         }
     }
 
@@ -229,6 +245,7 @@ mod tests {
             assert!(azure_container(bad).is_err(), "{bad}");
         }
         let long = "x".repeat(500);
-        assert!(s3_bucket(&long).unwrap_err().len() < 300);
+        assert!(s3_bucket(&long, false).unwrap_err().len() < 300);
+        assert!(azure_container("$web").is_ok() && azure_container("$other").is_err());
     }
 }
