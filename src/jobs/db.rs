@@ -128,8 +128,17 @@ fn store(t: &mut Tables<'_>, old: Option<&JobRecord>, r: &JobRecord) -> Result<(
     Ok(())
 }
 
+/// The job id an index key ends with.
+fn id_of(key: &str) -> String {
+    key.rsplit(SEP).next().unwrap_or_default().to_string()
+}
+
 /// Entries of `table` in `[start, end)`.
-fn count_range(table: &Table<'_, &'static str, ()>, start: &str, end: &str) -> Result<u64> {
+fn count_range(
+    table: &impl ReadableTable<&'static str, ()>,
+    start: &str,
+    end: &str,
+) -> Result<u64> {
     let mut n = 0;
     for item in table.range::<&str>(start..end).map_err(db_err)? {
         item.map_err(db_err)?;
@@ -151,7 +160,7 @@ fn index_ids(
             break;
         }
         let (k, _) = item.map_err(db_err)?;
-        out.push(k.value().rsplit(SEP).next().unwrap_or_default().to_string());
+        out.push(id_of(k.value()));
     }
     Ok(out)
 }
@@ -299,7 +308,7 @@ impl JobDb {
                     .rev()
                 {
                     let (k, _) = item.map_err(db_err)?;
-                    let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
+                    let id = id_of(k.value());
                     let Some(v) = jobs.get(id.as_str()).map_err(db_err)? else {
                         continue;
                     };
@@ -356,7 +365,7 @@ impl JobDb {
         let wrapped = index.range::<&str>(..start.as_str()).map_err(db_err)?;
         for item in after_start.chain(wrapped) {
             let (k, _) = item.map_err(db_err)?;
-            let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
+            let id = id_of(k.value());
             if let Some(v) = jobs.get(id.as_str()).map_err(db_err)? {
                 let r = decode(v.value())?;
                 if r.status == JobStatus::Queued {
@@ -381,7 +390,7 @@ impl JobDb {
         let r = self.db.begin_read().map_err(db_err)?;
         let index = r.open_table(BY_WORKSPACE).map_err(db_err)?;
         let (start, end) = group_range(ws);
-        Ok(index_ids(&index, &start, &end, usize::MAX)?.len())
+        Ok(count_range(&index, &start, &end)? as usize)
     }
 
     /// Up to `limit` ids of workspace `ws`'s records, oldest first.
@@ -406,7 +415,7 @@ impl JobDb {
                 break;
             }
             let (k, _) = item.map_err(db_err)?;
-            let id = k.value().rsplit(SEP).next().unwrap_or_default().to_string();
+            let id = id_of(k.value());
             if let Some(v) = jobs.get(id.as_str()).map_err(db_err)? {
                 out.push(decode(v.value())?);
             }

@@ -205,6 +205,16 @@ impl JobService {
     /// refused and, unless the workspace is trusted, its destination checked
     /// against the workspace's policy (and a `local` path resolved under
     /// its root).
+    /// The spec of job `r` as `ws` may run it ([`Self::checked_spec`]),
+    /// resolved against the job's creation time, so a rerun selects the
+    /// same rows.
+    fn record_spec(&self, ws: &Workspace, r: &JobRecord) -> Result<ExportSpec> {
+        let created = DateTime::parse_from_rfc3339(&r.created_at)
+            .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", r.id)))?
+            .with_timezone(&Utc);
+        Ok(self.checked_spec(ws, &r.spec, created)?)
+    }
+
     fn checked_spec(
         &self,
         ws: &Workspace,
@@ -254,6 +264,18 @@ impl JobService {
         Ok(out)
     }
 
+    /// The active jobs of `ws`, or its quota's refusal when they are
+    /// `max_active_jobs` already.
+    fn within_quota(&self, ws: &Workspace) -> std::result::Result<Vec<JobRecord>, Rejected> {
+        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
+        if active.len() >= ws.max_active_jobs {
+            return Err(Rejected::Quota {
+                limit: ws.max_active_jobs,
+            });
+        }
+        Ok(active)
+    }
+
     /// An active job of `ws` that writes to the destination of `spec` but
     /// exports something else (the same spec would resume or no-op).
     fn conflicting(
@@ -277,10 +299,7 @@ impl JobService {
                 }
                 // Records of older versions: their spec, parsed again.
                 None => {
-                    let created = DateTime::parse_from_rfc3339(&r.created_at)
-                        .ok()?
-                        .with_timezone(&Utc);
-                    let other = self.checked_spec(ws, &r.spec, created).ok()?;
+                    let other = self.record_spec(ws, r).ok()?;
                     other.destination.as_ref() == Some(dest) && other.resolved_json() != resolved
                 }
             };
@@ -367,12 +386,7 @@ impl JobService {
         // A workspace at its quota is answered before any outbound call
         // (STS, IAM, LIST) is made for it; `submit` checks again under
         // its lock.
-        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
-        if active.len() >= ws.max_active_jobs {
-            return Err(Rejected::Quota {
-                limit: ws.max_active_jobs,
-            });
-        }
+        self.within_quota(ws)?;
         if matches!(spec.destination, Some(Destination::SignedUrl)) {
             let used = self.signed_bytes(ws).map_err(Rejected::Internal)?;
             if used >= ws.max_signed_bytes {
@@ -422,12 +436,7 @@ impl JobService {
             .submitting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
-        if active.len() >= ws.max_active_jobs {
-            return Err(Rejected::Quota {
-                limit: ws.max_active_jobs,
-            });
-        }
+        let active = self.within_quota(ws)?;
         if let Some(id) = self.conflicting(ws, &spec, &active) {
             return Err(Rejected::Conflict { id });
         }
@@ -594,9 +603,6 @@ impl JobService {
     }
 
     async fn run(&self, job: JobRecord, progress: Arc<Progress>) -> Result<ExportOutcome> {
-        let created: DateTime<Utc> = DateTime::parse_from_rfc3339(&job.created_at)
-            .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", job.id)))?
-            .with_timezone(&Utc);
         let ws_id = job.workspace_id().to_string();
         let tenants = self.tenants();
         let (Some(ws), Some(store)) = (tenants.workspaces.get(&ws_id), tenants.stores.get(&ws_id))
@@ -606,8 +612,7 @@ impl JobService {
                 job.id
             )));
         };
-        // Resolved against the creation time: a rerun selects the same rows.
-        let spec = self.checked_spec(ws, &job.spec, created)?;
+        let spec = self.record_spec(ws, &job)?;
         let target = Export::open_target(&spec, &job.id, &self.dest_for(ws)).await?;
         let job_id = job.id.clone();
         let mut export = Export::new(store, &spec)
@@ -632,18 +637,15 @@ impl JobService {
     /// destination (shards, card, lease), as a failed export leaves
     /// nothing; a destination that cannot be opened is only logged.
     async fn remove_attempt(&self, r: &JobRecord) {
-        let Ok(created) = DateTime::parse_from_rfc3339(&r.created_at) else {
-            return;
-        };
         let tenants = self.tenants();
         let Some(ws) = tenants.workspaces.get(r.workspace_id()) else {
             return;
         };
-        let opened = match self.checked_spec(ws, &r.spec, created.with_timezone(&Utc)) {
+        let opened = match self.record_spec(ws, r) {
             Ok(spec) => Export::open_target(&spec, &r.id, &self.dest_for(ws))
                 .await
                 .map(|t| (t, spec.split_names())),
-            Err(e) => Err(Error::Spec(e)),
+            Err(e) => Err(e),
         };
         match opened {
             Ok((target, splits)) => purge_unpublished(&target, &r.id, &splits).await,

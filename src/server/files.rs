@@ -100,24 +100,10 @@ pub(super) async fn download(
     if name == crate::sink::ExportLayout::MANIFEST {
         // Served with its shard links signed now, so a manifest fetched
         // through a fresh link never lists expired ones.
-        return match target.store.get(&path).await {
-            Ok(got) if got.meta.size > crate::sink::MANIFEST_LIMIT => {
-                tracing::error!(
-                    "download {path}: {} bytes, over the manifest limit",
-                    got.meta.size
-                );
-                error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-            Ok(got) => match got.bytes().await {
-                Ok(b) => resigned_manifest(&b, &id, cfg, signer),
-                Err(e) => {
-                    tracing::error!("download {path}: {e}");
-                    error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                }
-            },
-            Err(object_store::Error::NotFound { .. }) => {
-                error_body(StatusCode::NOT_FOUND, "no such file")
-            }
+        let read = crate::sink::bytes_if_any(&target.store, &path, crate::sink::MANIFEST_LIMIT);
+        return match read.await {
+            Ok(Some(b)) => resigned_manifest(&b, &id, cfg, signer),
+            Ok(None) => error_body(StatusCode::NOT_FOUND, "no such file"),
             Err(e) => {
                 tracing::error!("download {path}: {e}");
                 error_body(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

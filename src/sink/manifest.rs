@@ -76,18 +76,6 @@ pub struct Selection {
     pub sha256: String,
 }
 
-impl Selection {
-    /// The selection of `(session_id, seal)` pairs, given in `session_id`
-    /// order.
-    pub fn of<'a>(sessions: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut b = SelectionBuilder::default();
-        for (id, seal) in sessions {
-            b.push(id, seal);
-        }
-        b.finish()
-    }
-}
-
 /// Hashes a selection as its sessions stream by.
 #[derive(Debug, Default)]
 pub struct SelectionBuilder {

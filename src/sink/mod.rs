@@ -34,7 +34,7 @@ pub(crate) use publish::purge_unpublished;
 pub use publish::{
     Begin, Begun, ExportMeta, ExportWriter, PartitionSink, PartitionWritten, StepsWritten,
 };
-pub(crate) use read::MANIFEST_LIMIT;
+pub(crate) use read::{bytes_if_any, MANIFEST_LIMIT};
 pub use row_schema::{output_schema, to_output_batch};
 pub use shard_rows::{session_changes, shard_rows, RowDigest};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};

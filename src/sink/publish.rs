@@ -326,6 +326,7 @@ impl<'a> ExportWriter<'a> {
             });
         };
         let same_body = without_as_of(&m.spec) == without_as_of(&self.meta.spec);
+        let same_run = m.resolved == self.meta.resolved && m.as_of == self.meta.as_of;
         let same = match (&m.selection, &self.meta.selection) {
             (Some(then), Some(now)) if same_body && then != now => {
                 return Err(Error::ExportSelectionChanged {
@@ -337,11 +338,9 @@ impl<'a> ExportWriter<'a> {
             }
             // The same body, or one that resolves the same at the same
             // `as_of` (a default spelled out).
-            (Some(_), Some(_)) => {
-                same_body || (m.resolved == self.meta.resolved && m.as_of == self.meta.as_of)
-            }
+            (Some(_), Some(_)) => same_body || same_run,
             // A manifest of an earlier version records no selection.
-            _ => m.resolved == self.meta.resolved && m.as_of == self.meta.as_of,
+            _ => same_run,
         };
         if !same {
             return Err(Error::ExportExists {

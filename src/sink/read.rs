@@ -50,19 +50,34 @@ pub(crate) async fn bytes(store: &Arc<dyn ObjectStore>, key: &Path, limit: u64) 
 /// The body of `got`, refused when its size (reported, or read so far)
 /// passes `limit`.
 async fn capped(got: object_store::GetResult, key: &Path, limit: u64) -> Result<Bytes> {
+    let reported = got.meta.size;
+    let body = got.into_stream();
+    let read_error = |e| Error::destination("get", key)(e);
+    collect_capped(body, Some(reported), limit, key.as_ref(), read_error).await
+}
+
+/// A body of `reported` bytes (if known) read whole from `body` at object
+/// `path`, refused by its reported size before a byte is read, or cut off
+/// as soon as what it sent passes `limit` ([`Error::TooLarge`]); a read
+/// error becomes `read_error`'s.
+pub(crate) async fn collect_capped<E>(
+    mut body: impl futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    reported: Option<u64>,
+    limit: u64,
+    path: &str,
+    read_error: impl Fn(E) -> Error,
+) -> Result<Bytes> {
     let too_large = |size: u64| Error::TooLarge {
-        path: key.to_string(),
+        path: path.to_string(),
         size,
         limit,
     };
-    let reported = got.meta.size;
-    if reported > limit {
-        return Err(too_large(reported));
+    if let Some(size) = reported.filter(|n| *n > limit) {
+        return Err(too_large(size));
     }
-    let mut body = got.into_stream();
-    let mut out = BytesMut::with_capacity(reported as usize);
+    let mut out = BytesMut::with_capacity(reported.unwrap_or(0) as usize);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(Error::destination("get", key))?;
+        let chunk = chunk.map_err(&read_error)?;
         if (out.len() + chunk.len()) as u64 > limit {
             return Err(too_large((out.len() + chunk.len()) as u64));
         }

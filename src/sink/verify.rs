@@ -189,19 +189,15 @@ pub async fn verify_link(url: &str) -> Result<Verification> {
     if !got.status().is_success() {
         return Err(bad(format!("the manifest link answers {}", got.status())));
     }
-    let limit = super::read::MANIFEST_LIMIT;
-    if got.content_length().is_some_and(|n| n > limit) {
-        return Err(bad(format!("the manifest is larger than {limit} bytes")));
-    }
-    let mut bytes = Vec::new();
-    let mut body = got.bytes_stream();
-    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-        let chunk = chunk.map_err(|e| bad(format!("cannot read the manifest: {e}")))?;
-        if (bytes.len() + chunk.len()) as u64 > limit {
-            return Err(bad(format!("the manifest is larger than {limit} bytes")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let reported = got.content_length();
+    let bytes = super::read::collect_capped(
+        got.bytes_stream(),
+        reported,
+        super::read::MANIFEST_LIMIT,
+        url,
+        |e| bad(format!("cannot read the manifest: {e}")),
+    )
+    .await?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: url.to_string(),
         message: format!("not an export manifest: {e}"),

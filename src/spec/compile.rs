@@ -67,8 +67,8 @@ impl Lit {
 struct Where {
     conditions: Vec<String>,
     values: Vec<Lit>,
-    /// Conditions on `frames` (`f.…`) are left out: the query reads
-    /// `sessions` alone.
+    /// Conditions on `frames` (`f.…`) are left out by [`Where::push`]:
+    /// the query reads `sessions` alone.
     sessions_only: bool,
 }
 
@@ -86,13 +86,13 @@ impl Where {
             .join(", ")
     }
 
+    /// Adds `cond`, unless it is on `frames` and the query reads
+    /// `sessions` alone (the values it bound are then never referenced).
     fn push(&mut self, cond: String) {
+        if self.sessions_only && cond.starts_with("f.") {
+            return;
+        }
         self.conditions.push(cond);
-    }
-
-    /// Whether conditions on the table aliased `table` belong in the query.
-    fn reads(&self, table: &str) -> bool {
-        !(self.sessions_only && table == "f")
     }
 
     /// `col IN (…)` on each of `cols`.
@@ -101,9 +101,6 @@ impl Where {
             return;
         }
         for col in cols {
-            if !self.reads(col.split('.').next().unwrap_or_default()) {
-                continue;
-            }
             let list = self.list(items.iter().map(|s| Lit::Str(s.clone())));
             self.push(format!("{col} IN ({list})"));
         }
@@ -201,10 +198,9 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
     let f = &spec.filter;
     let outcomes: Vec<String> = f.outcomes.iter().map(|o| o.as_str().to_string()).collect();
     w.any_of(&["s.outcome"], &outcomes);
-    let tables: Vec<&str> = ["s", "f"].into_iter().filter(|t| w.reads(t)).collect();
     for (col, op, t) in [("started_at", ">=", f.since), ("started_at", "<", f.until)] {
         if let Some(t) = t {
-            for table in &tables {
+            for table in ["s", "f"] {
                 let p = w.bind(Lit::Timestamp(format_instant(t)));
                 w.push(format!("{table}.{col} {op} {p}"));
             }
@@ -226,9 +222,6 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
     w.has_any("s.paths", &f.paths);
     if !f.exclude_session_ids.is_empty() {
         for col in ["s.session_id", "f.session_id"] {
-            if !w.reads(&col[..1]) {
-                continue;
-            }
             let list = w.list(f.exclude_session_ids.iter().map(|s| Lit::Str(s.clone())));
             w.push(format!("{col} NOT IN ({list})"));
         }
@@ -323,4 +316,43 @@ fn statement(spec: &ExportSpec, select: &str, query: Query) -> Result<Statement>
         ControlFlow::<()>::Continue(())
     });
     Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selection_reads_sessions_alone_with_every_session_filter() {
+        let spec = ExportSpec::parse(
+            &serde_json::json!({"workflow": "a", "format": "jsonl",
+                "filter": {"since": "2026-01-01", "until": "2026-02-01", "outcome": "success",
+                           "exclude_session_ids": ["ses_x"]}}),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let sql = compile_selection_sql(&spec).unwrap();
+        assert!(
+            sql.starts_with("SELECT s.session_id, s.seal FROM sessions AS s WHERE"),
+            "{sql}"
+        );
+        assert!(!sql.contains("f."), "{sql}");
+        for part in [
+            "s.sealed_at <=",
+            "s.workflow IN ('a')",
+            "s.outcome IN ('success')",
+            "s.started_at >= ",
+            "s.started_at < ",
+            "s.session_id NOT IN ('ses_x')",
+            "ORDER BY s.session_id",
+        ] {
+            assert!(sql.contains(part), "{part} missing: {sql}");
+        }
+        // The export query still filters both tables.
+        let export = compile_sql(&spec).unwrap();
+        assert!(
+            export.contains("f.workflow IN ('a')") && export.contains("f.session_id NOT IN"),
+            "{export}"
+        );
+    }
 }

@@ -69,13 +69,12 @@ fn strings(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
 }
 
 /// A whole number ≥ 1 at `o[key]`, or `default` when absent.
-fn count(o: &Map<String, Value>, key: &str, default: usize, p: &str) -> Result<usize> {
+fn count(o: &Map<String, Value>, key: &str, default: u64, p: &str) -> Result<u64> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(n) => n
             .as_u64()
             .filter(|n| *n >= 1)
-            .map(|n| n as usize)
             .ok_or_else(|| bad(&format!("{p}.{key}"), "expected a whole number ≥ 1")),
     }
 }
@@ -187,10 +186,9 @@ fn workspace(v: &Value, p: &str) -> Result<Workspace> {
         return Err(bad(&tp, "required: at least one token digest"));
     }
     let store = string(o.get("store"), &format!("{p}.store"))?;
-    let max_active_jobs = count(o, "max_active_jobs", DEFAULT_MAX_ACTIVE_JOBS, p)?;
-    let max_records = count(o, "max_records", DEFAULT_MAX_RECORDS, p)?;
-    let max_signed_bytes =
-        count(o, "max_signed_bytes", DEFAULT_MAX_SIGNED_BYTES as usize, p)? as u64;
+    let max_active_jobs = count(o, "max_active_jobs", DEFAULT_MAX_ACTIVE_JOBS as u64, p)? as usize;
+    let max_records = count(o, "max_records", DEFAULT_MAX_RECORDS as u64, p)? as usize;
+    let max_signed_bytes = count(o, "max_signed_bytes", DEFAULT_MAX_SIGNED_BYTES, p)?;
     let policy = match o.get("destinations") {
         None | Some(Value::Null) => DestinationPolicy::default(),
         Some(d) => destinations(d, &format!("{p}.destinations"))?,

@@ -416,19 +416,9 @@ async fn kill_9_while_running_then_restart_completes_with_identical_bytes() {
     assert_eq!(s, 202);
     let id = created["id"].as_str().unwrap().to_string();
     // Wait until it is running and has finished a few shards, then kill -9.
-    let t0 = Instant::now();
-    loop {
-        let (_, job) = server.get(&format!("/v1/exports/{id}")).await;
-        assert_ne!(
-            job["status"], "completed",
-            "the export finished before the kill: make it slower"
-        );
-        if job["status"] == "running" && job["shards_done"].as_u64().unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server
+        .wait_running(&id, |job| job["shards_done"].as_u64().unwrap_or(0) >= 3)
+        .await;
     server.kill();
     assert!(!dest.join("manifest.json").exists());
     let left = files(&dest).len();
@@ -455,19 +445,9 @@ async fn a_job_running_each_time_the_process_died_twice_is_not_retried_forever()
     assert_eq!(s, 202);
     let id = created["id"].as_str().unwrap().to_string();
     for attempt in 1..=2u64 {
-        let t0 = Instant::now();
-        loop {
-            let (_, job) = server.get(&format!("/v1/exports/{id}")).await;
-            assert_ne!(
-                job["status"], "completed",
-                "finished before the kill: make it slower"
-            );
-            if job["status"] == "running" && job["attempts"] == attempt {
-                break;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(60), "{job}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        server
+            .wait_running(&id, |job| job["attempts"] == attempt)
+            .await;
         // As if the job took the process down.
         server.kill();
         server.restart().await;

@@ -7,8 +7,6 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Utc};
-
 use super::JobService;
 use crate::error::{Error, Result};
 use crate::export::Export;
@@ -98,10 +96,7 @@ impl JobService {
         if r.status != JobStatus::Completed {
             return Ok(None);
         }
-        let created = DateTime::parse_from_rfc3339(&r.created_at)
-            .map_err(|e| Error::Jobs(format!("job {id}: bad created_at: {e}")))?
-            .with_timezone(&Utc);
-        let spec = self.checked_spec(ws, &r.spec, created)?;
+        let spec = self.record_spec(ws, &r)?;
         // Bounded: one verification per workspace and a few in all, each
         // on the export runtime (never the one answering requests) and
         // within VERIFY_SECS.

@@ -98,7 +98,7 @@ impl Parser {
     /// rules (`names.rs`); a name already refused as missing is not
     /// checked again.
     fn check_names(&mut self, d: &Destination) {
-        let mut check = |field: &str, value: &str, rule: fn(&str) -> Result<(), String>| {
+        let mut check = |field: &str, value: &str, rule: &dyn Fn(&str) -> Result<(), String>| {
             if !value.is_empty() {
                 if let Err(m) = rule(value) {
                     self.err(&format!("destination.{field}"), m);
@@ -113,23 +113,20 @@ impl Parser {
                 ..
             } => {
                 let custom = endpoint.is_some();
-                if let Err(m) = names::s3_bucket(bucket, custom) {
-                    if !bucket.is_empty() {
-                        self.err("destination.bucket", m);
-                    }
-                }
+                check("bucket", bucket, &|b| names::s3_bucket(b, custom));
                 if let Some(r) = region {
+                    // An empty region is refused too: it is no region.
                     if let Err(m) = names::s3_region(r, custom) {
                         self.err("destination.region", m);
                     }
                 }
             }
-            Destination::Gcs { bucket, .. } => check("bucket", bucket, names::gcs_bucket),
+            Destination::Gcs { bucket, .. } => check("bucket", bucket, &names::gcs_bucket),
             Destination::AzureBlob {
                 account, container, ..
             } => {
-                check("account", account, names::azure_account);
-                check("container", container, names::azure_container);
+                check("account", account, &names::azure_account);
+                check("container", container, &names::azure_container);
             }
             Destination::Local { .. } | Destination::SignedUrl => {}
         }

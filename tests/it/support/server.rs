@@ -166,6 +166,24 @@ impl Server {
         job
     }
 
+    /// Waits (up to 60 s) until job `id` runs and `ready` says so of it;
+    /// it must not complete first (the export is to be interrupted).
+    pub async fn wait_running(&self, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (_, job) = self.get(&format!("/v1/exports/{id}")).await;
+            assert_ne!(
+                job["status"], "completed",
+                "the export finished before it could be interrupted: make it slower"
+            );
+            if job["status"] == "running" && ready(&job) {
+                return job;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{job}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn wait_final(&self, id: &str, limit: Duration) -> Value {
         let t0 = Instant::now();
         loop {
