@@ -252,13 +252,15 @@ impl Export {
                     // The executors do not see the cancel flag: a cancelled
                     // cluster export finishes its partitions, then is
                     // removed instead of published.
-                    Some(_) => on_cluster(&ctx, &sql, job).await.and_then(|w| {
-                        if self.progress.cancel.load(Ordering::Relaxed) {
-                            Err(Error::Cancelled)
-                        } else {
-                            Ok(w)
-                        }
-                    }),
+                    Some(_) => on_cluster(&ctx, &store.location().root_url(), &sql, job)
+                        .await
+                        .and_then(|w| {
+                            if self.progress.cancel.load(Ordering::Relaxed) {
+                                Err(Error::Cancelled)
+                            } else {
+                                Ok(w)
+                            }
+                        }),
                     None => {
                         let local = InProcess {
                             target: Arc::new(target.clone()),
@@ -318,6 +320,7 @@ async fn cluster_context(url: &str, spec: &ExportSpec) -> Result<SessionContext>
 #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
 async fn on_cluster(
     ctx: &SessionContext,
+    store_root: &str,
     sql: &str,
     job: ShardJob,
 ) -> Result<Vec<crate::sink::PartitionWritten>> {
@@ -329,7 +332,7 @@ async fn on_cluster(
     }
     #[cfg(feature = "cluster")]
     {
-        crate::cluster::write_shards_on_cluster(ctx, sql, job).await
+        crate::cluster::write_shards_on_cluster(ctx, store_root, sql, job).await
     }
     #[cfg(not(feature = "cluster"))]
     {

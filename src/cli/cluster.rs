@@ -69,6 +69,16 @@ pub(super) struct ExecutorArgs {
     /// The cluster's shared secret, as the scheduler's `--secret-file`.
     #[arg(long, env = "NUSOMI_CLUSTER_SECRET_FILE")]
     secret_file: std::path::PathBuf,
+    /// The key jobs are signed with (a file of at least 32 bytes, the same
+    /// the submitting service reads from NUSOMI_JOB_KEY_FILE); default: one
+    /// derived from the cluster secret. Keep it off the scheduler.
+    #[arg(long, env = "NUSOMI_JOB_KEY_FILE")]
+    job_key_file: Option<std::path::PathBuf>,
+    /// The service's workspaces file: each job must then name one of its
+    /// workspaces, read that workspace's store and write a destination its
+    /// policy allows (checked here, whatever the job's signature says).
+    #[arg(long)]
+    workspaces: Option<std::path::PathBuf>,
 }
 
 #[cfg(feature = "cluster")]
@@ -89,7 +99,15 @@ pub(super) async fn run(cmd: ClusterCommand) -> Result<ExitCode> {
             .await?
         }
         ClusterCommand::Executor(a) => {
-            install_secret(ClusterSecret::from_file(&a.secret_file)?);
+            let mut secret = ClusterSecret::from_file(&a.secret_file)?;
+            if let Some(key) = &a.job_key_file {
+                secret = secret.with_job_key_file(key)?;
+            }
+            install_secret(secret);
+            let workspaces = match &a.workspaces {
+                Some(f) => Some(crate::workspace::Workspaces::from_file(f)?),
+                None => None,
+            };
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             run_executor(ExecutorOptions {
                 scheduler: a.scheduler,
@@ -99,6 +117,7 @@ pub(super) async fn run(cmd: ClusterCommand) -> Result<ExitCode> {
                 concurrent_tasks: a.concurrent_tasks.unwrap_or(cores),
                 work_dir: a.work_dir,
                 heartbeat_secs: a.heartbeat_secs,
+                workspaces,
             })
             .await?
         }

@@ -18,7 +18,35 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
+use super::grant::JobKey;
 use crate::error::{Error, Result};
+
+/// SHA-256 of `domain ‖ bytes`.
+fn digest(domain: &[u8], bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(domain);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// The trimmed bytes of a secret file, at least [`MIN_SECRET_BYTES`] of
+/// them; the error names the file (and `field`), never its content.
+fn read_secret(path: &Path, field: &str) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(Error::Config {
+            field: field.into(),
+            message: format!(
+                "{}: holds {} bytes; a cluster secret needs at least {MIN_SECRET_BYTES} \
+                 (e.g. `head -c 48 /dev/urandom | base64 > FILE`)",
+                path.display(),
+                secret.len()
+            ),
+        });
+    }
+    Ok(secret.to_vec())
+}
 
 /// The environment variable naming the secret file.
 pub const SECRET_FILE_ENV: &str = "NUSOMI_CLUSTER_SECRET_FILE";
@@ -30,10 +58,16 @@ const MIN_SECRET_BYTES: usize = 32;
 /// the token.
 const AGENT_PREFIX: &str = "nusomi-cluster/";
 
-/// The shared secret of a cluster (its token, derived once).
+/// The environment variable naming the job-key file.
+pub const JOB_KEY_FILE_ENV: &str = "NUSOMI_JOB_KEY_FILE";
+
+/// The shared secret of a cluster (its token, derived once), and the key
+/// jobs are signed with (`grant.rs`): from its own file where one is given
+/// ([`ClusterSecret::with_job_key_file`]), else derived from the secret.
 #[derive(Clone)]
 pub struct ClusterSecret {
     token: String,
+    job_key: JobKey,
 }
 
 impl std::fmt::Debug for ClusterSecret {
@@ -46,29 +80,32 @@ impl ClusterSecret {
     /// Reads the secret from `path`: at least 32 bytes (blanks around it
     /// trimmed). The error names the file, never its content.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let secret = bytes.trim_ascii();
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(Error::Config {
-                field: "secret_file".into(),
-                message: format!(
-                    "{}: holds {} bytes; a cluster secret needs at least {MIN_SECRET_BYTES} \
-                     (e.g. `head -c 48 /dev/urandom | base64 > FILE`)",
-                    path.display(),
-                    secret.len()
-                ),
-            });
-        }
-        Ok(Self::from_bytes(secret))
+        Ok(Self::from_bytes(&read_secret(path, "secret_file")?))
+    }
+
+    /// Signs and checks jobs with the key in `path` (at least 32 bytes)
+    /// instead of one derived from the secret: give it to the processes
+    /// that submit exports and to the executors, not to the scheduler, and
+    /// a scheduler (or any other holder of the cluster secret) cannot make
+    /// the executors run a job of its own.
+    pub fn with_job_key_file(mut self, path: &Path) -> Result<Self> {
+        self.job_key = JobKey(digest(
+            b"nusomi-job-key-file\n",
+            &read_secret(path, "job_key_file")?,
+        ));
+        Ok(self)
     }
 
     fn from_bytes(secret: &[u8]) -> Self {
-        let mut h = Sha256::new();
-        h.update(b"nusomi-cluster-token\n");
-        h.update(secret);
         ClusterSecret {
-            token: hex::encode(h.finalize()),
+            token: hex::encode(digest(b"nusomi-cluster-token\n", secret)),
+            job_key: JobKey(digest(b"nusomi-job-key\n", secret)),
         }
+    }
+
+    /// The key this process signs or checks jobs with.
+    pub(crate) fn job_key(&self) -> &JobKey {
+        &self.job_key
     }
 
     /// The `user-agent` value authenticated requests carry.
@@ -145,7 +182,10 @@ pub(crate) fn current() -> Result<ClusterSecret> {
     }
     match std::env::var_os(SECRET_FILE_ENV) {
         Some(path) => {
-            let s = ClusterSecret::from_file(Path::new(&path))?;
+            let mut s = ClusterSecret::from_file(Path::new(&path))?;
+            if let Some(key) = std::env::var_os(JOB_KEY_FILE_ENV) {
+                s = s.with_job_key_file(Path::new(&key))?;
+            }
             install(s.clone());
             Ok(s)
         }

@@ -19,6 +19,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 
+use super::grant::{Grant, NusomiOptions};
 use super::node::WriteShardsNode;
 use crate::engine::{ShardJob, WriteShardsExec};
 use crate::store::{FramesTable, SealedStore, SessionsTable, StoreLocation, StoreVersion};
@@ -66,6 +67,29 @@ fn decode_sink<I: Clone>(buf: &[u8], inputs: &[I]) -> Option<DfResult<(ShardJob,
         ))),
     });
     Some(sink)
+}
+
+/// Refuses a store table whose root is not the one the job's grant names
+/// (the scheduler opens a store only for a job that says it reads it; the
+/// signature is checked by the executors, which hold the job key).
+fn granted_root(ctx: &TaskContext, root: &str) -> DfResult<()> {
+    let config = ctx.session_config();
+    let text = config
+        .options()
+        .extensions
+        .get::<NusomiOptions>()
+        .map(|o| o.grant.as_str())
+        .unwrap_or_default();
+    let granted = serde_json::from_str::<Grant>(text)
+        .is_ok_and(|g| g.store_root.trim_end_matches('/') == root.trim_end_matches('/'));
+    if granted {
+        Ok(())
+    } else {
+        Err(DataFusionError::Plan(format!(
+            "the job's grant does not name the store {root} (only exports the service signs \
+             run here)"
+        )))
+    }
 }
 
 /// The logical codec: our tables and sink node, else Ballista's.
@@ -120,6 +144,7 @@ impl LogicalExtensionCodec for LogicalCodec {
         else {
             return Err(DataFusionError::Internal("not a table".into()));
         };
+        granted_root(ctx, &root)?;
         let location = StoreLocation::parse(&root)?;
         let store = SealedStore::at_version(location, version)?;
         match table.as_str() {
@@ -212,7 +237,18 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         match decode_sink(buf, inputs) {
             Some(sink) => {
                 let (job, input) = sink?;
-                Ok(Arc::new(WriteShardsExec::new(input, job)))
+                let exec = WriteShardsExec::new(input, job);
+                // An executor seals what its sink reports with its job key.
+                Ok(Arc::new(match super::auth::current() {
+                    Ok(secret) => {
+                        let key = secret.job_key().clone();
+                        let id = exec.job().export_id.clone();
+                        exec.with_report_seal(Arc::new(move |json: &str| {
+                            super::grant::seal_report(&key, &id, json)
+                        }))
+                    }
+                    Err(_) => exec,
+                }))
             }
             None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
         }

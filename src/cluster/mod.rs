@@ -12,6 +12,7 @@
 
 mod auth;
 mod codec;
+mod grant;
 mod guard;
 mod node;
 
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::common::Result as DfResult;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -28,8 +30,9 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use url::Url;
 
-pub use auth::{install as install_secret, ClusterSecret, SECRET_FILE_ENV};
+pub use auth::{install as install_secret, ClusterSecret, JOB_KEY_FILE_ENV, SECRET_FILE_ENV};
 pub use codec::{LogicalCodec, PhysicalCodec};
+pub use grant::{Grant, NusomiOptions};
 pub use node::{query_planner, WriteShardsNode};
 
 use crate::engine::{merge_reports, read_written, ShardJob};
@@ -79,6 +82,9 @@ pub struct ExecutorOptions {
     pub work_dir: Option<String>,
     /// Seconds between heartbeats.
     pub heartbeat_secs: u64,
+    /// The service's workspaces: each job must name one and stay within its
+    /// store and destination policy (`None`: the signed grant decides).
+    pub workspaces: Option<crate::workspace::Workspaces>,
 }
 
 /// Executors pull their tasks. Ballista 55.0.0's default (the scheduler
@@ -97,7 +103,8 @@ fn cluster_config() -> SessionConfig {
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
         .with_batch_size(crate::engine::IMAGE_BATCH_SIZE)
-        .with_ballista_adaptive_query_planner(adaptive_planner());
+        .with_ballista_adaptive_query_planner(adaptive_planner())
+        .with_option_extension(NusomiOptions::default());
     match auth::current() {
         Ok(secret) => {
             config.with_ballista_override_create_grpc_client_endpoint(secret.endpoint_override())
@@ -295,7 +302,10 @@ pub async fn run_executor(opts: ExecutorOptions) -> Result<()> {
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         override_arrow_flight_service: Some(guarded_flight(secret.clone())),
-        override_execution_engine: Some(Arc::new(guard::PlanGuard::default())),
+        override_execution_engine: Some(Arc::new(guard::PlanGuard::new(
+            secret.job_key().clone(),
+            opts.workspaces.clone(),
+        ))),
         override_create_grpc_client_endpoint: Some(secret.endpoint_override()),
         ..ExecutorProcessConfig::default()
     };
@@ -323,14 +333,33 @@ pub async fn remote_context(url: &str) -> Result<SessionContext> {
 }
 
 /// Submits `sql` (the export query, planned in `ctx`, a
-/// [`remote_context`]) under the sink of `job` to the cluster and returns
-/// what every partition wrote.
+/// [`remote_context`] with the store at `store_root` registered) under the
+/// sink of `job` to the cluster, with the job's [`Grant`] signed, and
+/// returns what every partition wrote.
 pub(crate) async fn write_shards_on_cluster(
     ctx: &SessionContext,
+    store_root: &str,
     sql: &str,
     job: ShardJob,
 ) -> Result<Vec<PartitionWritten>> {
+    let grant = Grant::for_job(&job, store_root)?;
+    run_granted(ctx, &grant, sql, job).await
+}
+
+/// Submits `sql` under the sink of `job` with `grant` in the job's
+/// settings (the executors run it only if the grant is signed with their
+/// job key and covers the plan's scans and sink), and returns what every
+/// partition wrote — each report checked against its seal first.
+pub async fn run_granted(
+    ctx: &SessionContext,
+    grant: &Grant,
+    sql: &str,
+    job: ShardJob,
+) -> Result<Vec<PartitionWritten>> {
+    let key = auth::current()?.job_key().clone();
+    set_grant(ctx, grant)?;
     let partitions = job.partitions;
+    let export_id = job.export_id.clone();
     let input = ctx.sql(sql).await?.into_unoptimized_plan();
     let plan = LogicalPlan::Extension(Extension {
         node: Arc::new(WriteShardsNode::new(input, job)),
@@ -339,7 +368,45 @@ pub(crate) async fn write_shards_on_cluster(
         .collect()
         .await
         .map_err(Error::from_engine)?;
+    for b in &batches {
+        let (reports, seals) = (
+            b.column_by_name("written").map(|c| c.as_string::<i32>()),
+            b.column_by_name("seal").map(|c| c.as_string::<i32>()),
+        );
+        let (Some(reports), Some(seals)) = (reports, seals) else {
+            return Err(Error::Cluster("a partition's report has no seal".into()));
+        };
+        for i in 0..b.num_rows() {
+            let sealed = seals.is_valid(i)
+                && grant::report_sealed(&key, &export_id, reports.value(i), seals.value(i));
+            if !sealed {
+                return Err(Error::Cluster(
+                    "a partition's report is not sealed with this cluster's job key: it did not \
+                     come from an executor of this cluster for this export"
+                        .into(),
+                ));
+            }
+        }
+    }
     merge_reports(read_written(&batches)?, partitions)
+}
+
+/// Puts `grant` into the settings of `ctx`, which Ballista sends with the
+/// job to the scheduler and every task.
+fn set_grant(ctx: &SessionContext, grant: &Grant) -> Result<()> {
+    let text = serde_json::to_string(grant).map_err(|e| Error::Internal(e.to_string()))?;
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    match options.extensions.get_mut::<NusomiOptions>() {
+        Some(o) => {
+            o.grant = text;
+            Ok(())
+        }
+        None => Err(Error::Internal(
+            "not a cluster session (no nusomi settings)".into(),
+        )),
+    }
 }
 
 /// An object-store registry that opens a store the first time a URL of it

@@ -20,7 +20,9 @@ pub struct DestConfig {
     /// Whether a destination's `endpoint` may also serve as the STS
     /// endpoint (the CLI and a trusted workspace: yes; workspaces of a
     /// hosted service: never, so a signed AssumeRole request cannot be sent
-    /// to a host the caller chose).
+    /// to a host the caller chose). `false` also resolves an S3
+    /// `endpoint`'s host name on each connection and refuses addresses
+    /// that are not public (`public_only.rs`).
     pub sts_from_destination: bool,
     /// Assumed-role sessions are renewed when less than this is left.
     pub credential_refresh: Duration,

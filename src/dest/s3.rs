@@ -53,6 +53,11 @@ pub(crate) fn client(
             .with_endpoint(ep)
             .with_virtual_hosted_style_request(false)
             .with_allow_http(ep.starts_with("http://"));
+        // A policy-bound workspace's endpoint name is resolved on each
+        // connection and must reach public addresses only.
+        if !cfg.sts_from_destination {
+            b = b.with_http_connector(super::public_only::PublicOnly);
+        }
     }
     let role = match role_arn {
         Some(arn) => {

@@ -20,7 +20,9 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use shard_exec::{merge_reports, read_written, written_schema, ShardJob, WriteShardsExec};
+pub use shard_exec::{
+    merge_reports, read_written, written_schema, ReportSeal, ShardJob, WriteShardsExec,
+};
 pub(crate) use shard_exec::{InProcess, RowsFn};
 pub use write_shards::WriteShards;
 

@@ -113,6 +113,7 @@ pub fn written_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("partition", DataType::UInt32, false),
         Field::new("written", DataType::Utf8, false),
+        Field::new("seal", DataType::Utf8, true),
     ]))
 }
 
@@ -175,8 +176,13 @@ pub struct WriteShardsExec {
     input: Arc<dyn ExecutionPlan>,
     job: Arc<ShardJob>,
     local: Option<InProcess>,
+    seal: Option<ReportSeal>,
     props: Arc<PlanProperties>,
 }
+
+/// What seals a partition's report (its JSON) so the process that submitted
+/// the export knows where it came from (a cluster's executors).
+pub type ReportSeal = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 impl fmt::Debug for WriteShardsExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -196,8 +202,15 @@ impl WriteShardsExec {
             input,
             job: Arc::new(job),
             local: None,
+            seal: None,
             props,
         }
+    }
+
+    /// Seals each report with `seal` (its `seal` column; null without).
+    pub fn with_report_seal(mut self, seal: ReportSeal) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     /// One output partition per input partition (a cluster's task runs a
@@ -316,6 +329,7 @@ impl ExecutionPlan for WriteShardsExec {
             input,
             job: Arc::clone(&self.job),
             local: self.local.clone(),
+            seal: self.seal.clone(),
         }))
     }
 
@@ -329,6 +343,7 @@ impl ExecutionPlan for WriteShardsExec {
         let mut rows = self.input.execute(partition, Arc::clone(&context))?;
         let job = Arc::clone(&self.job);
         let local = self.local.clone();
+        let seal = self.seal.clone();
         let written = async move {
             let schema = rows.schema();
             let (p, rows) = if job.partitions <= 1 {
@@ -352,11 +367,13 @@ impl ExecutionPlan for WriteShardsExec {
             let report = write_partition(&job, local, p, rows).await?;
             let json = serde_json::to_string(&report)
                 .map_err(|e| Error::Internal(format!("a partition's report: {e}")))?;
+            let sealed = seal.map(|f| f(&json));
             let batch = RecordBatch::try_new(
                 written_schema(),
                 vec![
                     Arc::new(UInt32Array::from(vec![p])),
                     Arc::new(StringArray::from(vec![json])),
+                    Arc::new(StringArray::from(vec![sealed])),
                 ],
             )?;
             Ok::<_, Error>(batch)

@@ -175,6 +175,36 @@ impl DestinationPolicy {
     }
 }
 
+impl DestinationPolicy {
+    /// Whether `d`, a destination as [`Self::resolve`] returned it (a
+    /// `local` path absolute under the root), is one this policy allows:
+    /// how a cluster's executors re-check the jobs they are given.
+    /// `signed_url` is refused (its files live on the service's own disk).
+    pub fn admits_resolved(&self, d: &Destination) -> Result<(), SpecError> {
+        match d {
+            Destination::Local { path } => {
+                let Some(root) = &self.local_root else {
+                    return Err(refuse(
+                        "kind",
+                        "local destinations are not enabled for this workspace",
+                    ));
+                };
+                let rel = Path::new(path)
+                    .strip_prefix(root)
+                    .map_err(|_| refuse("path", "is not under the workspace's folder"))?;
+                under_root(root, &rel.to_string_lossy())
+                    .map(|_| ())
+                    .map_err(|m| refuse("path", m))
+            }
+            Destination::SignedUrl => Err(refuse(
+                "kind",
+                "signed_url exports are not written by a cluster's executors",
+            )),
+            other => self.resolve(other).map(|_| ()),
+        }
+    }
+}
+
 /// `root/rel` for a relative path without `..`, refusing any existing
 /// component under the root that is a symlink (checked without following).
 fn under_root(root: &Path, rel: &str) -> Result<PathBuf, String> {

@@ -64,6 +64,11 @@ impl Cluster {
     /// again and again (the export never finished: a livelock, not a slow
     /// run).
     fn start(executors: usize, slots: usize) -> Cluster {
+        Self::start_with(executors, slots, &[])
+    }
+
+    /// As [`Cluster::start`], each executor given `extra` arguments too.
+    fn start_with(executors: usize, slots: usize, extra: &[&std::ffi::OsStr]) -> Cluster {
         let work = tempfile::TempDir::new().unwrap();
         let bin = env!("CARGO_BIN_EXE_nusomi");
         let secret = secret_file(work.path(), "secret", SECRET);
@@ -99,6 +104,7 @@ impl Cluster {
                 .arg("--secret-file")
                 .arg(&secret)
                 .args(["--work-dir", dir.to_str().unwrap()])
+                .args(extra)
                 .stdout(log(&format!("executor-{i}.out")))
                 .stderr(log(&format!("executor-{i}.err")))
                 .spawn()
@@ -488,4 +494,150 @@ async fn peers_without_the_secret_and_foreign_plans_are_refused() {
     let out = tmp.path().join("out");
     let m = export(&store, &spec, Some(&cluster.url)).await;
     assert!(m.rows > 0 && out.join("manifest.json").exists());
+}
+
+/// A holder of the cluster secret who is not the service cannot stretch a
+/// job past what its grant signs, and executors given the service's
+/// workspaces file hold every job to its workspace's store and policy.
+#[tokio::test]
+async fn a_job_outside_its_signed_grant_or_its_workspace_is_refused_by_the_executors() {
+    use nusomi_export::cluster::{remote_context, run_granted, Grant};
+    use nusomi_export::engine::ShardJob;
+    let (tmp, store) = local_store(65, 2).await;
+    let (_other_tmp, other) = local_store(66, 2).await;
+    let allowed = tmp.path().join("acme-exports");
+    std::fs::create_dir_all(&allowed).unwrap();
+    let workspaces = tmp.path().join("workspaces.json");
+    std::fs::write(
+        &workspaces,
+        json!({"workspaces": [{
+            "id": "acme",
+            "tokens_sha256": [hex::encode([0u8; 32])],
+            "store": tmp.path().join("store"),
+            "destinations": {"local_root": allowed}
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        &[std::ffi::OsStr::new("--workspaces"), workspaces.as_os_str()],
+    );
+    let spec =
+        nusomi_export::spec::ExportSpec::parse(&spec_json("jsonl", json!({})), chrono::Utc::now())
+            .unwrap();
+    let sql = nusomi_export::spec::compile_sql(&spec).unwrap();
+    let job = |workspace: Option<&str>, dest: &Path| ShardJob {
+        export_id: "exp_granted".into(),
+        destination: json!({"kind": "local", "path": dest}).to_string(),
+        workspace_id: workspace.map(str::to_string),
+        sts_from_destination: false,
+        format: "jsonl".into(),
+        shard_size_bytes: 1 << 30,
+        part_bytes: 8 << 20,
+        splits: vec![],
+        steps: false,
+        partitions: 1,
+    };
+    let refused = |store: Arc<SealedStore>, grant: Grant, job: ShardJob| {
+        let (url, sql) = (cluster.url.clone(), sql.clone());
+        async move {
+            let ctx = remote_context(&url).await.unwrap();
+            let pinned = store.pinned(None).await.unwrap();
+            nusomi_export::register(&ctx, &pinned).unwrap();
+            match run_granted(&ctx, &grant, &sql, job).await {
+                Ok(w) => panic!("the cluster ran a job it should refuse: {w:?}"),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    let root = store.location().root_url();
+    let (a, b) = (allowed.join("a"), allowed.join("b"));
+    let acme_a = job(Some("acme"), &a);
+    let signed = Grant::for_job(&acme_a, &root).unwrap();
+    // The sink writes elsewhere than its signed grant says.
+    let e = refused(Arc::clone(&store), signed.clone(), job(Some("acme"), &b)).await;
+    assert!(
+        e.contains("destination is not the one its grant signs"),
+        "{e}"
+    );
+    // The grant itself altered after signing.
+    let mut altered = signed.clone();
+    altered.destination = job(Some("acme"), &b).destination;
+    let e = refused(Arc::clone(&store), altered, job(Some("acme"), &b)).await;
+    assert!(e.contains("not signed with this cluster's job key"), "{e}");
+    // The plan reads another store than the grant names.
+    let e = refused(Arc::clone(&other), signed.clone(), acme_a.clone()).await;
+    assert!(e.contains("does not name the store"), "{e}");
+    // Signed, but outside the workspace's policy (the executors check it
+    // themselves): a folder outside its local_root, another workspace's
+    // store, a workspace the service does not have, no workspace at all.
+    let outside = job(Some("acme"), &tmp.path().join("server-dir"));
+    let e = refused(
+        Arc::clone(&store),
+        Grant::for_job(&outside, &root).unwrap(),
+        outside,
+    )
+    .await;
+    assert!(e.contains("may not export there"), "{e}");
+    let other_root = other.location().root_url();
+    let e = refused(
+        Arc::clone(&other),
+        Grant::for_job(&acme_a, &other_root).unwrap(),
+        acme_a.clone(),
+    )
+    .await;
+    assert!(e.contains("reads a store that is not workspace"), "{e}");
+    for (ws, why) in [
+        (Some("ghost"), "is not one of this cluster's"),
+        (None, "names no workspace"),
+    ] {
+        let j = job(ws, &a);
+        let e = refused(Arc::clone(&store), Grant::for_job(&j, &root).unwrap(), j).await;
+        assert!(e.contains(why), "{e}");
+    }
+    assert!(!a.exists() && !b.exists() && !tmp.path().join("server-dir").exists());
+}
+
+/// With `--job-key-file`, a cluster's executors run only what a holder of
+/// that key signed: a client that has the cluster secret (it may connect
+/// and submit) but signs with another key gets nothing run and nothing
+/// written.
+#[tokio::test]
+async fn executors_with_their_own_job_key_refuse_jobs_signed_with_another() {
+    let (tmp, store) = local_store(67, 2).await;
+    let key = secret_file(
+        tmp.path(),
+        "job-key",
+        "a-job-key-only-the-service-holds-0123456789",
+    );
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        &[std::ffi::OsStr::new("--job-key-file"), key.as_os_str()],
+    );
+    let out = tmp.path().join("out");
+    let spec = nusomi_export::spec::ExportSpec::parse(
+        &spec_json(
+            "jsonl",
+            json!({"destination": {"kind": "local", "path": out}}),
+        ),
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    // This process signs with the key derived from the cluster secret.
+    let e = Export::new(&store, &spec)
+        .with_cluster(cluster.url.clone())
+        .await
+        .map(|o| o.manifest_url)
+        .expect_err("an executor ran a job signed with another key")
+        .to_string();
+    assert!(e.contains("not signed with this cluster's job key"), "{e}");
+    assert!(!out.join("manifest.json").exists());
+    assert!(
+        files(&out).iter().all(|f| !f.ends_with(".jsonl")),
+        "{:?}",
+        files(&out)
+    );
 }

@@ -874,3 +874,84 @@ async fn signed_url_storage_is_bounded_per_workspace() {
     let (s, body) = t.post(TOKEN_B, &signed).await;
     assert_eq!(s, 202, "{body}");
 }
+
+/// An endpoint the operator allowed by *name* is resolved again on every
+/// connection: a name that points at the server's own network (here
+/// `localhost`, as a rebinding DNS would after the check) is refused, while
+/// the same server listed by its address works.
+#[tokio::test]
+#[ignore = "needs SeaweedFS: run scripts/test.sh"]
+async fn an_allowed_endpoint_name_resolving_inside_is_refused_at_connect_time() {
+    let endpoint = std::env::var("NUSOMI_TEST_S3_ENDPOINT").expect("scripts/test.sh sets it");
+    let port = url::Url::parse(&endpoint).unwrap().port().unwrap();
+    let by_name = format!("http://localhost:{port}");
+    let tmp = TempDir::new().unwrap();
+    seal_store(tmp.path(), 73, 2).await;
+    let file = tmp.path().join("workspaces.json");
+    let ws = json!({"workspaces": [
+        {"id": "ws_s3", "tokens_sha256": [digest(TOKEN_A)], "store": tmp.path().join("store"),
+         "destinations": {"s3": {"buckets": ["nusomi-test"],
+                                  "endpoints": [by_name, endpoint], "server_identity": true}}}
+    ]});
+    std::fs::write(&file, ws.to_string()).unwrap();
+    let (_child, base) = spawn_serve(|c| {
+        c.arg("--workspaces")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"));
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let post = |ep: &str| {
+        let spec = spec_json(
+            "jsonl",
+            json!({"destination": {"kind": "s3", "bucket": "nusomi-test",
+                                   "prefix": format!("rebind-{nonce}/{}", ep.len()),
+                                   "region": "us-east-1", "endpoint": ep}}),
+        );
+        let r = client
+            .post(format!("{base}/v1/exports"))
+            .bearer_auth(TOKEN_A)
+            .header("content-type", "application/json")
+            .body(spec.to_string())
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status().as_u16(), json_of(r).await)
+        }
+    };
+    let (status, body) = post(&by_name).await;
+    let text = body.to_string();
+    // Refused before anything is written: at POST (its LIST), or the job fails.
+    let refused = if status == 400 {
+        true
+    } else {
+        let id = body["id"].as_str().expect("a job id").to_string();
+        let job = loop {
+            let r = client
+                .get(format!("{base}/v1/exports/{id}"))
+                .bearer_auth(TOKEN_A)
+                .send()
+                .await
+                .unwrap();
+            let job = json_of(r).await;
+            if job["status"] == "completed" || job["status"] == "failed" {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(job["status"], "failed", "{job}");
+        assert!(job.to_string().contains("no public address"), "{job}");
+        true
+    };
+    assert!(
+        refused && (status != 400 || text.contains("no public address")),
+        "{status} {text}"
+    );
+    let (status, body) = post(&endpoint).await;
+    assert_eq!(status, 202, "{body}");
+}
