@@ -11,7 +11,10 @@
 //! interceptor covers client → scheduler alone), so the token travels as
 //! `user-agent: nusomi-cluster/<token> …`. The token is a bearer credential
 //! in cleartext on the wire: keep the cluster's network private (see
-//! docs/scale-out.md).
+//! docs/scale-out.md). The secret also yields the key jobs are signed with
+//! (`grant.rs`), unless a separate job-key file is given
+//! (`--job-key-file` / `NUSOMI_JOB_KEY_FILE`) to the submitting processes
+//! and the executors only.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};

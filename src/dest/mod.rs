@@ -15,6 +15,7 @@ mod config;
 mod gcp_identity;
 mod gcs;
 mod links;
+mod no_follow;
 mod public_only;
 mod s3;
 mod signing;

@@ -136,6 +136,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_policy_bound_s3_endpoint_named_localhost_is_never_contacted() {
+        use object_store::ObjectStore;
+        // Something listens there: a plain client would reach it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let endpoint = format!("http://localhost:{port}");
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("b")
+            .with_region("us-east-1")
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .with_http_connector(PublicOnly)
+            .build()
+            .unwrap();
+        let e = store.list_with_delimiter(None).await.unwrap_err();
+        let chain = crate::dest::s3::error_chain(&e);
+        assert!(
+            chain.contains("localhost resolves to no public address"),
+            "{chain}"
+        );
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "the endpoint was contacted");
+    }
+
+    #[tokio::test]
     async fn a_name_of_the_servers_own_network_does_not_resolve() {
         let name: reqwest::dns::Name = "localhost".parse().unwrap();
         let Err(e) = PublicResolver.resolve(name).await else {

@@ -88,7 +88,7 @@ impl ExportTarget {
                 .map(|_| ())
                 .map_err(|e| Error::Config {
                     field: "destination".into(),
-                    message: format!("cannot list {}: {e}", self.url),
+                    message: format!("cannot list {}: {}", self.url, super::s3::error_chain(&e)),
                 })
         };
         match tokio::time::timeout(CHECK_TIMEOUT, steps).await {
@@ -114,7 +114,10 @@ impl ExportTarget {
     pub fn local(path: &str) -> Result<Self> {
         let (abs, prefix) = local_folder(path, std::path::Path::new(path))?;
         let mut t = ExportTarget::new(
-            Arc::new(LocalFileSystem::new()),
+            Arc::new(super::no_follow::NoFollow::new(
+                Arc::new(LocalFileSystem::new()),
+                abs.clone(),
+            )),
             prefix,
             format!("file://{}/", abs.display()),
         );

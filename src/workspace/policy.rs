@@ -179,7 +179,8 @@ impl DestinationPolicy {
     /// Whether `d`, a destination as [`Self::resolve`] returned it (a
     /// `local` path absolute under the root), is one this policy allows:
     /// how a cluster's executors re-check the jobs they are given.
-    /// `signed_url` is refused (its files live on the service's own disk).
+    /// `signed_url` passes (the service's own storage, which executors open
+    /// from their own `NUSOMI_SIGNED_STORAGE`).
     pub fn admits_resolved(&self, d: &Destination) -> Result<(), SpecError> {
         match d {
             Destination::Local { path } => {
@@ -196,10 +197,6 @@ impl DestinationPolicy {
                     .map(|_| ())
                     .map_err(|m| refuse("path", m))
             }
-            Destination::SignedUrl => Err(refuse(
-                "kind",
-                "signed_url exports are not written by a cluster's executors",
-            )),
             other => self.resolve(other).map(|_| ()),
         }
     }
