@@ -21,8 +21,17 @@ use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use super::grant::JobKey;
 use crate::error::{Error, Result};
+
+/// The key jobs are signed with (32 bytes; `grant.rs` signs and checks).
+#[derive(Clone)]
+pub(crate) struct JobKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobKey(…)")
+    }
+}
 
 /// SHA-256 of `domain ‖ bytes`.
 fn digest(domain: &[u8], bytes: &[u8]) -> [u8; 32] {

@@ -73,15 +73,8 @@ fn decode_sink<I: Clone>(buf: &[u8], inputs: &[I]) -> Option<DfResult<(ShardJob,
 /// (the scheduler opens a store only for a job that says it reads it; the
 /// signature is checked by the executors, which hold the job key).
 fn granted_root(ctx: &TaskContext, root: &str) -> DfResult<()> {
-    let config = ctx.session_config();
-    let text = config
-        .options()
-        .extensions
-        .get::<NusomiOptions>()
-        .map(|o| o.grant.as_str())
-        .unwrap_or_default();
-    let granted = serde_json::from_str::<Grant>(text)
-        .is_ok_and(|g| g.store_root.trim_end_matches('/') == root.trim_end_matches('/'));
+    let text = NusomiOptions::grant_of(ctx.session_config());
+    let granted = serde_json::from_str::<Grant>(text).is_ok_and(|g| g.names_root(root));
     if granted {
         Ok(())
     } else {

@@ -15,6 +15,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::auth::JobKey;
 use crate::engine::ShardJob;
 
 /// Our session settings (`nusomi.*`), carried by Ballista from the client
@@ -65,39 +66,39 @@ impl ConfigExtension for NusomiOptions {
     const PREFIX: &'static str = "nusomi";
 }
 
-/// The key jobs are signed with (32 bytes).
-#[derive(Clone)]
-pub(crate) struct JobKey(pub(crate) [u8; 32]);
-
-impl std::fmt::Debug for JobKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JobKey(…)")
+impl NusomiOptions {
+    /// The grant text `config` carries (empty: none).
+    pub(crate) fn grant_of(config: &datafusion::prelude::SessionConfig) -> &str {
+        config
+            .options()
+            .extensions
+            .get::<NusomiOptions>()
+            .map(|o| o.grant.as_str())
+            .unwrap_or_default()
     }
 }
 
-impl JobKey {
-    fn mac(&self, domain: &str, parts: &[&str]) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC takes a key of any length");
-        mac.update(domain.as_bytes());
-        for p in parts {
-            // Length-prefixed: no two part lists sign the same bytes.
-            mac.update(&(p.len() as u64).to_be_bytes());
-            mac.update(p.as_bytes());
-        }
-        hex::encode(mac.finalize().into_bytes())
+fn hmac(key: &JobKey, domain: &str, parts: &[&str]) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC takes a key of any length");
+    mac.update(domain.as_bytes());
+    for p in parts {
+        // Length-prefixed: no two part lists sign the same bytes.
+        mac.update(&(p.len() as u64).to_be_bytes());
+        mac.update(p.as_bytes());
     }
+    mac
+}
 
-    /// Whether `mac` is `self.mac(domain, parts)` (constant time).
-    fn checks(&self, mac: &str, domain: &str, parts: &[&str]) -> bool {
-        let want = self.mac(domain, parts);
-        want.len() == mac.len()
-            && want
-                .bytes()
-                .zip(mac.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
+/// The MAC of `parts` under `key`, hex.
+fn mac(key: &JobKey, domain: &str, parts: &[&str]) -> String {
+    hex::encode(hmac(key, domain, parts).finalize().into_bytes())
+}
+
+/// Whether `tag` (hex) is the MAC of `parts` under `key` (compared in
+/// constant time by the `hmac` crate).
+fn checks(key: &JobKey, tag: &str, domain: &str, parts: &[&str]) -> bool {
+    hex::decode(tag).is_ok_and(|t| hmac(key, domain, parts).verify_slice(&t).is_ok())
 }
 
 /// What one export may do on a cluster, signed.
@@ -141,7 +142,7 @@ impl Grant {
             sts_from_destination: job.sts_from_destination,
             mac: String::new(),
         };
-        g.mac = key.mac(GRANT, &g.fields());
+        g.mac = mac(key, GRANT, &g.fields());
         g
     }
 
@@ -164,7 +165,7 @@ impl Grant {
         }
         let g: Grant = serde_json::from_str(text)
             .map_err(|e| format!("the job's grant is unreadable: {e}"))?;
-        if !key.checks(&g.mac, GRANT, &g.fields()) {
+        if !checks(key, &g.mac, GRANT, &g.fields()) {
             return Err(
                 "the job's grant is not signed with this cluster's job key (altered, or signed \
                  elsewhere)"
@@ -190,6 +191,11 @@ impl Grant {
         differs.map(|(what, _)| format!("the sink's {what} is not the one its grant signs"))
     }
 
+    /// Whether `root` is the granted store root (a trailing `/` aside).
+    pub(crate) fn names_root(&self, root: &str) -> bool {
+        self.store_root.trim_end_matches('/') == root.trim_end_matches('/')
+    }
+
     /// Whether the object at `url` lies under the granted store root.
     pub(crate) fn covers(&self, url: &str) -> bool {
         let root = if self.store_root.ends_with('/') {
@@ -203,19 +209,20 @@ impl Grant {
 
 /// The seal of one partition's report (`json`) for `export_id`.
 pub(crate) fn seal_report(key: &JobKey, export_id: &str, json: &str) -> String {
-    key.mac(REPORT, &[export_id, json])
+    mac(key, REPORT, &[export_id, json])
 }
 
 /// Whether `seal` is the seal of `json` for `export_id`.
 pub(crate) fn report_sealed(key: &JobKey, export_id: &str, json: &str, seal: &str) -> bool {
-    key.checks(seal, REPORT, &[export_id, json])
+    checks(key, seal, REPORT, &[export_id, json])
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn job() -> ShardJob {
+    /// A job of workspace `acme` into a local folder.
+    pub(in crate::cluster) fn job() -> ShardJob {
         ShardJob {
             export_id: "exp_1".into(),
             destination: r#"{"kind":"local","path":"/srv/a"}"#.into(),

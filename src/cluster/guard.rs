@@ -28,7 +28,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::{displayable, ExecutionPlan};
 use datafusion::prelude::SessionConfig;
 
-use super::grant::{Grant, JobKey, NusomiOptions};
+use super::auth::JobKey;
+use super::grant::{Grant, NusomiOptions};
 use crate::engine::WriteShardsExec;
 use crate::spec::Destination;
 use crate::store::StoreLocation;
@@ -88,13 +89,7 @@ impl PlanGuard {
 
     /// The stage's grant, or why it may not run.
     fn grant(&self, config: &SessionConfig) -> std::result::Result<Grant, String> {
-        let text = config
-            .options()
-            .extensions
-            .get::<NusomiOptions>()
-            .map(|o| o.grant.as_str())
-            .unwrap_or_default();
-        let grant = Grant::from_settings(text, &self.key)?;
+        let grant = Grant::from_settings(NusomiOptions::grant_of(config), &self.key)?;
         if let Some((ws, roots)) = &self.workspaces {
             workspace_refusal(ws, roots, &grant).map_or(Ok(()), Err)?;
         }
@@ -119,9 +114,7 @@ fn workspace_refusal(
             "the job's workspace {id:?} is not one of this cluster's"
         ));
     };
-    let same_root = roots
-        .get(id)
-        .is_some_and(|r| r.trim_end_matches('/') == g.store_root.trim_end_matches('/'));
+    let same_root = roots.get(id).is_some_and(|r| g.names_root(r));
     if !same_root {
         return Some(format!(
             "the job reads a store that is not workspace {id:?}'s"
@@ -230,20 +223,12 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     fn grant_of(root: &std::path::Path) -> Grant {
-        let job = crate::engine::ShardJob {
-            export_id: "exp".into(),
-            destination: String::new(),
-            workspace_id: None,
-            sts_from_destination: false,
-            format: "jsonl".into(),
-            shard_size_bytes: 1 << 20,
-            part_bytes: 8 << 20,
-            splits: vec![],
-            steps: false,
-            partitions: 1,
-        };
         let root = url::Url::from_directory_path(root).unwrap();
-        Grant::sign(&job, root.as_str(), &JobKey([3; 32]))
+        Grant::sign(
+            &super::super::grant::tests::job(),
+            root.as_str(),
+            &JobKey([3; 32]),
+        )
     }
 
     async fn physical(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {

@@ -32,6 +32,21 @@ pub use s3::AssumedRole;
 pub use signing::{capped_ttl, files_url, LinkError, UrlSigner};
 pub use target::{ExportTarget, CHECK_TIMEOUT};
 
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// Replaces `secret` (if any) in `text`.
 pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
     match secret {

@@ -157,7 +157,7 @@ mod tests {
             .build()
             .unwrap();
         let e = store.list_with_delimiter(None).await.unwrap_err();
-        let chain = crate::dest::s3::error_chain(&e);
+        let chain = crate::dest::error_chain(&e);
         assert!(
             chain.contains("localhost resolves to no public address"),
             "{chain}"

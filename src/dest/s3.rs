@@ -17,7 +17,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredential};
 use object_store::CredentialProvider;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::DestConfig;
+use super::{error_chain, DestConfig};
 use crate::error::{Error, Result};
 
 /// The STS session name when no export id is known.
@@ -316,21 +316,6 @@ impl CredentialProvider for AssumedRole {
         });
         Ok(credential)
     }
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

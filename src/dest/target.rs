@@ -88,7 +88,7 @@ impl ExportTarget {
                 .map(|_| ())
                 .map_err(|e| Error::Config {
                     field: "destination".into(),
-                    message: format!("cannot list {}: {}", self.url, super::s3::error_chain(&e)),
+                    message: format!("cannot list {}: {}", self.url, super::error_chain(&e)),
                 })
         };
         match tokio::time::timeout(CHECK_TIMEOUT, steps).await {
