@@ -133,6 +133,13 @@ step "Delta Lake readers (deltalake, Polars, DuckDB delta) and generic ones (pya
 tail -n 3 "$WORK/demo.log"
 "$VENV/bin/python" scripts/check_store.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$DUCKDB_DELTA"
 
+step "the same readers on a store after \`store optimize\` and a vacuum (packed frames files)"
+"$TARGET/debug/nusomi" demo --dir "$WORK/demo-packed" --sessions 30 > "$WORK/demo-packed.log"
+"$TARGET/debug/nusomi" store optimize "$WORK/demo-packed/store" | tee "$WORK/optimize.log"
+grep -Eq '^[1-9][0-9]* sessions packed into [1-9]' "$WORK/optimize.log"
+"$TARGET/debug/nusomi" store vacuum --retain-hours 0 "$WORK/demo-packed/store" | tail -n 1
+"$VENV/bin/python" scripts/check_store.py "$TARGET/debug/nusomi" "$WORK/demo-packed/store" "$WORK/demo-packed/bundles" "$DUCKDB_DELTA"
+
 step "real readers on exports of every format (pyarrow, DuckDB, Polars, datasets, webdataset)"
 "$VENV/bin/python" scripts/check_exports.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$WORK"
 

@@ -1,4 +1,4 @@
-//! `nusomi store migrate|checkpoint|vacuum ROOT`: maintenance of a store's
+//! `nusomi store migrate|checkpoint|vacuum|optimize|forget ROOT`: maintenance of a store's
 //! Delta Lake tables.
 
 use std::process::ExitCode;
@@ -19,6 +19,12 @@ pub(super) enum StoreCommand {
     /// and frames files failed seals left behind (never a file the newest
     /// version reads); list sessions files waiting for a commit.
     Vacuum(VacuumArgs),
+    /// Pack the small frames files (one per session, as sealing writes
+    /// them) into files of many sessions, per workflow and month: the
+    /// `frames` log then holds few files. Rows and exports are unchanged;
+    /// readers of older versions keep the old files until a vacuum. Safe to
+    /// run again or after an interruption.
+    Optimize(OptimizeArgs),
     /// Remove sessions from the store (retention, erasure). Exports pinned
     /// to earlier versions still read them until a vacuum deletes the files.
     Forget(ForgetArgs),
@@ -32,6 +38,17 @@ pub(super) struct ForgetArgs {
     /// Session ids.
     #[arg(required = true)]
     ids: Vec<String>,
+}
+
+/// Arguments of `nusomi store optimize`.
+#[derive(Debug, clap::Args)]
+pub(super) struct OptimizeArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Target size of a packed frames file, MiB (files of at least half
+    /// of it are left as they are).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    target_mib: u64,
 }
 
 /// A store root.
@@ -91,6 +108,16 @@ pub(super) async fn run(cmd: StoreCommand) -> Result<ExitCode> {
                 verb,
                 s.deleted.len(),
                 s.uncommitted.len()
+            );
+        }
+        StoreCommand::Optimize(a) => {
+            let store = SealedStore::open(&a.root.root).await?;
+            let s = store.optimize(a.target_mib << 20).await?;
+            println!(
+                "{} sessions packed into {} files ({} bytes) in {} workflow-months; {} frames \
+                 files removed from the log (deleted by a vacuum past the retention); {} \
+                 workflow-months changed meanwhile, left for the next run",
+                s.sessions, s.packs_written, s.bytes_written, s.groups, s.files_removed, s.skipped
             );
         }
         StoreCommand::Forget(a) => {

@@ -48,6 +48,7 @@ use url::Url;
 
 use super::layout::{FRAMES_DIR, SESSIONS_DIR};
 use super::location::StoreLocation;
+use super::pack::{decode_members, encode_members, PackFile, PackMember, TAG_SESSIONS};
 use super::schema::{frames_file_schema, sessions_schema};
 use crate::error::{Error, Result};
 
@@ -55,6 +56,8 @@ use crate::error::{Error, Result};
 pub(crate) const CHECKPOINT_INTERVAL: u64 = 20;
 /// Tag of a frames `add`: the size of the file's Parquet footer.
 const TAG_FOOTER_BYTES: &str = "nusomi.footer_bytes";
+/// Application transaction id of every commit that moves frames between files.
+const LAYOUT_APP_ID: &str = "nusomi.frames-layout";
 /// Tag of a sessions `add`: the session's frames file, relative to the root.
 const TAG_FRAMES_PATH: &str = "nusomi.frames_path";
 
@@ -159,6 +162,9 @@ pub(crate) struct LoggedFile {
     pub sealed_at_us: Option<i64>,
     /// min = max `seal` (sessions only).
     pub seal: Option<String>,
+    /// The sessions of a pack (`frames` only; `None`: the file holds the
+    /// one session its statistics name).
+    pub members: Option<Vec<PackMember>>,
 }
 
 /// The files of a table at one version.
@@ -180,6 +186,21 @@ pub(crate) fn frames_tails(
     state: &DeltaTableState,
     wanted: &HashSet<String>,
 ) -> HashMap<String, u64> {
+    frames_tags(state, wanted, TAG_FOOTER_BYTES)
+        .into_iter()
+        .filter_map(|(path, tail)| Some((path, tail.parse().ok()?)))
+        .collect()
+}
+
+/// The value of tag `key` of the `frames` files in `wanted` that have it.
+fn frames_tags(
+    state: &DeltaTableState,
+    wanted: &HashSet<String>,
+    key: &str,
+) -> HashMap<String, String> {
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
     state
         .log_data()
         .iter()
@@ -190,8 +211,8 @@ pub(crate) fn frames_tails(
             }
             #[allow(deprecated)]
             let add = view.add_action();
-            let tail = add.tags?.get(TAG_FOOTER_BYTES)?.as_ref()?.parse().ok()?;
-            Some((path, tail))
+            let value = add.tags?.get(key)?.clone()?;
+            Some((path, value))
         })
         .collect()
 }
@@ -347,26 +368,18 @@ impl Catalog {
         }
     }
 
-    /// Removes sessions from both tables (`sessions` first, so they leave
-    /// the store in one step): one log entry each. Their files stay until a
-    /// vacuum past the retention period deletes them, so exports pinned to
-    /// earlier versions still read them. Returns the new `sessions` version.
-    pub(crate) async fn remove_sessions(
-        &self,
-        sessions: &[(String, u64, String, u64)],
-    ) -> Result<u64> {
-        let rm = |table: Table, path: &str, bytes: u64| remove(within(table, path), bytes);
-        let s: Vec<Action> = sessions
+    /// Removes sessions files (path relative to the root, size) from the
+    /// `sessions` table in one log entry, so their sessions leave the store
+    /// in one step; their frames are taken out after (`forget`). The files
+    /// stay until a vacuum past the retention period deletes them, so
+    /// exports pinned to earlier versions still read them. Returns the new
+    /// `sessions` version.
+    pub(crate) async fn remove_sessions(&self, files: &[(String, u64)]) -> Result<u64> {
+        let s: Vec<Action> = files
             .iter()
-            .map(|(p, b, _, _)| rm(Table::Sessions, p, *b))
+            .map(|(p, b)| remove(within(Table::Sessions, p), *b))
             .collect();
-        let f: Vec<Action> = sessions
-            .iter()
-            .map(|(_, _, p, b)| rm(Table::Frames, p, *b))
-            .collect();
-        let version = self.commit_actions(Table::Sessions, s, "forget").await?;
-        self.commit_actions(Table::Frames, f, "forget").await?;
-        Ok(version)
+        self.commit_actions(Table::Sessions, s, "forget").await
     }
 
     /// Commits `actions` to `table`; a commit that conflicts with a
@@ -427,6 +440,30 @@ impl Catalog {
         Ok(done.version())
     }
 
+    /// Commits `actions`, a change of which files hold which sessions'
+    /// frames, to `frames`. Every such commit carries the same application
+    /// transaction id, so of two racing ones (two optimizes, an optimize
+    /// and a forget) the later fails instead of committing a second copy of
+    /// a session's frames: `Ok(None)` then, and the caller re-plans from the
+    /// newest state. Seals (plain appends) never conflict with it.
+    pub(crate) async fn commit_layout(
+        &self,
+        mut actions: Vec<Action>,
+        operation: &str,
+    ) -> Result<Option<u64>> {
+        actions.push(Action::Txn(deltalake_core::kernel::Transaction::new(
+            LAYOUT_APP_ID,
+            Utc::now().timestamp_millis(),
+        )));
+        match self.commit_once(Table::Frames, actions, operation).await {
+            Ok(v) => Ok(Some(v)),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_),
+            }) => Ok(None),
+            Err(e) => Err(catalog_error(Table::Frames)(e)),
+        }
+    }
+
     /// The newest version of `table` (0 for a table without log).
     pub(crate) async fn latest_version(&self, table: Table) -> Result<u64> {
         if !self.exists(table).await? {
@@ -463,6 +500,9 @@ impl Catalog {
         let mut files = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
         for batch in &batches {
             logged_files(table, batch, &mut files)?;
+        }
+        if table == Table::Frames {
+            with_members(&state, &mut files)?;
         }
         Ok(Some(TableFiles {
             version: state.version(),
@@ -738,9 +778,90 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
             started_at_us: started_at.value(i),
             sealed_at_us: sealed_at.map(|a| a.value(i)),
             seal: seal.map(|a| a.value(i).to_string()),
+            members: None,
         });
     }
     Ok(())
+}
+
+/// Fills in the sessions of the packs among `files` from their tags, or an
+/// [`Error::Corrupt`] naming a pack whose index is missing or malformed.
+fn with_members(state: &DeltaTableState, files: &mut [LoggedFile]) -> Result<()> {
+    let packs: HashSet<String> = files
+        .iter()
+        .filter(|f| is_pack(&f.path))
+        .map(|f| f.path.clone())
+        .collect();
+    let mut tags = frames_tags(state, &packs, TAG_SESSIONS);
+    for f in files.iter_mut().filter(|f| is_pack(&f.path)) {
+        let corrupt = |message: String| Error::Corrupt {
+            path: f.path.clone(),
+            message: format!("its add action in the frames log {message}"),
+        };
+        let tag = tags
+            .remove(&f.path)
+            .ok_or_else(|| corrupt(format!("lacks its {TAG_SESSIONS} tag")))?;
+        f.members = Some(decode_members(&tag).map_err(corrupt)?);
+    }
+    Ok(())
+}
+
+/// Whether a frames path (relative to the root) names a pack.
+pub(crate) fn is_pack(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with("pack."))
+}
+
+/// An `add` of a pack of `workflow` (statistics over its sessions, the
+/// index in its tags).
+pub(crate) fn pack_add(root: &Path, pack: &PackFile, workflow: &str, data_change: bool) -> Action {
+    let (first, last) = match (pack.members.first(), pack.members.last()) {
+        (Some(a), Some(b)) => (a.session_id.as_str(), b.session_id.as_str()),
+        _ => ("", ""),
+    };
+    let rows: i64 = pack.members.iter().map(|m| m.rows).sum();
+    let most = pack.members.iter().map(|m| m.rows).max().unwrap_or(0);
+    let min = serde_json::json!({
+        "session_id": first, "workflow": workflow,
+        "started_at": stats_timestamp(pack.started_at_us.0), "frame_idx": 0,
+    });
+    let max = serde_json::json!({
+        "session_id": last, "workflow": workflow,
+        "started_at": stats_timestamp(pack.started_at_us.1), "frame_idx": (most - 1).max(0),
+    });
+    let nulls =
+        serde_json::json!({"session_id": 0, "workflow": 0, "started_at": 0, "frame_idx": 0});
+    let stats = serde_json::json!({
+        "numRecords": rows, "minValues": min, "maxValues": max, "nullCount": nulls,
+    });
+    let tags = HashMap::from([
+        (TAG_FOOTER_BYTES.to_string(), Some(pack.footer.to_string())),
+        (
+            TAG_SESSIONS.to_string(),
+            Some(encode_members(&pack.members)),
+        ),
+    ]);
+    let mut action = add(
+        within(Table::Frames, &relative_to(root, &pack.path)),
+        pack.bytes,
+        Utc::now().timestamp_micros(),
+        stats,
+        tags,
+    );
+    if let Action::Add(a) = &mut action {
+        a.data_change = data_change;
+    }
+    action
+}
+
+/// A `remove` of a frames file (relative to the root) by maintenance.
+pub(crate) fn frames_remove(path: &str, bytes: u64, data_change: bool) -> Action {
+    let mut action = remove(within(Table::Frames, path), bytes);
+    if let Action::Remove(r) = &mut action {
+        r.data_change = data_change;
+    }
+    action
 }
 
 /// `p` relative to `root` (`sessions/…`), as logs and footers name files.

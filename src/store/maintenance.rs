@@ -3,15 +3,27 @@
 //! (`vacuum`). `nusomi store …` runs these.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::catalog::{relative_to, CommitEntry, Table};
+use super::catalog::{frames_remove, pack_add, relative_to, under, CommitEntry, Table};
 use super::layout::{child, SESSIONS_DIR};
-use super::sealed_store::SealedStore;
-use crate::error::Result;
+use super::pack::{pack_path, write_pack, PackSource};
+use super::sealed_store::{SealedStore, SessionRecord, Snapshot};
+use crate::error::{Error, Result};
+
+/// Attempts of a forget to commit its frames change against optimizes.
+const FORGET_ATTEMPTS: usize = 5;
+
+/// Deletes `paths` (packs this process wrote and did not commit).
+async fn delete_all(store: &Arc<dyn object_store::ObjectStore>, paths: &[Path]) {
+    for p in paths {
+        let _ = store.delete(p).await;
+    }
+}
 
 /// Sessions per log entry while migrating.
 const MIGRATE_BATCH: usize = 2000;
@@ -90,29 +102,103 @@ impl SealedStore {
 
     /// Removes the sessions `ids` from the store (retention, erasure): one
     /// log entry per table; later snapshots do not hold them, exports pinned
-    /// to earlier versions still do. Their files are deleted by a vacuum
-    /// once older than its retention period. Returns how many of `ids` were
-    /// in the store.
+    /// to earlier versions still do. A pack holding one of them is written
+    /// again without it (the old pack is removed like a session's own
+    /// file). Their files are deleted by a vacuum once older than its
+    /// retention period. Returns how many of `ids` were in the store.
     pub async fn forget(&self, ids: &[String]) -> Result<usize> {
         let snapshot = self.snapshot().await?;
         let root = &self.location().prefix;
-        let rel = |p: &Path| relative_to(root, p);
-        let found: Vec<(String, u64, String, u64)> = ids
-            .iter()
-            .filter_map(|id| snapshot.get(id))
-            .map(|s| {
-                (
-                    rel(&s.session_path),
-                    s.session_bytes,
-                    rel(&s.frames_path),
-                    s.frames_bytes,
-                )
-            })
-            .collect();
-        if !found.is_empty() {
-            self.catalog().remove_sessions(&found).await?;
+        let mut found: Vec<&Arc<SessionRecord>> =
+            ids.iter().filter_map(|id| snapshot.get(id)).collect();
+        found.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        found.dedup_by(|a, b| a.session_id == b.session_id);
+        if found.is_empty() {
+            return Ok(0);
         }
+        let files: Vec<(String, u64)> = found
+            .iter()
+            .map(|s| (relative_to(root, &s.session_path), s.session_bytes))
+            .collect();
+        self.catalog().remove_sessions(&files).await?;
+        let gone: HashSet<&str> = found.iter().map(|s| s.session_id.as_str()).collect();
+        self.forget_frames(&snapshot, &gone).await?;
         Ok(found.len())
+    }
+
+    /// Takes the frames of `gone` out of the `frames` table: their own
+    /// files are removed, packs holding them rewritten without them (and
+    /// without members `kept` does not hold). Re-planned on the newest log
+    /// when an optimize changed the files meanwhile.
+    async fn forget_frames(&self, kept: &Snapshot, gone: &HashSet<&str>) -> Result<()> {
+        let root = &self.location().prefix;
+        let store = &self.location().store;
+        for _ in 0..FORGET_ATTEMPTS {
+            let Some(frames) = self.catalog().files(Table::Frames, None).await? else {
+                return Ok(());
+            };
+            let mut actions = Vec::new();
+            let mut written = Vec::new();
+            for f in &frames.files {
+                let Some(members) = &f.members else {
+                    if gone.contains(f.session_id.as_str()) {
+                        actions.push(frames_remove(&f.path, f.bytes, true));
+                    }
+                    continue;
+                };
+                if !members.iter().any(|m| gone.contains(m.session_id.as_str())) {
+                    continue;
+                }
+                let path = under(root, &f.path);
+                let sources: Vec<PackSource> = members
+                    .iter()
+                    .filter(|m| !gone.contains(m.session_id.as_str()))
+                    .filter_map(|m| {
+                        let s = kept.get(&m.session_id)?;
+                        Some(PackSource {
+                            session_id: m.session_id.clone(),
+                            started_at_us: s.started_at_us,
+                            path: path.clone(),
+                            file_bytes: f.bytes,
+                            range: Some((m.start, m.end)),
+                            rows: m.rows,
+                        })
+                    })
+                    .collect();
+                actions.push(frames_remove(&f.path, f.bytes, true));
+                if let Some(first) = sources.first() {
+                    let to = pack_path(root, &f.workflow, first.started_at_us, &first.session_id);
+                    let pack = match write_pack(store, &to, &sources).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            delete_all(store, &written).await;
+                            return Err(e);
+                        }
+                    };
+                    actions.push(pack_add(root, &pack, &f.workflow, true));
+                    written.push(pack.path);
+                }
+            }
+            if actions.is_empty() {
+                return Ok(());
+            }
+            match self.catalog().commit_layout(actions, "forget").await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => delete_all(store, &written).await,
+                Err(e) => {
+                    delete_all(store, &written).await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(Error::Catalog {
+            table: "frames",
+            message: format!(
+                "the frames files changed under {FORGET_ATTEMPTS} attempts to take the \
+                 forgotten sessions out; they are out of the sessions table, run forget again \
+                 to remove their frames"
+            ),
+        })
     }
 
     /// Writes a checkpoint of both tables at their newest versions and

@@ -12,6 +12,8 @@ mod frame_image;
 mod layout;
 mod location;
 mod maintenance;
+mod optimize;
+mod pack;
 mod schema;
 mod seal;
 mod sealed_store;
@@ -30,6 +32,7 @@ pub use frame_image::{dhash, hash_distance, FrameImage, ImageFormat, KEYFRAME_HA
 pub use location::StoreLocation;
 pub(crate) use location::{local_folder, relative_key};
 pub use maintenance::{MigrateSummary, VacuumSummary, ORPHAN_GRACE_HOURS};
+pub use optimize::{OptimizeSummary, DEFAULT_PACK_BYTES};
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
 pub use seal::{SealOptions, SealOutcome, SealSummary};

@@ -36,12 +36,8 @@ use super::schema::{frames_file_schema, sessions_schema};
 use super::sealed_store::{
     SealedStore, Snapshot, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH,
 };
-use super::writer_props::{frames_writer_props, CREATED_BY};
+use super::writer_props::{frames_writer_props, CREATED_BY, ROW_GROUP_BYTES};
 use crate::error::{Error, Result};
-
-/// A frames row group is closed once it holds this many encoded bytes (or
-/// `writer_props::ROW_GROUP_FRAMES` frames).
-const ROW_GROUP_BYTES: usize = 64 << 20;
 
 /// What sealing one bundle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +232,12 @@ impl SealedStore {
                 let existing = self.read_session(&paths.session).await?;
                 if existing.seal != bundle.seal {
                     let _ = loc.store.delete(&paths.frames).await;
+                    return self.compare(&existing.seal, summary).map(Prepared::Done);
+                }
+                // Committed since `known` was read: its frames may have
+                // moved into a pack, so the claim's file must not be added
+                // again.
+                if self.snapshot_at(None).await?.get(id).is_some() {
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
                 Ok(Prepared::Pending(Box::new(Pending {

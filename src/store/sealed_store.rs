@@ -23,6 +23,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::catalog::{frames_tails, relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
+use super::pack::PackMember;
 use super::schema::sessions_schema;
 use crate::error::{Error, Result};
 use deltalake_core::table::state::DeltaTableState;
@@ -58,6 +59,9 @@ pub struct SessionRecord {
     pub frames_path: Path,
     /// Its size in bytes.
     pub frames_bytes: u64,
+    /// The session's byte range of the frames file when that is a pack of
+    /// many sessions (its row groups start inside it), else `None`.
+    pub frames_range: Option<(u64, u64)>,
     /// Bytes after its last row group (page indexes and footer; the
     /// footer alone for files sealed before the Delta catalog): filled in
     /// for scans that read no image (see `table.rs`), else `None`.
@@ -83,6 +87,14 @@ pub struct Snapshot {
     pub sessions: Vec<Arc<SessionRecord>>,
     /// The `frames` log at the snapshot's version (for per-file tags).
     pub(crate) frames_log: Option<Arc<DeltaTableState>>,
+}
+
+impl SessionRecord {
+    /// Bytes of its frames file that hold its frames.
+    pub fn frames_weight(&self) -> u64 {
+        self.frames_range
+            .map_or(self.frames_bytes, |(start, end)| end - start)
+    }
 }
 
 impl Snapshot {
@@ -232,6 +244,7 @@ impl SealedStore {
             Err(e) => return Err(e),
         };
         let now = self.snapshot_at(None).await?;
+        let mut checked: HashSet<&Path> = HashSet::new();
         for s in &then.sessions {
             let kept = now.get(&s.session_id).is_some_and(|n| {
                 n.session_path == s.session_path && n.frames_path == s.frames_path
@@ -240,6 +253,9 @@ impl SealedStore {
                 continue;
             }
             for path in [&s.session_path, &s.frames_path] {
+                if !checked.insert(path) {
+                    continue;
+                }
                 match self.location.store.head(path).await {
                     Ok(_) => {}
                     Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -283,17 +299,28 @@ impl SealedStore {
             Some(t) => (t.version, t.files, Some(t.state)),
             None => (0, Vec::new(), None),
         };
-        let frames: HashMap<&str, &LoggedFile> = frames_files
-            .iter()
-            .map(|f| (f.session_id.as_str(), f))
-            .collect();
+        // Session id → its frames file and, in a pack, its place there; a
+        // pack wins over a one-session file naming the same id.
+        let mut frames: HashMap<&str, (&LoggedFile, Option<&PackMember>)> = HashMap::new();
+        for f in &frames_files {
+            match &f.members {
+                Some(members) => {
+                    for m in members {
+                        frames.insert(m.session_id.as_str(), (f, Some(m)));
+                    }
+                }
+                None => {
+                    frames.entry(f.session_id.as_str()).or_insert((f, None));
+                }
+            }
+        }
         let root = &self.location.prefix;
         // One record per session id; if a cross-process race ever committed
         // an id twice (under two workflows), the earliest seal wins,
         // deterministically.
         let mut by_id: BTreeMap<&str, Arc<SessionRecord>> = BTreeMap::new();
         for s in &session_files {
-            let Some(f) = frames.get(s.session_id.as_str()) else {
+            let Some(&(f, member)) = frames.get(s.session_id.as_str()) else {
                 continue;
             };
             let rec = SessionRecord {
@@ -302,11 +329,12 @@ impl SealedStore {
                 started_at_us: s.started_at_us,
                 sealed_at_us: s.sealed_at_us.unwrap_or(0),
                 seal: s.seal.clone().unwrap_or_default(),
-                frame_count: f.rows,
+                frame_count: member.map_or(f.rows, |m| m.rows),
                 session_path: under(root, &s.path),
                 session_bytes: s.bytes,
                 frames_path: under(root, &f.path),
                 frames_bytes: f.bytes,
+                frames_range: member.map(|m| (m.start, m.end)),
                 frames_footer_bytes: None,
             };
             by_id

@@ -397,7 +397,7 @@ fn contiguous_groups(files: Vec<(PartitionedFile, u64)>, n: usize) -> Vec<FileGr
 fn file_groups(sessions: &[Arc<SessionRecord>], n: usize, exact_footer: bool) -> Vec<FileGroup> {
     let files = sessions
         .iter()
-        .map(|s| (partitioned_file(s, exact_footer), s.frames_bytes))
+        .map(|s| (partitioned_file(s, exact_footer), s.frames_weight()))
         .collect();
     contiguous_groups(files, n)
 }
@@ -486,8 +486,12 @@ fn session_file_statistics(s: &SessionRecord) -> Statistics {
 /// image bytes are read; scans with images keep DataFusion's larger
 /// prefetch, which saves requests.
 fn partitioned_file(s: &SessionRecord, exact_footer: bool) -> PartitionedFile {
-    let file = PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
+    let mut file = PartitionedFile::new(s.frames_path.to_string(), s.frames_bytes)
         .with_statistics(Arc::new(file_statistics(s)));
+    // In a pack, the session's row groups are those starting in its range.
+    if let Some((start, end)) = s.frames_range {
+        file = file.with_range(start as i64, end as i64);
+    }
     match s.frames_footer_bytes {
         Some(footer) if exact_footer && footer > 8 => file.with_metadata_size_hint(footer as usize),
         _ => file,
@@ -520,14 +524,14 @@ fn file_statistics(s: &SessionRecord) -> Statistics {
         .collect();
     Statistics {
         num_rows: Precision::Exact(rows),
-        total_byte_size: Precision::Inexact(s.frames_bytes as usize),
+        total_byte_size: Precision::Inexact(s.frames_weight() as usize),
         column_statistics,
     }
 }
 
 fn table_statistics(schema: &SchemaRef, sessions: &[Arc<SessionRecord>]) -> Statistics {
     let rows: usize = sessions.iter().map(|s| s.frame_count.max(0) as usize).sum();
-    let bytes: u64 = sessions.iter().map(|s| s.frames_bytes).sum();
+    let bytes: u64 = sessions.iter().map(|s| s.frames_weight()).sum();
     let mut stats = Statistics::new_unknown(schema);
     stats.num_rows = Precision::Exact(rows);
     stats.total_byte_size = Precision::Inexact(bytes as usize);

@@ -9,6 +9,10 @@ use parquet::schema::types::ColumnPath;
 /// A frames row group is closed at this many frames (or at 64 MB).
 pub(crate) const ROW_GROUP_FRAMES: usize = 256;
 
+/// A frames row group is closed once it holds this many encoded bytes (or
+/// [`ROW_GROUP_FRAMES`] frames).
+pub(super) const ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// `created_by` written into every Parquet footer (fixed so bytes are stable).
 pub(super) const CREATED_BY: &str = "nusomi-export";
 

@@ -8,6 +8,7 @@ mod dest_servers;
 mod entra;
 mod export;
 mod gcp;
+mod layout;
 mod redact;
 mod s3_store;
 mod seal;
