@@ -237,7 +237,7 @@ impl SealedStore {
                 // Committed since `known` was read: its frames may have
                 // moved into a pack, so the claim's file must not be added
                 // again.
-                if self.snapshot_at(None).await?.get(id).is_some() {
+                if self.committed_now(id).await? {
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
                 Ok(Prepared::Pending(Box::new(Pending {
@@ -254,6 +254,20 @@ impl SealedStore {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the newest `sessions` version holds `id` (no log yet: no;
+    /// the claims of racing sealers must not read as a store of the layout
+    /// before Delta Lake).
+    async fn committed_now(&self, id: &str) -> Result<bool> {
+        if !self
+            .catalog()
+            .exists(super::catalog::Table::Sessions)
+            .await?
+        {
+            return Ok(false);
+        }
+        Ok(self.snapshot_at(None).await?.get(id).is_some())
     }
 
     /// Commits `batch` as one log entry per table; on failure removes what
