@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::error::Result;
-use crate::store::SealedStore;
+use crate::store::{SealedStore, DEFAULT_PACK_BYTES};
 
 /// Store maintenance.
 #[derive(Debug, clap::Subcommand)]
@@ -47,7 +47,7 @@ pub(super) struct OptimizeArgs {
     root: RootArg,
     /// Target size of a packed frames file, MiB (files of at least half
     /// of it are left as they are).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    #[arg(long, default_value_t = DEFAULT_PACK_BYTES >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     target_mib: u64,
 }
 

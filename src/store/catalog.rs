@@ -354,7 +354,7 @@ impl Catalog {
             Err(error) => {
                 let undo: Vec<Action> = entries
                     .iter()
-                    .map(|e| remove(within(Table::Frames, &e.frames_path), e.frames_bytes))
+                    .map(|e| remove(within(Table::Frames, &e.frames_path), e.frames_bytes, true))
                     .collect();
                 let undone = self
                     .commit_actions(Table::Frames, undo, "seal rolled back")
@@ -377,7 +377,7 @@ impl Catalog {
     pub(crate) async fn remove_sessions(&self, files: &[(String, u64)]) -> Result<u64> {
         let s: Vec<Action> = files
             .iter()
-            .map(|(p, b)| remove(within(Table::Sessions, p), *b))
+            .map(|(p, b)| remove(within(Table::Sessions, p), *b, true))
             .collect();
         self.commit_actions(Table::Sessions, s, "forget").await
     }
@@ -606,20 +606,22 @@ fn stats_timestamp(us: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// An `add` with exact one-session statistics.
+/// An `add` with exact statistics (`data_change`: false for a file that
+/// holds rows already in the table, as a pack does).
 fn add(
     path: &str,
     bytes: u64,
     written_at_us: i64,
     stats: serde_json::Value,
     tags: HashMap<String, Option<String>>,
+    data_change: bool,
 ) -> Action {
     Action::Add(Add {
         path: path.to_string(),
         partition_values: HashMap::new(),
         size: bytes as i64,
         modification_time: written_at_us.div_euclid(1000),
-        data_change: true,
+        data_change,
         stats: Some(stats.to_string()),
         tags: Some(tags),
         deletion_vector: None,
@@ -629,11 +631,12 @@ fn add(
     })
 }
 
-/// A `remove` of a file this crate added.
-fn remove(path: &str, bytes: u64) -> Action {
+/// A `remove` of a file this crate added (`data_change`: false when its
+/// rows stay in the table in another file).
+fn remove(path: &str, bytes: u64, data_change: bool) -> Action {
     Action::Remove(deltalake_core::kernel::Remove {
         path: path.to_string(),
-        data_change: true,
+        data_change,
         deletion_timestamp: Some(Utc::now().timestamp_millis()),
         extended_file_metadata: Some(true),
         partition_values: Some(HashMap::new()),
@@ -673,6 +676,7 @@ fn sessions_add(e: &CommitEntry) -> Action {
         e.sealed_at_us,
         stats,
         tags,
+        true,
     )
 }
 
@@ -701,6 +705,7 @@ fn frames_add(e: &CommitEntry) -> Action {
         e.sealed_at_us,
         stats,
         tags,
+        true,
     )
 }
 
@@ -842,26 +847,19 @@ pub(crate) fn pack_add(root: &Path, pack: &PackFile, workflow: &str, data_change
             Some(encode_members(&pack.members)),
         ),
     ]);
-    let mut action = add(
+    add(
         within(Table::Frames, &relative_to(root, &pack.path)),
         pack.bytes,
         Utc::now().timestamp_micros(),
         stats,
         tags,
-    );
-    if let Action::Add(a) = &mut action {
-        a.data_change = data_change;
-    }
-    action
+        data_change,
+    )
 }
 
 /// A `remove` of a frames file (relative to the root) by maintenance.
 pub(crate) fn frames_remove(path: &str, bytes: u64, data_change: bool) -> Action {
-    let mut action = remove(within(Table::Frames, path), bytes);
-    if let Action::Remove(r) = &mut action {
-        r.data_change = data_change;
-    }
-    action
+    remove(within(Table::Frames, path), bytes, data_change)
 }
 
 /// `p` relative to `root` (`sessions/…`), as logs and footers name files.

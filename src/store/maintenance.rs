@@ -11,19 +11,12 @@ use object_store::ObjectStoreExt;
 
 use super::catalog::{frames_remove, pack_add, relative_to, under, CommitEntry, Table};
 use super::layout::{child, SESSIONS_DIR};
-use super::pack::{pack_path, write_pack, PackSource};
+use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::sealed_store::{SealedStore, SessionRecord, Snapshot};
 use crate::error::{Error, Result};
 
 /// Attempts of a forget to commit its frames change against optimizes.
 const FORGET_ATTEMPTS: usize = 5;
-
-/// Deletes `paths` (packs this process wrote and did not commit).
-async fn delete_all(store: &Arc<dyn object_store::ObjectStore>, paths: &[Path]) {
-    for p in paths {
-        let _ = store.delete(p).await;
-    }
-}
 
 /// Sessions per log entry while migrating.
 const MIGRATE_BATCH: usize = 2000;
@@ -167,11 +160,11 @@ impl SealedStore {
                     .collect();
                 actions.push(frames_remove(&f.path, f.bytes, true));
                 if let Some(first) = sources.first() {
-                    let to = pack_path(root, &f.workflow, first.started_at_us, &first.session_id);
+                    let to = pack_path(root, &f.workflow, first.started_at_us);
                     let pack = match write_pack(store, &to, &sources).await {
                         Ok(p) => p,
                         Err(e) => {
-                            delete_all(store, &written).await;
+                            delete_packs(store, &written).await;
                             return Err(e);
                         }
                     };
@@ -184,9 +177,9 @@ impl SealedStore {
             }
             match self.catalog().commit_layout(actions, "forget").await {
                 Ok(Some(_)) => return Ok(()),
-                Ok(None) => delete_all(store, &written).await,
+                Ok(None) => delete_packs(store, &written).await,
                 Err(e) => {
-                    delete_all(store, &written).await;
+                    delete_packs(store, &written).await;
                     return Err(e);
                 }
             }

@@ -17,11 +17,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
-
 use super::catalog::{frames_remove, pack_add, relative_to};
 use super::layout::month_of;
-use super::pack::{pack_path, write_pack, PackSource};
+use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::sealed_store::{SealedStore, SessionRecord};
 use crate::error::Result;
 
@@ -70,40 +68,27 @@ impl SealedStore {
             }
             // A pack is rewritten whole: every session it holds moves
             // (sessions of the group are sorted by id already).
-            let sources: Vec<PackSource> = sessions
-                .iter()
-                .map(|s| PackSource {
-                    session_id: s.session_id.clone(),
-                    started_at_us: s.started_at_us,
-                    path: s.frames_path.clone(),
-                    file_bytes: s.frames_bytes,
-                    range: s.frames_range,
-                    rows: s.frame_count,
-                })
-                .collect();
-            let mut packs = Vec::new();
-            let mut batch: Vec<PackSource> = Vec::new();
-            let mut in_batch = 0u64;
-            for src in sources {
-                if !batch.is_empty() && in_batch + src.weight() > target {
-                    packs.push(std::mem::take(&mut batch));
-                    in_batch = 0;
+            let mut packs: Vec<Vec<PackSource>> = vec![Vec::new()];
+            let mut in_pack = 0u64;
+            for s in &sessions {
+                if in_pack > 0 && in_pack + s.frames_weight() > target {
+                    packs.push(Vec::new());
+                    in_pack = 0;
                 }
-                in_batch += src.weight();
-                batch.push(src);
+                in_pack += s.frames_weight();
+                packs
+                    .last_mut()
+                    .expect("one pack at least")
+                    .push(PackSource::from(&**s));
             }
-            packs.push(batch);
             let store = &self.location().store;
             let mut written = Vec::with_capacity(packs.len());
             for members in &packs {
-                let first = &members[0];
-                let path = pack_path(&root, &workflow, first.started_at_us, &first.session_id);
+                let path = pack_path(&root, &workflow, members[0].started_at_us);
                 match write_pack(store, &path, members).await {
                     Ok(p) => written.push(p),
                     Err(e) => {
-                        for p in &written {
-                            let _ = store.delete(&p.path).await;
-                        }
+                        delete_packs(store, written.iter().map(|p| &p.path)).await;
                         return Err(e);
                     }
                 }
@@ -128,9 +113,7 @@ impl SealedStore {
                     summary.bytes_written += written.iter().map(|p| p.bytes).sum::<u64>();
                 }
                 other => {
-                    for p in &written {
-                        let _ = store.delete(&p.path).await;
-                    }
+                    delete_packs(store, written.iter().map(|p| &p.path)).await;
                     other?;
                     summary.skipped += 1;
                 }

@@ -23,10 +23,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::arrow::{AsyncArrowWriter, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::RowGroupMetaData;
-use sha2::{Digest, Sha256};
 
 use super::layout::{child, month_of, FRAMES_DIR};
 use super::schema::frames_file_schema;
+use super::sealed_store::SessionRecord;
 use super::writer_props::{frames_writer_props, ROW_GROUP_BYTES};
 use crate::error::{Error, Result};
 
@@ -105,10 +105,17 @@ pub(crate) struct PackSource {
     pub rows: i64,
 }
 
-impl PackSource {
-    /// Bytes of the source its frames take.
-    pub(crate) fn weight(&self) -> u64 {
-        self.range.map_or(self.file_bytes, |(s, e)| e - s)
+impl From<&SessionRecord> for PackSource {
+    /// Where a committed session's frames are.
+    fn from(s: &SessionRecord) -> Self {
+        PackSource {
+            session_id: s.session_id.clone(),
+            started_at_us: s.started_at_us,
+            path: s.frames_path.clone(),
+            file_bytes: s.frames_bytes,
+            range: s.frames_range,
+            rows: s.frame_count,
+        }
     }
 }
 
@@ -128,13 +135,11 @@ pub(crate) struct PackFile {
 }
 
 /// A fresh pack path for sessions of `workflow` starting in the month of
-/// `started_at_us`: `frames/<workflow>/<yyyy-mm>/pack.<hex16>.parquet`
-/// (no session file has a `.` in its stem, so the names never meet).
-pub(crate) fn pack_path(root: &Path, workflow: &str, started_at_us: i64, first: &str) -> Path {
-    let mut h = Sha256::new();
-    h.update(first.as_bytes());
-    h.update(rand::random::<[u8; 16]>());
-    let hex = hex::encode(&h.finalize()[..8]);
+/// `started_at_us`: `frames/<workflow>/<yyyy-mm>/pack.<hex16>.parquet`, the
+/// hex random (no session file has a `.` in its stem, so the names never
+/// meet).
+pub(crate) fn pack_path(root: &Path, workflow: &str, started_at_us: i64) -> Path {
+    let hex = hex::encode(rand::random::<[u8; 8]>());
     child(
         root,
         &[
@@ -144,6 +149,16 @@ pub(crate) fn pack_path(root: &Path, workflow: &str, started_at_us: i64, first: 
             &format!("pack.{hex}.parquet"),
         ],
     )
+}
+
+/// Deletes packs this process wrote and did not commit.
+pub(crate) async fn delete_packs(
+    store: &Arc<dyn ObjectStore>,
+    paths: impl IntoIterator<Item = &Path>,
+) {
+    for p in paths {
+        let _ = store.delete(p).await;
+    }
 }
 
 /// The row groups of `groups` whose first page starts in `range` (the rule

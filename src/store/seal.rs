@@ -29,7 +29,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::bundle::{Bundle, BundleLimits};
-use super::catalog::{relative_to, under, CommitEntry};
+use super::catalog::{relative_to, under, CommitEntry, Table};
 use super::frame_batch::{session_row, FrameBatches};
 use super::layout::SessionPaths;
 use super::schema::{frames_file_schema, sessions_schema};
@@ -260,11 +260,7 @@ impl SealedStore {
     /// the claims of racing sealers must not read as a store of the layout
     /// before Delta Lake).
     async fn committed_now(&self, id: &str) -> Result<bool> {
-        if !self
-            .catalog()
-            .exists(super::catalog::Table::Sessions)
-            .await?
-        {
+        if !self.catalog().exists(Table::Sessions).await? {
             return Ok(false);
         }
         Ok(self.snapshot_at(None).await?.get(id).is_some())
