@@ -2,18 +2,20 @@
 //! tables (`ROOT/sessions/_delta_log`, `ROOT/frames/_delta_log`), read and
 //! committed through `deltalake-core`.
 //!
-//! A table's data files are the files `layout.rs` names (one one-row
-//! sessions file and one frames file per session); what makes them part of
-//! the table is an `add` action in a log entry. Each `add` carries exact
-//! statistics written by us — `numRecords`, and min = max of `session_id`,
-//! `workflow`, `started_at` (and `sealed_at`, `seal`, `frame_count` for
-//! sessions; `frame_idx`'s range for frames) at microsecond precision — so a
-//! query plans from the log alone: it never lists `sessions/` or `frames/`
-//! and opens no data file it does not read rows from.
+//! A table's data files are the files `layout.rs` names (sessions files of
+//! many sessions, frames files of one session or packs of many); what
+//! makes them part of the table is an `add` action in a log entry. Each
+//! `add` carries exact statistics written by us — `numRecords`, and min /
+//! max of `session_id`, `workflow`, `started_at` (and `sealed_at`, `seal`,
+//! `frame_count` for sessions; `frame_idx`'s range for frames) at
+//! microsecond precision — and, for a file of many sessions, its index as a
+//! tag (`sessions_pack.rs`, `pack.rs`), so a query plans from the log
+//! alone: it never lists `sessions/` or `frames/` and opens no data file it
+//! does not read rows from.
 //!
 //! Commit protocol, per batch of sealed sessions: (1) one log entry adding
-//! their frames files to `frames`, then (2) one adding their sessions files
-//! to `sessions`. Each entry is a conditional put of the next version
+//! their frames files to `frames`, then (2) one adding the batch's sessions
+//! files to `sessions`. Each entry is a conditional put of the next version
 //! (`deltalake-core`'s default log store: `PutMode::Create`); a writer that
 //! loses the race re-reads and retries at the next version (blind appends
 //! never conflict). Visibility is (2): a session is in the store when its
@@ -50,15 +52,18 @@ use super::layout::{FRAMES_DIR, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::pack::{decode_members, encode_members, PackFile, PackMember, TAG_SESSIONS};
 use super::schema::{frames_file_schema, sessions_schema};
+use super::sessions_pack::{
+    decode_members as decode_session_members, encode_members as encode_session_members,
+    SessionMember, SessionsFile,
+};
 use crate::error::{Error, Result};
 
 /// Versions between checkpoints (Delta's `delta.checkpointInterval`).
 pub(crate) const CHECKPOINT_INTERVAL: u64 = 20;
 /// Tag of a frames `add`: the size of the file's Parquet footer.
 const TAG_FOOTER_BYTES: &str = "nusomi.footer_bytes";
-/// Application transaction id of every commit that moves frames between files.
-const LAYOUT_APP_ID: &str = "nusomi.frames-layout";
-/// Tag of a sessions `add`: the session's frames file, relative to the root.
+/// Tag of a one-row sessions `add` (stores sealed before claims had their
+/// own objects): the session's frames file, relative to the root.
 const TAG_FRAMES_PATH: &str = "nusomi.frames_path";
 
 /// Which of the two tables.
@@ -76,6 +81,15 @@ impl Table {
         match self {
             Table::Sessions => SESSIONS_DIR,
             Table::Frames => FRAMES_DIR,
+        }
+    }
+
+    /// Application transaction id of every commit that moves rows of this
+    /// table between files (see [`Catalog::commit_layout`]).
+    fn layout_app_id(self) -> &'static str {
+        match self {
+            Table::Sessions => "nusomi.sessions-layout",
+            Table::Frames => "nusomi.frames-layout",
         }
     }
 
@@ -162,9 +176,12 @@ pub(crate) struct LoggedFile {
     pub sealed_at_us: Option<i64>,
     /// min = max `seal` (sessions only).
     pub seal: Option<String>,
-    /// The sessions of a pack (`frames` only; `None`: the file holds the
-    /// one session its statistics name).
+    /// The sessions of a frames pack (`None`: the file holds the one
+    /// session its statistics name).
     pub members: Option<Vec<PackMember>>,
+    /// The rows of a sessions file of many sessions, in row order (`None`:
+    /// a one-row file, the session its statistics name).
+    pub session_rows: Option<Vec<SessionMember>>,
 }
 
 /// The files of a table at one version.
@@ -186,15 +203,16 @@ pub(crate) fn frames_tails(
     state: &DeltaTableState,
     wanted: &HashSet<String>,
 ) -> HashMap<String, u64> {
-    frames_tags(state, wanted, TAG_FOOTER_BYTES)
+    tags(state, Table::Frames, wanted, TAG_FOOTER_BYTES)
         .into_iter()
         .filter_map(|(path, tail)| Some((path, tail.parse().ok()?)))
         .collect()
 }
 
-/// The value of tag `key` of the `frames` files in `wanted` that have it.
-fn frames_tags(
+/// The value of tag `key` of the files of `table` in `wanted` that have it.
+fn tags(
     state: &DeltaTableState,
+    table: Table,
     wanted: &HashSet<String>,
     key: &str,
 ) -> HashMap<String, String> {
@@ -205,7 +223,7 @@ fn frames_tags(
         .log_data()
         .iter()
         .filter_map(|view| {
-            let path = format!("{}/{}", FRAMES_DIR, view.path());
+            let path = format!("{}/{}", table.dir(), view.path());
             if !wanted.contains(&path) {
                 return None;
             }
@@ -322,14 +340,16 @@ impl Catalog {
         Ok(())
     }
 
-    /// Commits `entries`: one log entry on `frames`, then one on `sessions`.
-    /// Returns the new `sessions` version. If the `sessions` entry fails
+    /// Commits `entries`: one log entry on `frames` adding their frames
+    /// files, then one on `sessions` of `sessions` (the adds of the sessions
+    /// files holding their rows). Returns the new `sessions` version. If the `sessions` entry fails
     /// after the `frames` one succeeded, a second `frames` entry removes the
     /// files again ([`CommitError::framesCommitted`] says whether that
     /// compensation failed, in which case the files must stay).
     pub(crate) async fn commit(
         &self,
         entries: &[CommitEntry],
+        sessions: Vec<Action>,
         operation: &str,
     ) -> std::result::Result<u64, CommitError> {
         if entries.is_empty() {
@@ -345,7 +365,6 @@ impl Catalog {
         self.commit_actions(Table::Frames, frames, operation)
             .await
             .map_err(CommitError::nothing_committed)?;
-        let sessions: Vec<Action> = entries.iter().map(sessions_add).collect();
         match self
             .commit_actions(Table::Sessions, sessions, operation)
             .await
@@ -366,20 +385,6 @@ impl Catalog {
                 })
             }
         }
-    }
-
-    /// Removes sessions files (path relative to the root, size) from the
-    /// `sessions` table in one log entry, so their sessions leave the store
-    /// in one step; their frames are taken out after (`forget`). The files
-    /// stay until a vacuum past the retention period deletes them, so
-    /// exports pinned to earlier versions still read them. Returns the new
-    /// `sessions` version.
-    pub(crate) async fn remove_sessions(&self, files: &[(String, u64)]) -> Result<u64> {
-        let s: Vec<Action> = files
-            .iter()
-            .map(|(p, b)| remove(within(Table::Sessions, p), *b, true))
-            .collect();
-        self.commit_actions(Table::Sessions, s, "forget").await
     }
 
     /// Commits `actions` to `table`; a commit that conflicts with a
@@ -440,27 +445,28 @@ impl Catalog {
         Ok(done.version())
     }
 
-    /// Commits `actions`, a change of which files hold which sessions'
-    /// frames, to `frames`. Every such commit carries the same application
-    /// transaction id, so of two racing ones (two optimizes, an optimize
-    /// and a forget) the later fails instead of committing a second copy of
-    /// a session's frames: `Ok(None)` then, and the caller re-plans from the
-    /// newest state. Seals (plain appends) never conflict with it.
+    /// Commits `actions`, a change of which files of `table` hold which
+    /// sessions' rows. Every such commit on a table carries the same
+    /// application transaction id, so of two racing ones (two optimizes, an
+    /// optimize and a forget) the later fails instead of committing a second
+    /// copy of a session's rows: `Ok(None)` then, and the caller re-plans
+    /// from the newest state. Seals (plain appends) never conflict with it.
     pub(crate) async fn commit_layout(
         &self,
+        table: Table,
         mut actions: Vec<Action>,
         operation: &str,
     ) -> Result<Option<u64>> {
         actions.push(Action::Txn(deltalake_core::kernel::Transaction::new(
-            LAYOUT_APP_ID,
+            table.layout_app_id(),
             Utc::now().timestamp_millis(),
         )));
-        match self.commit_once(Table::Frames, actions, operation).await {
+        match self.commit_once(table, actions, operation).await {
             Ok(v) => Ok(Some(v)),
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(_),
             }) => Ok(None),
-            Err(e) => Err(catalog_error(Table::Frames)(e)),
+            Err(e) => Err(catalog_error(table)(e)),
         }
     }
 
@@ -501,9 +507,7 @@ impl Catalog {
         for batch in &batches {
             logged_files(table, batch, &mut files)?;
         }
-        if table == Table::Frames {
-            with_members(&state, &mut files)?;
-        }
+        with_members(&state, table, &mut files)?;
         Ok(Some(TableFiles {
             version: state.version(),
             files,
@@ -654,7 +658,9 @@ fn within(table: Table, path: &str) -> &str {
         .unwrap_or(path)
 }
 
-fn sessions_add(e: &CommitEntry) -> Action {
+/// The `add` of a one-row sessions file (`migrate` of a store sealed before
+/// claims had their own objects).
+pub(crate) fn one_row_sessions_add(e: &CommitEntry) -> Action {
     let values = serde_json::json!({
         "session_id": e.session_id,
         "workflow": e.workflow,
@@ -784,34 +790,49 @@ fn logged_files(table: Table, batch: &RecordBatch, out: &mut Vec<LoggedFile>) ->
             sealed_at_us: sealed_at.map(|a| a.value(i)),
             seal: seal.map(|a| a.value(i).to_string()),
             members: None,
+            session_rows: None,
         });
     }
     Ok(())
 }
 
-/// Fills in the sessions of the packs among `files` from their tags, or an
-/// [`Error::Corrupt`] naming a pack whose index is missing or malformed.
-fn with_members(state: &DeltaTableState, files: &mut [LoggedFile]) -> Result<()> {
+/// Fills in the sessions of the packs among `files` (of `table`) from
+/// their tags, or an [`Error::Corrupt`] naming a pack whose index is
+/// missing or malformed.
+fn with_members(state: &DeltaTableState, table: Table, files: &mut [LoggedFile]) -> Result<()> {
     let packs: HashSet<String> = files
         .iter()
         .filter(|f| is_pack(&f.path))
         .map(|f| f.path.clone())
         .collect();
-    let mut tags = frames_tags(state, &packs, TAG_SESSIONS);
+    let mut tags = tags(state, table, &packs, TAG_SESSIONS);
     for f in files.iter_mut().filter(|f| is_pack(&f.path)) {
         let corrupt = |message: String| Error::Corrupt {
             path: f.path.clone(),
-            message: format!("its add action in the frames log {message}"),
+            message: format!("its add action in the {} log {message}", table.dir()),
         };
         let tag = tags
             .remove(&f.path)
             .ok_or_else(|| corrupt(format!("lacks its {TAG_SESSIONS} tag")))?;
-        f.members = Some(decode_members(&tag).map_err(corrupt)?);
+        match table {
+            Table::Frames => f.members = Some(decode_members(&tag).map_err(corrupt)?),
+            Table::Sessions => {
+                let rows = decode_session_members(&tag).map_err(corrupt)?;
+                if rows.len() as i64 != f.rows {
+                    return Err(corrupt(format!(
+                        "indexes {} rows, its numRecords is {}",
+                        rows.len(),
+                        f.rows
+                    )));
+                }
+                f.session_rows = Some(rows);
+            }
+        }
     }
     Ok(())
 }
 
-/// Whether a frames path (relative to the root) names a pack.
+/// Whether a path (relative to the root) names a file of many sessions.
 pub(crate) fn is_pack(path: &str) -> bool {
     path.rsplit('/')
         .next()
@@ -855,6 +876,58 @@ pub(crate) fn pack_add(root: &Path, pack: &PackFile, workflow: &str, data_change
         tags,
         data_change,
     )
+}
+
+/// The `add` of a sessions file of many sessions (statistics over its rows,
+/// the index in its tags).
+pub(crate) fn sessions_file_add(root: &Path, file: &SessionsFile, data_change: bool) -> Action {
+    let m = &file.members;
+    let (first, last) = match (m.first(), m.last()) {
+        (Some(a), Some(b)) => (a.session_id.as_str(), b.session_id.as_str()),
+        _ => ("", ""),
+    };
+    let span = |f: fn(&SessionMember) -> i64| {
+        let min = m.iter().map(f).min().unwrap_or(0);
+        let max = m.iter().map(f).max().unwrap_or(0);
+        (min, max)
+    };
+    let (started, sealed, frames) = (
+        span(|x| x.started_at_us),
+        span(|x| x.sealed_at_us),
+        span(|x| x.frame_count),
+    );
+    let seal_min = m.iter().map(|x| x.seal.as_str()).min().unwrap_or("");
+    let seal_max = m.iter().map(|x| x.seal.as_str()).max().unwrap_or("");
+    let min = serde_json::json!({
+        "session_id": first, "workflow": file.workflow,
+        "started_at": stats_timestamp(started.0), "sealed_at": stats_timestamp(sealed.0),
+        "seal": seal_min, "frame_count": frames.0,
+    });
+    let max = serde_json::json!({
+        "session_id": last, "workflow": file.workflow,
+        "started_at": stats_timestamp(started.1), "sealed_at": stats_timestamp(sealed.1),
+        "seal": seal_max, "frame_count": frames.1,
+    });
+    let nulls = serde_json::json!({
+        "session_id": 0, "workflow": 0, "started_at": 0, "sealed_at": 0, "seal": 0, "frame_count": 0,
+    });
+    let stats = serde_json::json!({
+        "numRecords": m.len(), "minValues": min, "maxValues": max, "nullCount": nulls,
+    });
+    let tags = HashMap::from([(TAG_SESSIONS.to_string(), Some(encode_session_members(m)))]);
+    add(
+        within(Table::Sessions, &relative_to(root, &file.path)),
+        file.bytes,
+        Utc::now().timestamp_micros(),
+        stats,
+        tags,
+        data_change,
+    )
+}
+
+/// A `remove` of a sessions file (relative to the root).
+pub(crate) fn sessions_remove(path: &str, bytes: u64, data_change: bool) -> Action {
+    remove(within(Table::Sessions, path), bytes, data_change)
 }
 
 /// A `remove` of a frames file (relative to the root) by maintenance.

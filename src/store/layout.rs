@@ -1,10 +1,17 @@
-//! Where things live inside a store root. One session is two Parquet files:
+//! Where things live inside a store root:
 //!
 //! ```text
-//! ROOT/sessions/<workflow>/<yyyy-mm>/<session_id>.parquet         (1 row, the commit)
-//! ROOT/frames/<workflow>/<yyyy-mm>/<session_id>-<seal16>.parquet  (its frames)
+//! ROOT/claims/<hh>/<session_id>.parquet                           (the claim: 1 row)
+//! ROOT/sessions/<workflow>/<yyyy-mm>/pack.<hex16>.parquet         (sessions rows)
+//! ROOT/frames/<workflow>/<yyyy-mm>/<session_id>-<seal16>.parquet  (a session's frames)
+//! ROOT/frames/<workflow>/<yyyy-mm>/pack.<hex16>.parquet           (many sessions' frames)
 //! ```
 //!
+//! `<hh>` is the first byte of the SHA-256 of the id in hex (256 folders,
+//! so no folder grows past a few ten thousand claims per million
+//! sessions). Stores sealed before claims had their own objects hold one
+//! one-row `sessions/<workflow>/<yyyy-mm>/<session_id>.parquet` per
+//! session, both claim and row, until `optimize` packs them.
 //! `<yyyy-mm>` is the UTC month of `started_at`. Grouping by workflow, then
 //! month, lets a listing for one workflow skip the others' files; the seal
 //! prefix in the frames file name keeps a refused or racing bundle from ever
@@ -18,6 +25,15 @@ use object_store::path::Path;
 pub(super) const SESSIONS_DIR: &str = "sessions";
 /// Folder of the `frames` table.
 pub(super) const FRAMES_DIR: &str = "frames";
+/// Folder of the claims.
+pub(super) const CLAIMS_DIR: &str = "claims";
+
+/// The claim on `session_id`: `claims/<hh>/<session_id>.parquet`.
+pub(crate) fn claim_path(root: &Path, session_id: &str) -> Path {
+    use sha2::{Digest, Sha256};
+    let hh = hex::encode(&Sha256::digest(session_id.as_bytes())[..1]);
+    child(root, &[CLAIMS_DIR, &hh, &format!("{session_id}.parquet")])
+}
 
 /// `yyyy-mm` of a microsecond UTC timestamp.
 pub(super) fn month_of(us: i64) -> String {
@@ -29,8 +45,11 @@ pub(super) fn month_of(us: i64) -> String {
 /// Object paths of one session inside a store rooted at `root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SessionPaths {
-    /// The one-row sessions file; its existence is the commit.
-    pub session: Path,
+    /// The claim on the id.
+    pub claim: Path,
+    /// Where a store sealed before claims had their own objects holds the
+    /// session's one-row sessions file (its claim then).
+    pub legacy_session: Path,
     /// The frames file.
     pub frames: Path,
 }
@@ -47,7 +66,8 @@ impl SessionPaths {
         let month = month_of(started_at_us);
         let seal16 = &seal[..seal.len().min(16)];
         SessionPaths {
-            session: child(
+            claim: claim_path(root, session_id),
+            legacy_session: child(
                 root,
                 &[
                     SESSIONS_DIR,
@@ -88,9 +108,12 @@ mod tests {
             "abcdef0123456789ff",
         );
         assert_eq!(
-            p.session.as_ref(),
+            p.legacy_session.as_ref(),
             "root/sessions/inv/2026-05/ses_1.parquet"
         );
+        let hh = &p.claim.as_ref()["root/claims/".len()..][..2];
+        assert!(hh.chars().all(|c| c.is_ascii_hexdigit()), "{}", p.claim);
+        assert!(p.claim.as_ref().ends_with("/ses_1.parquet"));
         assert_eq!(
             p.frames.as_ref(),
             "root/frames/inv/2026-05/ses_1-abcdef0123456789.parquet"

@@ -1,18 +1,25 @@
 //! Store maintenance: converting a store of the layout before Delta Lake
-//! (`migrate`), writing checkpoints and deleting unreferenced files
+//! and committing what interrupted seals left (`migrate`), removing
+//! sessions (`forget`), writing checkpoints and deleting unreferenced files
 //! (`vacuum`). `nusomi store …` runs these.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 
+use arrow::array::{AsArray, BooleanArray};
+use arrow::compute::filter_record_batch;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::catalog::{frames_remove, pack_add, relative_to, under, CommitEntry, Table};
-use super::layout::{child, SESSIONS_DIR};
+use super::catalog::{
+    frames_remove, is_pack, one_row_sessions_add, pack_add, relative_to, sessions_file_add,
+    sessions_remove, under, CommitEntry, Table,
+};
+use super::layout::{child, claim_path, CLAIMS_DIR, SESSIONS_DIR};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
-use super::sealed_store::{SealedStore, SessionRecord, Snapshot};
+use super::seal::{Pending, SealSummary, STALE_CLAIM};
+use super::sealed_store::{SealedStore, Snapshot};
+use super::sessions_pack::{read_sessions_file, sessions_pack_path, write_sessions_file};
 use crate::error::{Error, Result};
 
 /// Attempts of a forget to commit its frames change against optimizes.
@@ -33,14 +40,29 @@ pub struct MigrateSummary {
     pub committed: usize,
     /// Log entries this run wrote per table.
     pub commits: usize,
+    /// Claims of interrupted seals committed by this run.
+    pub claims_committed: usize,
+    /// Uncommitted claims younger than [`STALE_CLAIM`], left to the seal
+    /// that may be committing them.
+    pub claims_in_flight: usize,
+}
+
+/// The session id a claim path names.
+fn claimed_id(path: &Path) -> Option<String> {
+    path.filename()?
+        .strip_suffix(".parquet")
+        .map(str::to_string)
 }
 
 impl SealedStore {
     /// Converts a store sealed before the Delta Lake catalog in place: every
-    /// sessions file under `sessions/` (and the frames file its footer
-    /// names) is added to the `sessions` and `frames` Delta logs, in batches
-    /// of 2,000 per log entry. Nothing is moved or deleted; a second run
-    /// (or one after an interruption) adds only what is missing.
+    /// one-row sessions file under `sessions/` (and the frames file its
+    /// footer names) is added to the `sessions` and `frames` Delta logs, in
+    /// batches of 2,000 per log entry. Then commits the claims under
+    /// `claims/` that interrupted seals left uncommitted and that are older
+    /// than [`STALE_CLAIM`] (younger ones may be a seal's commit in flight).
+    /// Nothing is moved or deleted; a second run (or one after an
+    /// interruption) adds only what is missing.
     pub async fn migrate(&self) -> Result<MigrateSummary> {
         let loc = self.location();
         let dir = child(&loc.prefix, &[SESSIONS_DIR]);
@@ -51,7 +73,8 @@ impl SealedStore {
             .try_filter(|m| {
                 futures::future::ready(
                     m.location.as_ref().ends_with(".parquet")
-                        && !m.location.prefix_matches(&log_dir),
+                        && !m.location.prefix_matches(&log_dir)
+                        && !is_pack(m.location.as_ref()),
                 )
             })
             .map_ok(|m| (m.location, m.size))
@@ -79,44 +102,197 @@ impl SealedStore {
             .collect();
         for chunk in todo.chunks(MIGRATE_BATCH) {
             let entries: Vec<CommitEntry> = futures::stream::iter(chunk.iter().cloned())
-                .map(|(path, _)| async move { self.read_session(&path).await })
+                .map(|(path, _)| async move { Ok::<_, Error>(self.read_claim(&path).await?.0) })
                 .buffered(32)
                 .try_collect()
                 .await?;
+            let adds = entries.iter().map(one_row_sessions_add).collect();
             self.catalog()
-                .commit(&entries, "migrate")
+                .commit(&entries, adds, "migrate")
                 .await
                 .map_err(|e| e.error)?;
             summary.committed += entries.len();
             summary.commits += 1;
         }
+        self.commit_stale_claims(&mut summary).await?;
         Ok(summary)
     }
 
-    /// Removes the sessions `ids` from the store (retention, erasure): one
-    /// log entry per table; later snapshots do not hold them, exports pinned
-    /// to earlier versions still do. A pack holding one of them is written
-    /// again without it (the old pack is removed like a session's own
-    /// file). Their files are deleted by a vacuum once older than its
+    /// Commits the stale claims no snapshot holds (see [`SealedStore::migrate`]).
+    async fn commit_stale_claims(&self, summary: &mut MigrateSummary) -> Result<()> {
+        let loc = self.location();
+        let snapshot = self.snapshot_at(None).await?;
+        let now = chrono::Utc::now();
+        let claims: Vec<Path> = loc
+            .store
+            .list(Some(&child(&loc.prefix, &[CLAIMS_DIR])))
+            .try_filter_map(|m| {
+                let id = claimed_id(&m.location);
+                let young = now
+                    .signed_duration_since(m.last_modified)
+                    .to_std()
+                    .unwrap_or_default()
+                    < STALE_CLAIM;
+                let open = id.is_some_and(|id| snapshot.get(&id).is_none());
+                if open && young {
+                    summary.claims_in_flight += 1;
+                }
+                futures::future::ready(Ok((open && !young).then_some(m.location)))
+            })
+            .try_collect()
+            .await?;
+        for chunk in claims.chunks(MIGRATE_BATCH) {
+            let pending: Vec<Pending> = futures::stream::iter(chunk.iter().cloned())
+                .map(|path| async move {
+                    let (entry, row) = self.read_claim(&path).await?;
+                    Ok::<_, Error>(Pending {
+                        summary: SealSummary {
+                            session_id: entry.session_id.clone(),
+                            workflow: entry.workflow.clone(),
+                            frames: entry.frame_count as usize,
+                            events: 0,
+                            image_bytes: 0,
+                            seal: entry.seal.clone(),
+                        },
+                        entry,
+                        row,
+                        wrote_claim: false,
+                    })
+                })
+                .buffered(32)
+                .try_collect()
+                .await?;
+            for (_, result) in self.commit_batch(pending).await {
+                result?;
+            }
+            summary.claims_committed += chunk.len();
+            summary.commits += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes the sessions `ids` from the store (retention, erasure): their
+    /// rows leave the `sessions` table in one log entry (a sessions file
+    /// holding one is written again without it), then their frames leave
+    /// `frames` (a pack holding one is written again without it); later
+    /// snapshots do not hold them, exports pinned to earlier versions still
+    /// do. Their claims are deleted, so the same bundle may be sealed
+    /// again; their files are deleted by a vacuum once older than its
     /// retention period. Returns how many of `ids` were in the store.
     pub async fn forget(&self, ids: &[String]) -> Result<usize> {
-        let snapshot = self.snapshot().await?;
-        let root = &self.location().prefix;
-        let mut found: Vec<&Arc<SessionRecord>> =
-            ids.iter().filter_map(|id| snapshot.get(id)).collect();
-        found.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-        found.dedup_by(|a, b| a.session_id == b.session_id);
-        if found.is_empty() {
-            return Ok(0);
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut attempts = 0;
+        let (snapshot, gone) = loop {
+            attempts += 1;
+            let snapshot = self.snapshot_at(None).await?;
+            let gone: HashSet<String> = snapshot
+                .sessions
+                .iter()
+                .filter(|s| wanted.contains(s.session_id.as_str()))
+                .map(|s| s.session_id.clone())
+                .collect();
+            if gone.is_empty() {
+                return Ok(0);
+            }
+            let gone_ref: HashSet<&str> = gone.iter().map(String::as_str).collect();
+            if self.forget_sessions(&snapshot, &gone_ref).await? {
+                break (snapshot, gone);
+            }
+            if attempts >= FORGET_ATTEMPTS {
+                return Err(Error::Catalog {
+                    table: "sessions",
+                    message: format!(
+                        "the sessions files changed under {FORGET_ATTEMPTS} attempts to take \
+                         the sessions out; nothing was removed, run forget again"
+                    ),
+                });
+            }
+        };
+        let gone_ref: HashSet<&str> = gone.iter().map(String::as_str).collect();
+        self.forget_frames(&snapshot, &gone_ref).await?;
+        let loc = self.location();
+        for id in &gone {
+            match loc.store.delete(&claim_path(&loc.prefix, id)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let files: Vec<(String, u64)> = found
+        Ok(gone.len())
+    }
+
+    /// Takes the rows of `gone` out of the `sessions` table at `snapshot`'s
+    /// version in one log entry; `false` when an optimize changed the files
+    /// meanwhile (nothing committed, re-plan).
+    async fn forget_sessions(&self, snapshot: &Snapshot, gone: &HashSet<&str>) -> Result<bool> {
+        let loc = self.location();
+        let root = &loc.prefix;
+        // Sessions file → (its size, whether it holds many sessions).
+        let mut files: BTreeMap<&Path, (u64, bool)> = BTreeMap::new();
+        for s in snapshot
+            .sessions
             .iter()
-            .map(|s| (relative_to(root, &s.session_path), s.session_bytes))
-            .collect();
-        self.catalog().remove_sessions(&files).await?;
-        let gone: HashSet<&str> = found.iter().map(|s| s.session_id.as_str()).collect();
-        self.forget_frames(&snapshot, &gone).await?;
-        Ok(found.len())
+            .filter(|s| gone.contains(s.session_id.as_str()))
+        {
+            files.insert(&s.session_path, (s.session_bytes, s.session_row.is_some()));
+        }
+        let mut actions = Vec::new();
+        let mut written: Vec<Path> = Vec::new();
+        for (path, (bytes, many)) in files {
+            actions.push(sessions_remove(&relative_to(root, path), bytes, true));
+            if !many {
+                continue;
+            }
+            let rows = read_sessions_file(&loc.store, path).await?;
+            // The rows that stay: sessions the snapshot reads from this file.
+            let ids = rows
+                .column_by_name("session_id")
+                .ok_or_else(|| Error::Internal("sessions rows lack session_id".into()))?
+                .as_string::<i32>();
+            let keep: BooleanArray = (0..rows.num_rows())
+                .map(|i| {
+                    let id = ids.value(i);
+                    Some(
+                        !gone.contains(id)
+                            && snapshot.get(id).is_some_and(|s| &s.session_path == path),
+                    )
+                })
+                .collect();
+            let kept = filter_record_batch(&rows, &keep)?;
+            if kept.num_rows() == 0 {
+                continue;
+            }
+            let first = snapshot
+                .get(ids.value(keep.values().set_indices().next().unwrap_or(0)))
+                .map(|s| (s.workflow.clone(), s.started_at_us));
+            let Some((workflow, started)) = first else {
+                continue;
+            };
+            let to = sessions_pack_path(root, &workflow, started);
+            written.push(to.clone());
+            match write_sessions_file(&loc.store, &to, &[kept]).await {
+                Ok(Some(file)) => actions.push(sessions_file_add(root, &file, true)),
+                Ok(None) => {}
+                Err(e) => {
+                    delete_packs(&loc.store, &written).await;
+                    return Err(e);
+                }
+            }
+        }
+        match self
+            .catalog()
+            .commit_layout(Table::Sessions, actions, "forget")
+            .await
+        {
+            Ok(Some(_)) => Ok(true),
+            Ok(None) => {
+                delete_packs(&loc.store, &written).await;
+                Ok(false)
+            }
+            Err(e) => {
+                delete_packs(&loc.store, &written).await;
+                Err(e)
+            }
+        }
     }
 
     /// Takes the frames of `gone` out of the `frames` table: their own
@@ -175,7 +351,11 @@ impl SealedStore {
             if actions.is_empty() {
                 return Ok(());
             }
-            match self.catalog().commit_layout(actions, "forget").await {
+            match self
+                .catalog()
+                .commit_layout(Table::Frames, actions, "forget")
+                .await
+            {
                 Ok(Some(_)) => return Ok(()),
                 Ok(None) => delete_packs(store, &written).await,
                 Err(e) => {
@@ -227,14 +407,25 @@ impl SealedStore {
         }
         let orphan_age = retain.max(chrono::Duration::hours(ORPHAN_GRACE_HOURS));
         let candidates = self.catalog().unreferenced(orphan_age).await?;
-        let (claims, frames): (Vec<String>, Vec<String>) = candidates
+        // Unreferenced one-row sessions files are claims of an older store;
+        // sessions files of many sessions outside the log are what failed
+        // commits left, deleted like orphaned frames files.
+        let (mut claims, frames): (Vec<String>, Vec<String>) = candidates
             .into_iter()
             .filter(|p| !removed.contains(p))
-            .partition(|p| p.starts_with(&format!("{SESSIONS_DIR}/")));
+            .partition(|p| p.starts_with(&format!("{SESSIONS_DIR}/")) && !is_pack(p));
+        let snapshot = self.snapshot_at(None).await?;
+        let mut listed = loc.store.list(Some(&child(&loc.prefix, &[CLAIMS_DIR])));
+        while let Some(m) = listed.try_next().await? {
+            if claimed_id(&m.location).is_some_and(|id| snapshot.get(&id).is_none()) {
+                claims.push(relative_to(&loc.prefix, &m.location));
+            }
+        }
+        claims.sort();
         let mut named: HashSet<String> = HashSet::new();
         for claim in &claims {
             let path = super::catalog::under(&loc.prefix, claim);
-            if let Ok(s) = self.read_session(&path).await {
+            if let Ok((s, _)) = self.read_claim(&path).await {
                 named.insert(s.frames_path);
             }
         }
@@ -271,6 +462,7 @@ pub struct VacuumSummary {
     /// files of forgotten sessions past the retention period, and frames
     /// files that failed seals left behind.
     pub deleted: Vec<String>,
-    /// Sessions files no log entry adds (commit them with `migrate`).
+    /// Claims (and one-row sessions files of older stores) whose session
+    /// no log entry adds (commit them with `migrate`).
     pub uncommitted: Vec<String>,
 }

@@ -17,6 +17,7 @@ mod pack;
 mod schema;
 mod seal;
 mod sealed_store;
+mod sessions_pack;
 mod table;
 mod writer_props;
 
@@ -35,7 +36,7 @@ pub use maintenance::{MigrateSummary, VacuumSummary, ORPHAN_GRACE_HOURS};
 pub use optimize::{OptimizeSummary, DEFAULT_PACK_BYTES};
 pub(crate) use schema::event_list_type;
 pub use schema::{frames_schema, sessions_schema};
-pub use seal::{SealOptions, SealOutcome, SealSummary};
+pub use seal::{SealOptions, SealOutcome, SealSummary, STALE_CLAIM};
 pub use sealed_store::{SealedStore, SessionRecord, Snapshot, StoreVersion};
 pub use table::{FramesTable, SessionsTable};
 pub(crate) use writer_props::image_parquet_props;

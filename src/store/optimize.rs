@@ -1,7 +1,9 @@
 //! `optimize`: rewriting a store's small frames files — one per session, as
 //! sealing writes them, and small packs — into packs of many sessions
-//! (`pack.rs`), so the `frames` log holds few files whatever the number of
-//! sessions.
+//! (`pack.rs`), and its small sessions files — one per seal commit and
+//! workflow-month, or one per session in older stores — into files of up
+//! to [`MAX_PACK_SESSIONS`] rows (`sessions_pack.rs`), so both logs hold few
+//! files whatever the number of sessions.
 //!
 //! Per workflow and month (the layout's folders): the committed sessions
 //! whose frames sit in files smaller than half the target are copied, in
@@ -17,11 +19,21 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use super::catalog::{frames_remove, pack_add, relative_to};
-use super::layout::month_of;
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::catalog::{
+    frames_remove, pack_add, relative_to, sessions_file_add, sessions_remove, Table,
+};
+use super::layout::{claim_path, month_of};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::sealed_store::{SealedStore, SessionRecord};
-use crate::error::Result;
+use super::sessions_pack::{
+    read_sessions_file, sessions_pack_path, write_sessions_file, SessionsFile, MAX_PACK_SESSIONS,
+};
+use crate::error::{Error, Result};
 
 /// Default target size of a pack.
 pub const DEFAULT_PACK_BYTES: u64 = 256 << 20;
@@ -41,6 +53,10 @@ pub struct OptimizeSummary {
     pub packs_written: usize,
     /// Bytes of those packs.
     pub bytes_written: u64,
+    /// Sessions files the `sessions` log no longer adds.
+    pub sessions_files_removed: usize,
+    /// Sessions files written in their place.
+    pub sessions_files_written: usize,
 }
 
 impl SealedStore {
@@ -104,7 +120,11 @@ impl SealedStore {
                 .map(|(p, b)| frames_remove(p, *b, false))
                 .collect();
             actions.extend(written.iter().map(|p| pack_add(&root, p, &workflow, false)));
-            match self.catalog().commit_layout(actions, "optimize").await {
+            match self
+                .catalog()
+                .commit_layout(Table::Frames, actions, "optimize")
+                .await
+            {
                 Ok(Some(_)) => {
                     summary.groups += 1;
                     summary.sessions += sessions.len();
@@ -119,6 +139,129 @@ impl SealedStore {
                 }
             }
         }
+        self.optimize_sessions(&mut summary).await?;
         Ok(summary)
+    }
+
+    /// Merges the small sessions files of each workflow and month (one-row
+    /// files of older stores, the files of small seal commits) into files
+    /// of up to [`MAX_PACK_SESSIONS`] rows, in one `sessions` log entry per
+    /// group (`dataChange = false`). A one-row file is also its session's
+    /// claim: it is copied to the claim path first.
+    async fn optimize_sessions(&self, summary: &mut OptimizeSummary) -> Result<()> {
+        let snapshot = self.snapshot_at(None).await?;
+        let loc = self.location();
+        let root = &loc.prefix;
+        let small = |s: &SessionRecord| {
+            s.session_row
+                .is_none_or(|(_, total)| total < (MAX_PACK_SESSIONS / 2) as u64)
+        };
+        let mut groups: BTreeMap<(String, String), Vec<Arc<SessionRecord>>> = BTreeMap::new();
+        for s in snapshot.sessions.iter().filter(|s| small(s)) {
+            let key = (s.workflow.clone(), month_of(s.started_at_us));
+            groups.entry(key).or_default().push(Arc::clone(s));
+        }
+        for ((workflow, _), sessions) in groups {
+            let files: BTreeMap<&Path, (u64, bool)> = sessions
+                .iter()
+                .map(|s| (&s.session_path, (s.session_bytes, s.session_row.is_none())))
+                .collect();
+            // One file is left as it is, unless it is a one-row file of an
+            // older store (its session gets a claim of its own).
+            if files.len() < 2 && files.values().all(|(_, one_row)| !one_row) {
+                continue;
+            }
+            // A one-row file is its session's claim until the claim has an
+            // object of its own.
+            for s in sessions.iter().filter(|s| s.session_row.is_none()) {
+                let bytes = loc.store.get(&s.session_path).await?.bytes().await?;
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                let claim = claim_path(root, &s.session_id);
+                match loc
+                    .store
+                    .put_opts(&claim, PutPayload::from(bytes), opts)
+                    .await
+                {
+                    Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let mut written: Vec<SessionsFile> = Vec::new();
+            let mut paths: Vec<Path> = Vec::new();
+            let mut failed = None;
+            for chunk in sessions.chunks(MAX_PACK_SESSIONS) {
+                let to = sessions_pack_path(root, &workflow, chunk[0].started_at_us);
+                paths.push(to.clone());
+                match self.session_rows(chunk).await {
+                    Ok(rows) => match write_sessions_file(&loc.store, &to, &rows).await {
+                        Ok(Some(f)) => written.push(f),
+                        Ok(None) => {}
+                        Err(e) => failed = Some(e),
+                    },
+                    Err(e) => failed = Some(e),
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                delete_packs(&loc.store, &paths).await;
+                return Err(e);
+            }
+            let mut actions: Vec<_> = files
+                .iter()
+                .map(|(p, (bytes, _))| sessions_remove(&relative_to(root, p), *bytes, false))
+                .collect();
+            actions.extend(written.iter().map(|f| sessions_file_add(root, f, false)));
+            match self
+                .catalog()
+                .commit_layout(Table::Sessions, actions, "optimize")
+                .await
+            {
+                Ok(Some(_)) => {
+                    summary.sessions_files_removed += files.len();
+                    summary.sessions_files_written += written.len();
+                }
+                other => {
+                    delete_packs(&loc.store, &paths).await;
+                    other?;
+                    summary.skipped += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of `sessions` (sorted by id), read from the sessions files
+    /// the snapshot reads them from.
+    async fn session_rows(&self, sessions: &[Arc<SessionRecord>]) -> Result<Vec<RecordBatch>> {
+        let store = &self.location().store;
+        let mut wanted: BTreeMap<&Path, HashSet<&str>> = BTreeMap::new();
+        for s in sessions {
+            wanted
+                .entry(&s.session_path)
+                .or_default()
+                .insert(s.session_id.as_str());
+        }
+        let mut out = Vec::with_capacity(wanted.len());
+        for (path, ids) in wanted {
+            let rows = read_sessions_file(store, path).await?;
+            let column = rows
+                .column_by_name("session_id")
+                .ok_or_else(|| Error::Corrupt {
+                    path: path.to_string(),
+                    message: "lacks column session_id".into(),
+                })?
+                .as_string::<i32>();
+            let keep: BooleanArray = column
+                .iter()
+                .map(|id| Some(id.is_some_and(|id| ids.contains(id))))
+                .collect();
+            out.push(filter_record_batch(&rows, &keep)?);
+        }
+        Ok(out)
     }
 }

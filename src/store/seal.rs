@@ -3,13 +3,17 @@
 //! Per bundle: (1) read and check everything (`Bundle::read`, nothing written
 //! yet); (2) stream the frames into `frames/…/<id>-<seal16>.parquet` (an
 //! object_store upload only becomes visible when it completes); (3) claim
-//! the session id by creating the one-row `sessions/…/<id>.parquet` with a
-//! conditional put (`PutMode::Create`): of two sealers of one id, one wins
-//! and the other compares seals. (4) Commit: the claimed files of a batch of
-//! bundles are added to the `frames` and then the `sessions` Delta log
-//! (`catalog.rs`); only then are they in the store. A failure before (4)
-//! deletes what this call wrote; a crash between (3) and (4) leaves a claim
-//! the next seal of that bundle commits.
+//! the session id by creating `claims/<hh>/<id>.parquet` (its row, and a
+//! footer naming its frames file) with a conditional put
+//! (`PutMode::Create`): of two sealers of one id, one wins and the other
+//! compares seals. (4) Commit, per batch of bundles: one sessions file per
+//! workflow and month holding the batch's rows (`sessions_pack.rs`), then
+//! the frames files are added to the `frames` and the sessions files to the
+//! `sessions` Delta log (`catalog.rs`); only then are they in the store. A
+//! failure before (4) deletes what this call wrote; a crash between (3) and
+//! (4) leaves a claim that the next seal of that bundle commits once the
+//! claim is [`STALE_CLAIM`] old (younger, it is taken for another sealer's
+//! commit in flight), or `nusomi store migrate` does.
 
 use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
@@ -29,13 +33,14 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::bundle::{Bundle, BundleLimits};
-use super::catalog::{relative_to, under, CommitEntry, Table};
+use super::catalog::{relative_to, sessions_file_add, under, CommitEntry, Table};
 use super::frame_batch::{session_row, FrameBatches};
-use super::layout::SessionPaths;
+use super::layout::{month_of, SessionPaths};
 use super::schema::{frames_file_schema, sessions_schema};
 use super::sealed_store::{
     SealedStore, Snapshot, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH,
 };
+use super::sessions_pack::{sessions_pack_path, write_sessions_file};
 use super::writer_props::{frames_writer_props, CREATED_BY, ROW_GROUP_BYTES};
 use crate::error::{Error, Result};
 
@@ -119,13 +124,21 @@ const COMMIT_BATCH: usize = 2000;
 /// ... or after this long, whichever comes first.
 const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// A claim younger than this whose session is not committed is taken for
+/// another sealer's commit in flight (a batch commits at most 20 s after
+/// its first claim, plus the time its log entries take); an older one for
+/// what an interrupted seal left, which a seal of the same bundle commits.
+pub const STALE_CLAIM: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A bundle read, written and claimed, waiting for its log entry.
-struct Pending {
-    entry: CommitEntry,
-    summary: SealSummary,
-    /// Whether this call wrote the sessions file (else it only repairs a
-    /// claim an interrupted earlier seal left uncommitted).
-    wrote_claim: bool,
+pub(crate) struct Pending {
+    pub(crate) entry: CommitEntry,
+    /// Its row of the `sessions` table.
+    pub(crate) row: RecordBatch,
+    pub(crate) summary: SealSummary,
+    /// Whether this call wrote the claim (else it only repairs a claim an
+    /// interrupted earlier seal left uncommitted).
+    pub(crate) wrote_claim: bool,
 }
 
 /// What preparing one bundle came to.
@@ -199,11 +212,33 @@ impl SealedStore {
         let sealed_at = options.sealed_at.unwrap_or_else(Utc::now);
         let sealed_at_us = sealed_at.timestamp_micros();
         let relative = |p: &Path| relative_to(&loc.prefix, p);
-        match self
-            .claim(&bundle, &paths, &frames_file, sealed_at_us)
-            .await
-        {
-            Ok(session_bytes) => {
+        let row = session_row(&bundle, sealed_at_us)?;
+        let claimed = match self.claim(&row, &paths, &frames_file).await {
+            // A store sealed before claims had their own objects keeps a
+            // committed session's claim in its one-row sessions file.
+            Ok(()) if known.legacy_sessions => match loc.store.head(&paths.legacy_session).await {
+                Ok(_) => {
+                    let _ = loc.store.delete(&paths.claim).await;
+                    Err(Some(paths.legacy_session.clone()))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => {
+                    let _ = loc.store.delete(&paths.claim).await;
+                    let _ = loc.store.delete(&paths.frames).await;
+                    return Err(e.into());
+                }
+            },
+            Ok(()) => Ok(()),
+            Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
+                Err(Some(paths.claim.clone()))
+            }
+            Err(e) => {
+                let _ = loc.store.delete(&paths.frames).await;
+                return Err(e);
+            }
+        };
+        match claimed {
+            Ok(()) => {
                 // Later bundles with this id in the same call compare against it.
                 self.note_committed(&summary.session_id, &summary.seal);
                 Ok(Prepared::Pending(Box::new(Pending {
@@ -214,30 +249,39 @@ impl SealedStore {
                         sealed_at_us,
                         seal: bundle.seal.clone(),
                         frame_count: bundle.frames.len() as i64,
-                        session_path: relative(&paths.session),
-                        session_bytes,
+                        session_path: relative(&paths.claim),
+                        session_bytes: 0,
                         frames_path: relative(&paths.frames),
                         frames_bytes: frames_file.bytes,
                         frames_footer_bytes: frames_file.footer,
                     },
+                    row,
                     summary,
                     wrote_claim: true,
                 })))
             }
-            Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
+            Err(existing_claim) => {
                 // Claimed before: by a seal that committed since `known` was
                 // read, one that is committing now, or one interrupted
-                // between its claim and its log entry. Same content: commit
-                // the claim's files (adding a path again is idempotent).
-                let existing = self.read_session(&paths.session).await?;
-                if existing.seal != bundle.seal {
-                    let _ = loc.store.delete(&paths.frames).await;
+                // between its claim and its log entry.
+                let _ = loc.store.delete(&paths.frames).await;
+                let Some(claim) = existing_claim else {
+                    return Err(Error::Internal("claim without a path".into()));
+                };
+                let (existing, row) = self.read_claim(&claim).await?;
+                if existing.seal != bundle.seal || self.committed_now(id).await? {
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
-                // Committed since `known` was read: its frames may have
-                // moved into a pack, so the claim's file must not be added
-                // again.
-                if self.committed_now(id).await? {
+                // Not committed: a claim young enough to be another sealer's
+                // commit in flight is left to it; an older one is what an
+                // interrupted seal left, committed here (its frames file).
+                let age = loc.store.head(&claim).await?.last_modified;
+                let stale = Utc::now()
+                    .signed_duration_since(age)
+                    .to_std()
+                    .unwrap_or_default()
+                    >= STALE_CLAIM;
+                if !stale || claim == paths.legacy_session {
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }
                 Ok(Prepared::Pending(Box::new(Pending {
@@ -246,12 +290,9 @@ impl SealedStore {
                         ..summary
                     },
                     entry: existing,
+                    row,
                     wrote_claim: false,
                 })))
-            }
-            Err(e) => {
-                let _ = loc.store.delete(&paths.frames).await;
-                Err(e)
             }
         }
     }
@@ -266,11 +307,27 @@ impl SealedStore {
         Ok(self.snapshot_at(None).await?.get(id).is_some())
     }
 
-    /// Commits `batch` as one log entry per table; on failure removes what
-    /// this call wrote for it. One result per bundle, in `batch` order.
-    async fn commit_batch(&self, batch: Vec<Pending>) -> Vec<(String, Result<SealOutcome>)> {
-        let entries: Vec<CommitEntry> = batch.iter().map(|p| p.entry.clone()).collect();
-        match self.catalog().commit(&entries, "seal").await {
+    /// Commits `batch` as one log entry per table (its rows in one sessions
+    /// file per workflow and month); on failure removes what this call wrote
+    /// for it. One result per bundle, in `batch` order.
+    pub(crate) async fn commit_batch(
+        &self,
+        mut batch: Vec<Pending>,
+    ) -> Vec<(String, Result<SealOutcome>)> {
+        let loc = self.location();
+        let root = &loc.prefix;
+        let mut written: Vec<Path> = Vec::new();
+        let committed = match self.write_batch_rows(&mut batch, &mut written).await {
+            Ok(actions) => {
+                let entries: Vec<CommitEntry> = batch.iter().map(|p| p.entry.clone()).collect();
+                self.catalog()
+                    .commit(&entries, actions, "seal")
+                    .await
+                    .map_err(|e| (e.error, e.frames_committed))
+            }
+            Err(e) => Err((e, false)),
+        };
+        match committed {
             Ok(_) => batch
                 .into_iter()
                 .map(|p| {
@@ -283,15 +340,17 @@ impl SealedStore {
                     (p.entry.session_id, Ok(outcome))
                 })
                 .collect(),
-            Err(failed) => {
-                let loc = self.location();
-                let message = failed.error.to_string();
+            Err((error, frames_committed)) => {
+                for path in &written {
+                    let _ = loc.store.delete(path).await;
+                }
+                let message = error.to_string();
                 let mut out = Vec::with_capacity(batch.len());
                 for p in batch {
                     self.forget_claim(&p.entry.session_id);
-                    if p.wrote_claim && !failed.frames_committed {
-                        let root = &loc.prefix;
-                        let _ = loc.store.delete(&under(root, &p.entry.session_path)).await;
+                    if p.wrote_claim && !frames_committed {
+                        let claim = super::layout::claim_path(root, &p.entry.session_id);
+                        let _ = loc.store.delete(&claim).await;
                         let _ = loc.store.delete(&under(root, &p.entry.frames_path)).await;
                     }
                     out.push((
@@ -305,6 +364,39 @@ impl SealedStore {
                 out
             }
         }
+    }
+
+    /// Writes the rows of `batch` as one sessions file per workflow and
+    /// month (paths pushed to `written`), points each entry at its file and
+    /// returns the files' `add`s.
+    async fn write_batch_rows(
+        &self,
+        batch: &mut [Pending],
+        written: &mut Vec<Path>,
+    ) -> Result<Vec<deltalake_core::kernel::Action>> {
+        let loc = self.location();
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<usize>> =
+            Default::default();
+        for (i, p) in batch.iter().enumerate() {
+            let key = (p.entry.workflow.clone(), month_of(p.entry.started_at_us));
+            groups.entry(key).or_default().push(i);
+        }
+        let mut actions = Vec::with_capacity(groups.len());
+        for ((workflow, _), members) in groups {
+            let first = &batch[members[0]].entry;
+            let path = sessions_pack_path(&loc.prefix, &workflow, first.started_at_us);
+            let rows: Vec<RecordBatch> = members.iter().map(|&i| batch[i].row.clone()).collect();
+            written.push(path.clone());
+            let Some(file) = write_sessions_file(&loc.store, &path, &rows).await? else {
+                continue;
+            };
+            for &i in &members {
+                batch[i].entry.session_path = relative_to(&loc.prefix, &path);
+                batch[i].entry.session_bytes = file.bytes;
+            }
+            actions.push(sessions_file_add(&loc.prefix, &file, true));
+        }
+        Ok(actions)
     }
 
     fn compare(&self, stored: &str, summary: SealSummary) -> Result<SealOutcome> {
@@ -448,28 +540,21 @@ impl SealedStore {
         Ok(FramesFile { bytes, footer })
     }
 
-    /// Creates the sessions file (the claim on the session id), failing
-    /// with `AlreadyExists` if present; returns its size.
+    /// Creates the claim on the session id (its row, the footer naming its
+    /// frames file), failing with `AlreadyExists` if present.
     async fn claim(
         &self,
-        bundle: &Bundle,
+        row: &RecordBatch,
         paths: &SessionPaths,
         frames_file: &FramesFile,
-        sealed_at_us: i64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         let loc = self.location();
-        let relative: Vec<_> = paths
-            .frames
-            .prefix_match(&loc.prefix)
-            .map(|parts| parts.collect())
-            .unwrap_or_default();
-        let relative = Path::from_iter(relative);
-        let batch = session_row(bundle, sealed_at_us)?;
+        let relative = relative_to(&loc.prefix, &paths.frames);
         let props = WriterProperties::builder()
             .set_created_by(CREATED_BY.to_string())
             .set_compression(Compression::SNAPPY)
             .set_key_value_metadata(Some(vec![
-                KeyValue::new(META_FRAMES_PATH.to_string(), relative.to_string()),
+                KeyValue::new(META_FRAMES_PATH.to_string(), relative),
                 KeyValue::new(META_FRAMES_BYTES.to_string(), frames_file.bytes.to_string()),
                 KeyValue::new(
                     META_FRAMES_FOOTER.to_string(),
@@ -479,17 +564,16 @@ impl SealedStore {
             .build();
         let mut buf = Vec::new();
         let mut w = ArrowWriter::try_new(&mut buf, sessions_schema(), Some(props))?;
-        w.write(&batch)?;
+        w.write(row)?;
         w.close()?;
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let bytes = buf.len() as u64;
         loc.store
-            .put_opts(&paths.session, PutPayload::from(Bytes::from(buf)), opts)
+            .put_opts(&paths.claim, PutPayload::from(Bytes::from(buf)), opts)
             .await?;
-        Ok(bytes)
+        Ok(())
     }
 }
 

@@ -1,9 +1,9 @@
 //! [`SealedStore`]: a handle on one store root, and the [`Snapshot`] of its
 //! committed sessions that every query plans against.
 //!
-//! A session is committed when its sessions file is in the `sessions` Delta
-//! log (`catalog.rs`); the `frames` log names its frames file, that file's
-//! size and its footer's size. A snapshot is read from the two logs alone
+//! A session is committed when a sessions file holding its row is in the
+//! `sessions` Delta log (`catalog.rs`); the `frames` log names its frames
+//! file (or its range of a pack), that file's size and its tail's size. A snapshot is read from the two logs alone
 //! (the latest checkpoint and the entries after it), so planning costs the
 //! same few requests whatever the number of sessions, and never lists
 //! `sessions/` or `frames/` nor opens a session's file.
@@ -25,6 +25,7 @@ use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
 use super::pack::PackMember;
 use super::schema::sessions_schema;
+use super::sessions_pack::SessionMember;
 use crate::error::{Error, Result};
 use deltalake_core::table::state::DeltaTableState;
 
@@ -51,10 +52,13 @@ pub struct SessionRecord {
     pub seal: String,
     /// Number of frames (rows of the frames file).
     pub frame_count: i64,
-    /// The one-row sessions file.
+    /// The sessions file holding its row.
     pub session_path: Path,
     /// Its size in bytes.
     pub session_bytes: u64,
+    /// Its row in that file and the file's row count when the file holds
+    /// many sessions, else `None`.
+    pub session_row: Option<(u64, u64)>,
     /// The frames file.
     pub frames_path: Path,
     /// Its size in bytes.
@@ -87,6 +91,9 @@ pub struct Snapshot {
     pub sessions: Vec<Arc<SessionRecord>>,
     /// The `frames` log at the snapshot's version (for per-file tags).
     pub(crate) frames_log: Option<Arc<DeltaTableState>>,
+    /// Whether some session's row is a one-row sessions file of a store
+    /// sealed before claims had their own objects (that file is its claim).
+    pub(crate) legacy_sessions: bool,
 }
 
 impl SessionRecord {
@@ -286,6 +293,7 @@ impl SealedStore {
                 version: None,
                 sessions: Vec::new(),
                 frames_log: None,
+                legacy_sessions: false,
             });
         };
         let (sessions_version, session_files) = (sessions.version, sessions.files);
@@ -318,33 +326,57 @@ impl SealedStore {
         // One record per session id; if a cross-process race ever committed
         // an id twice (under two workflows), the earliest seal wins,
         // deterministically.
-        let mut by_id: BTreeMap<&str, Arc<SessionRecord>> = BTreeMap::new();
+        let mut by_id: BTreeMap<String, Arc<SessionRecord>> = BTreeMap::new();
+        let mut legacy_sessions = false;
         for s in &session_files {
-            let Some(&(f, member)) = frames.get(s.session_id.as_str()) else {
-                continue;
-            };
-            let rec = SessionRecord {
+            let one = [SessionMember {
                 session_id: s.session_id.clone(),
-                workflow: s.workflow.clone(),
                 started_at_us: s.started_at_us,
                 sealed_at_us: s.sealed_at_us.unwrap_or(0),
+                frame_count: s.rows,
                 seal: s.seal.clone().unwrap_or_default(),
-                frame_count: member.map_or(f.rows, |m| m.rows),
-                session_path: under(root, &s.path),
-                session_bytes: s.bytes,
-                frames_path: under(root, &f.path),
-                frames_bytes: f.bytes,
-                frames_range: member.map(|m| (m.start, m.end)),
-                frames_footer_bytes: None,
+            }];
+            let rows = match &s.session_rows {
+                Some(rows) => rows.as_slice(),
+                None => {
+                    legacy_sessions = true;
+                    &one
+                }
             };
-            by_id
-                .entry(s.session_id.as_str())
-                .and_modify(|cur| {
-                    if (rec.sealed_at_us, &rec.seal) < (cur.sealed_at_us, &cur.seal) {
-                        *cur = Arc::new(rec.clone());
-                    }
-                })
-                .or_insert_with(|| Arc::new(rec));
+            for (row, m) in rows.iter().enumerate() {
+                let Some(&(f, member)) = frames.get(m.session_id.as_str()) else {
+                    continue;
+                };
+                let rec = SessionRecord {
+                    session_id: m.session_id.clone(),
+                    workflow: s.workflow.clone(),
+                    started_at_us: m.started_at_us,
+                    sealed_at_us: m.sealed_at_us,
+                    seal: m.seal.clone(),
+                    frame_count: member.map_or(f.rows, |m| m.rows),
+                    session_path: under(root, &s.path),
+                    session_bytes: s.bytes,
+                    session_row: s
+                        .session_rows
+                        .as_ref()
+                        .map(|r| (row as u64, r.len() as u64)),
+                    frames_path: under(root, &f.path),
+                    frames_bytes: f.bytes,
+                    frames_range: member.map(|m| (m.start, m.end)),
+                    frames_footer_bytes: None,
+                };
+                by_id
+                    .entry(m.session_id.clone())
+                    .and_modify(|cur| {
+                        let key = |r: &SessionRecord| {
+                            (r.sealed_at_us, r.seal.clone(), r.session_path.clone())
+                        };
+                        if key(&rec) < key(cur) {
+                            *cur = Arc::new(rec.clone());
+                        }
+                    })
+                    .or_insert_with(|| Arc::new(rec));
+            }
         }
         Ok(Snapshot {
             version: Some(StoreVersion {
@@ -353,6 +385,7 @@ impl SealedStore {
             }),
             sessions: by_id.into_values().collect(),
             frames_log,
+            legacy_sessions,
         })
     }
 
@@ -393,15 +426,15 @@ impl SealedStore {
         map.insert(session_id.to_string(), seal.to_string());
     }
 
-    /// Reads one sessions file: its row and what its footer names, as the
-    /// entry that commits it.
-    pub(crate) async fn read_session(&self, path: &Path) -> Result<CommitEntry> {
+    /// Reads one claim (or one-row sessions file): what its footer names,
+    /// as the entry that commits it, and its row.
+    pub(crate) async fn read_claim(&self, path: &Path) -> Result<(CommitEntry, RecordBatch)> {
         let bytes = self.location.store.get(path).await?.bytes().await?;
-        decode_session_file(&self.location.prefix, path, bytes)
+        decode_claim(&self.location.prefix, path, bytes)
     }
 }
 
-fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<CommitEntry> {
+fn decode_claim(root: &Path, path: &Path, bytes: Bytes) -> Result<(CommitEntry, RecordBatch)> {
     let session_bytes = bytes.len() as u64;
     let corrupt = |message: String| Error::Corrupt {
         path: path.to_string(),
@@ -452,7 +485,7 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<CommitE
             .map(|c| c.as_primitive::<TimestampMicrosecondType>().value(0))
     };
     let missing = || corrupt("a required column is null".into());
-    Ok(CommitEntry {
+    let entry = CommitEntry {
         session_id: text("session_id").ok_or_else(missing)?,
         workflow: text("workflow").ok_or_else(missing)?,
         started_at_us: ts("started_at").ok_or_else(missing)?,
@@ -467,13 +500,14 @@ fn decode_session_file(root: &Path, path: &Path, bytes: Bytes) -> Result<CommitE
             .get(META_FRAMES_FOOTER)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-    })
+    };
+    Ok((entry, row))
 }
 
 /// A session row of a store sealed before `instruction` existed, with a
 /// null `instruction` appended (the column is last and nullable); rows of
 /// today's schema as they are.
-fn with_instruction(batch: RecordBatch) -> Result<RecordBatch> {
+pub(super) fn with_instruction(batch: RecordBatch) -> Result<RecordBatch> {
     let schema = sessions_schema();
     if batch.num_columns() + 1 != schema.fields().len() {
         return Ok(batch);

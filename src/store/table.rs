@@ -12,6 +12,7 @@
 //! (row-group statistics, page index, late materialisation); a frames scan
 //! that does not project `image` never reads image pages.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -27,15 +28,22 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Operator;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::col;
+use datafusion::physical_expr::expressions::BinaryExpr;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::ExecutionPlan;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 use super::schema::{frames_schema, sessions_schema, FRAMES_SESSION_COLUMNS, UTC};
 use super::sealed_store::{SealedStore, SessionRecord, Snapshot};
@@ -129,20 +137,32 @@ impl TableProvider for SessionsTable {
         if let Some(plan) = rows_only(projection, kept.len(), limit)? {
             return Ok(plan);
         }
-        let files: Vec<(PartitionedFile, u64)> = kept
-            .iter()
-            .map(|s| {
-                let file = PartitionedFile::new(s.session_path.to_string(), s.session_bytes)
-                    .with_statistics(Arc::new(session_file_statistics(s)));
-                (file, s.session_bytes)
-            })
-            .collect();
+        let (files, partial) = session_files(&kept);
         let parts = if self.single {
             1
         } else {
             state.config().target_partitions()
         };
         let groups = contiguous_groups(files, parts);
+        // A file of many sessions some of which are not kept is read with a
+        // row selection; a plan shipped to a cluster's executors loses it
+        // (file extensions do not travel), so the filters that decided the
+        // kept rows are applied again above the scan there too.
+        let refilter = partial && !logged.is_empty();
+        let wanted: Option<Vec<usize>> = match (refilter, projection) {
+            (true, Some(p)) => {
+                let mut cols: Vec<usize> = p.clone();
+                for f in &logged {
+                    for c in f.column_refs() {
+                        cols.push(schema.index_of(&c.name)?);
+                    }
+                }
+                cols.sort_unstable();
+                cols.dedup();
+                Some(cols)
+            }
+            (_, p) => p.cloned(),
+        };
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&schema).into());
         let ordering = LexOrdering::new([PhysicalSortExpr::new(
@@ -154,11 +174,104 @@ impl TableProvider for SessionsTable {
         let config = FileScanConfigBuilder::new(self.store.location().url.clone(), source)
             .with_file_groups(groups)
             .with_statistics(stats)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
+            .with_projection_indices(wanted.clone())?
+            .with_limit(if refilter { None } else { limit })
             .with_output_ordering(ordering.into_iter().collect());
-        format.create_physical_plan(state, config.build()).await
+        let scan = format.create_physical_plan(state, config.build()).await?;
+        if !refilter {
+            return Ok(scan);
+        }
+        let scanned = scan.schema();
+        let df_schema = DFSchema::try_from(Arc::clone(&scanned))?;
+        let predicate = logged
+            .iter()
+            .map(|f| state.create_physical_expr((*f).clone(), &df_schema))
+            .reduce(|a, b| {
+                let (a, b) = (a?, b?);
+                Ok(Arc::new(BinaryExpr::new(a, Operator::And, b)) as Arc<dyn PhysicalExpr>)
+            })
+            .transpose()?;
+        let Some(predicate) = predicate else {
+            return Ok(scan);
+        };
+        let back: Option<Vec<usize>> = match (projection, &wanted) {
+            (Some(p), Some(w)) => Some(
+                p.iter()
+                    .map(|i| w.iter().position(|x| x == i).unwrap_or(0))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Ok(Arc::new(
+            FilterExecBuilder::new(predicate, scan)
+                .apply_projection(back)?
+                .build()?,
+        ))
     }
+}
+
+/// The sessions files holding `kept` (sorted by `session_id`), each once,
+/// in the order of their first kept session, with their bytes; a file of
+/// many sessions reads only the kept rows (a row selection). `true` when
+/// some such file holds rows not kept.
+fn session_files(kept: &[Arc<SessionRecord>]) -> (Vec<(PartitionedFile, u64)>, bool) {
+    let mut order: Vec<&Path> = Vec::new();
+    let mut by_file: HashMap<&Path, Vec<&Arc<SessionRecord>>> = HashMap::new();
+    for s in kept {
+        by_file
+            .entry(&s.session_path)
+            .or_insert_with(|| {
+                order.push(&s.session_path);
+                Vec::new()
+            })
+            .push(s);
+    }
+    let mut partial = false;
+    let files = order
+        .into_iter()
+        .map(|path| {
+            let rows = &by_file[path];
+            let first = rows[0];
+            let mut file = PartitionedFile::new(path.to_string(), first.session_bytes)
+                .with_statistics(Arc::new(session_file_statistics(rows)));
+            if let Some((_, total)) = first.session_row {
+                let mut picked: Vec<u64> = rows
+                    .iter()
+                    .filter_map(|s| s.session_row)
+                    .map(|r| r.0)
+                    .collect();
+                picked.sort_unstable();
+                if (picked.len() as u64) < total {
+                    partial = true;
+                    file = file
+                        .with_extension(ParquetRowSelection::new(row_selection(&picked, total)));
+                }
+            }
+            let bytes = match first.session_row {
+                Some((_, total)) => first.session_bytes * rows.len() as u64 / total.max(1),
+                None => first.session_bytes,
+            };
+            (file, bytes)
+        })
+        .collect();
+    (files, partial)
+}
+
+/// The selection of the (sorted) rows `picked` of `total`.
+fn row_selection(picked: &[u64], total: u64) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    for &r in picked {
+        if r > at {
+            selectors.push(RowSelector::skip((r - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = r + 1;
+    }
+    if total > at {
+        selectors.push(RowSelector::skip((total - at) as usize));
+    }
+    RowSelection::from(selectors)
 }
 
 /// The `frames` table of a [`SealedStore`].
@@ -457,26 +570,64 @@ fn constant(v: ScalarValue) -> ColumnStatistics {
     }
 }
 
-/// Exact statistics of one sessions file (one row), known from the log.
-fn session_file_statistics(s: &SessionRecord) -> Statistics {
+/// Exact statistics of the kept rows of one sessions file, known from the log.
+fn session_file_statistics(rows: &[&Arc<SessionRecord>]) -> Statistics {
     let schema = sessions_schema();
     let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some(UTC.into()));
+    let span = |v: Vec<ScalarValue>| {
+        let min = v
+            .iter()
+            .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let max = v
+            .iter()
+            .max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        match (min, max) {
+            (Some(a), _) if rows.len() == 1 => constant(a.clone()),
+            (Some(a), Some(b)) => ColumnStatistics {
+                null_count: Precision::Exact(0),
+                min_value: Precision::Exact(a.clone()),
+                max_value: Precision::Exact(b.clone()),
+                ..Default::default()
+            },
+            _ => ColumnStatistics::new_unknown(),
+        }
+    };
     let column_statistics = schema
         .fields()
         .iter()
         .map(|f| match f.name().as_str() {
-            "session_id" => constant(ScalarValue::Utf8(Some(s.session_id.clone()))),
-            "workflow" => constant(ScalarValue::Utf8(Some(s.workflow.clone()))),
-            "started_at" => constant(ts(s.started_at_us)),
-            "sealed_at" => constant(ts(s.sealed_at_us)),
-            "seal" => constant(ScalarValue::Utf8(Some(s.seal.clone()))),
-            "frame_count" => constant(ScalarValue::Int64(Some(s.frame_count))),
+            "session_id" => span(
+                rows.iter()
+                    .map(|s| ScalarValue::Utf8(Some(s.session_id.clone())))
+                    .collect(),
+            ),
+            "workflow" => span(
+                rows.iter()
+                    .map(|s| ScalarValue::Utf8(Some(s.workflow.clone())))
+                    .collect(),
+            ),
+            "started_at" => span(rows.iter().map(|s| ts(s.started_at_us)).collect()),
+            "sealed_at" => span(rows.iter().map(|s| ts(s.sealed_at_us)).collect()),
+            "seal" => span(
+                rows.iter()
+                    .map(|s| ScalarValue::Utf8(Some(s.seal.clone())))
+                    .collect(),
+            ),
+            "frame_count" => span(
+                rows.iter()
+                    .map(|s| ScalarValue::Int64(Some(s.frame_count)))
+                    .collect(),
+            ),
             _ => ColumnStatistics::new_unknown(),
         })
         .collect();
+    let bytes = rows.first().map_or(0, |s| match s.session_row {
+        Some((_, total)) => s.session_bytes * rows.len() as u64 / total.max(1),
+        None => s.session_bytes,
+    });
     Statistics {
-        num_rows: Precision::Exact(1),
-        total_byte_size: Precision::Inexact(s.session_bytes as usize),
+        num_rows: Precision::Exact(rows.len()),
+        total_byte_size: Precision::Inexact(bytes as usize),
         column_statistics,
     }
 }

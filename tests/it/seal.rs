@@ -285,21 +285,24 @@ async fn a_failure_at_any_write_leaves_nothing_visible() {
                     n > 2,
                     "sealing needs at least two writes (frames, then the commit)"
                 );
-                // The session's two files, and the tables' logs.
+                // The session's claim, sessions file and frames file, and
+                // the tables' logs.
                 let objs = all_objects(&inner).await;
                 let data: Vec<_> = objs
                     .iter()
                     .filter(|p| !p.contains("/_delta_log/"))
                     .collect();
-                assert_eq!(data.len(), 2, "{objs:?}");
+                assert_eq!(data.len(), 3, "{objs:?}");
                 assert_eq!(store.snapshot().await.unwrap().sessions.len(), 1);
                 break;
             }
             Err(e) => {
                 assert!(e.to_string().contains("injected failure"), "{e}");
+                let left = all_objects(&inner).await;
                 assert!(
-                    all_objects(&inner).await.iter().all(|p| !p.contains(&id)),
-                    "write #{n} left objects"
+                    left.iter()
+                        .all(|p| !p.contains(&id) && p.contains("/_delta_log/")),
+                    "write #{n} left objects: {left:?}"
                 );
                 assert!(store.snapshot().await.unwrap().sessions.is_empty());
             }
@@ -384,8 +387,8 @@ async fn one_call_with_a_repeated_id_seals_it_once() {
             .iter()
             .filter(|p| !p.contains("/_delta_log/"))
             .count(),
-        2,
-        "one sessions file, one frames file (besides the tables' logs)"
+        3,
+        "the claim, one sessions file, one frames file (besides the tables' logs)"
     );
 }
 

@@ -43,10 +43,9 @@ async fn a_store_of_the_old_layout_is_refused_then_migrated_in_place() {
     let (ok, before) = tables(&store);
     assert!(ok, "{before}");
     assert_eq!(before.matches("\"session_id\"").count(), 5, "{before}");
-    // The layout before the Delta catalog: the same files, no logs.
-    for table in ["sessions", "frames"] {
-        std::fs::remove_dir_all(Path::new(&store).join(table).join("_delta_log")).unwrap();
-    }
+    // The layout before the Delta catalog: one one-row sessions file per
+    // session (also its claim) beside its frames file, no logs.
+    to_layout_before_delta(Path::new(&store));
     let files = data_files(&store);
     let (ok, text) = tables(&store);
     assert!(!ok && text.contains("nusomi store migrate"), "{text}");
@@ -82,6 +81,72 @@ async fn a_store_of_the_old_layout_is_refused_then_migrated_in_place() {
         .iter()
         .any(|p| p.to_string_lossy().ends_with(".checkpoint.parquet")));
     assert_eq!(tables(&store), (true, before.clone()));
+
+    // Optimize packs the one-row sessions files (copying each to its
+    // claim first) and the frames files; the rows stay the same, and the
+    // sessions stay claimed after a vacuum deletes the one-row files.
+    let (ok, text) = nusomi(&["store", "optimize", &store]);
+    assert!(ok, "{text}");
+    assert_eq!(tables(&store), (true, before.clone()));
+    let claims = files_below(&Path::new(&store).join("claims"));
+    assert_eq!(claims.len(), 5, "{claims:?}");
+    let (ok, text) = nusomi(&["store", "vacuum", &store, "--retain-hours", "0"]);
+    let deleted = text
+        .lines()
+        .filter(|l| l.starts_with("deleted sessions/"))
+        .count();
+    assert!(ok && deleted == 5, "{text}");
+    let sessions_files: Vec<_> = files_below(&Path::new(&store).join("sessions"))
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "_delta_log"))
+        .collect();
+    assert!(
+        !sessions_files.is_empty()
+            && sessions_files.iter().all(|p| p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("pack."))),
+        "{sessions_files:?}"
+    );
+    assert_eq!(tables(&store), (true, before.clone()));
+    let again = tempfile::TempDir::new().unwrap();
+    let (_, bundle) = crate::support::write_session(again.path(), 61, 2);
+    let (ok, text) = nusomi(&["seal", "--store", &store, bundle.to_str().unwrap()]);
+    assert!(ok && text.contains("already sealed"), "{text}");
+    assert_eq!(tables(&store), (true, before));
+}
+
+/// Turns a store sealed today into one of the layout before the Delta
+/// catalog: each claim moves to `sessions/<workflow>/<yyyy-mm>/<id>.parquet`
+/// (the month and workflow from the frames file its footer names), and the
+/// logs and sessions files of many sessions go.
+fn to_layout_before_delta(root: &Path) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    for table in ["sessions", "frames"] {
+        std::fs::remove_dir_all(root.join(table).join("_delta_log")).unwrap();
+    }
+    for f in files_below(&root.join("sessions")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    for claim in files_below(&root.join("claims")) {
+        let reader = SerializedFileReader::new(std::fs::File::open(&claim).unwrap()).unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        let frames = kv
+            .iter()
+            .find(|kv| kv.key == "nusomi.frames_path")
+            .and_then(|kv| kv.value.clone())
+            .unwrap();
+        // frames/<workflow>/<yyyy-mm>/<id>-<seal16>.parquet
+        let parts: Vec<&str> = frames.split('/').collect();
+        let id = claim.file_name().unwrap();
+        let to = root.join("sessions").join(parts[1]).join(parts[2]).join(id);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(&claim, &to).unwrap();
+    }
+    std::fs::remove_dir_all(root.join("claims")).unwrap();
 }
 
 #[tokio::test]
