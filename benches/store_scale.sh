@@ -14,16 +14,20 @@
 # With SCALE_STORE_URL (e.g. s3://bucket/scale, credentials from AWS_*), the
 # stores live at $SCALE_STORE_URL/<N> instead of target/scale/<N>/store
 # (log entries are then not counted).
+# With NUSOMI_BIN, that binary is timed instead (no build: e.g. two debug
+# builds of two commits side by side, each with its own SCALE_WORK folder);
+# with OPTIMIZE=1, `nusomi store optimize` runs after sealing (timed, shown
+# after the seal figures).
 # usage: benches/store_scale.sh [N ...]   (default: 1000 10000 100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${*:-1000 10000 100000}
 RUNS=${RUNS:-3}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/nusomi
-WORK=$TARGET/scale
+BIN=${NUSOMI_BIN:-$TARGET/release/nusomi}
+WORK=${SCALE_WORK:-$TARGET/scale}
 export NUSOMI_COUNT_REQUESTS=1
-cargo build --release --bin nusomi
+[ -n "${NUSOMI_BIN:-}" ] || cargo build --release --bin nusomi
 mkdir -p "$WORK"
 
 # Wall seconds, peak RSS (MiB) and store requests of one run of "$@":
@@ -61,7 +65,11 @@ for n in $SIZES; do
     else
       entries="-"
     fi
-    echo "$seal $entries" | awk '{print $1, $2, $4}' > "$marker"
+    if [ "${OPTIMIZE:-0}" = 1 ]; then
+      opt=$(measure "$BIN" store optimize "$store" | awk '{print $1}')
+      entries="$entries, optimize $opt s"
+    fi
+    echo "$seal $entries" | awk '{$3 = ""; print}' > "$marker"
   fi
   seal=$(cat "$marker")
   count=$(median "$BIN" sql --store "$store" "SELECT count(*) FROM sessions")
@@ -80,5 +88,6 @@ EOF
   rows=$(python3 -c "import json; m = json.load(open('$dir/export/manifest.json')); print(m['sessions'])")
   [ "$rows" = 2 ] || { echo "the export selected $rows sessions, not 2" >&2; exit 1; }
   fmt() { awk '{printf "%s / %s / %s", $1, $2, $3}' <<< "$1"; }
-  echo "| $n | $(fmt "$seal") | $(fmt "$count") | $(fmt "$export2") |"
+  sealfmt() { awk '{printf "%s / %s / ", $1, $2; for (i = 3; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "")}' <<< "$1"; }
+  echo "| $n | $(sealfmt "$seal") | $(fmt "$count") | $(fmt "$export2") |"
 done

@@ -139,6 +139,9 @@ impl SealedStore {
                 }
             }
         }
+        // The frames side's snapshot is not needed any more: one snapshot
+        // (one record per session) in memory at a time.
+        drop(snapshot);
         self.optimize_sessions(&mut summary).await?;
         Ok(summary)
     }

@@ -222,9 +222,10 @@ impl SealedStore {
                     Err(Some(paths.legacy_session.clone()))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(()),
+                // Unknown: the frames file may be a committed session's
+                // (same id and content), so only the claim goes.
                 Err(e) => {
                     let _ = loc.store.delete(&paths.claim).await;
-                    let _ = loc.store.delete(&paths.frames).await;
                     return Err(e.into());
                 }
             },
@@ -264,11 +265,15 @@ impl SealedStore {
                 // Claimed before: by a seal that committed since `known` was
                 // read, one that is committing now, or one interrupted
                 // between its claim and its log entry.
-                let _ = loc.store.delete(&paths.frames).await;
                 let Some(claim) = existing_claim else {
                     return Err(Error::Internal("claim without a path".into()));
                 };
                 let (existing, row) = self.read_claim(&claim).await?;
+                // The same content has the same frames path: that file is
+                // the claim's (this call wrote identical bytes over it).
+                if existing.frames_path != relative(&paths.frames) {
+                    let _ = loc.store.delete(&paths.frames).await;
+                }
                 if existing.seal != bundle.seal || self.committed_now(id).await? {
                     return self.compare(&existing.seal, summary).map(Prepared::Done);
                 }

@@ -108,7 +108,8 @@ async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
     let b = ctx
         .sql(
             "SELECT (SELECT count(*) FROM sessions) AS a, (SELECT count(DISTINCT session_id) FROM sessions) AS b, \
-             (SELECT count(*) FROM frames) AS c",
+             (SELECT count(*) FROM frames) AS c, (SELECT count(image) FROM frames) AS d, \
+             (SELECT count(seal) FROM sessions) AS e",
         )
         .await
         .unwrap()
@@ -124,4 +125,7 @@ async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
     };
     let frames: usize = bundles.iter().map(|(d, _)| d.frames.len()).sum();
     assert_eq!((col(0), col(1), col(2)), (12, 12, frames));
+    // Every frames file and sessions row read back (a count over `image`
+    // and `seal` opens the files; the counts above come from the logs).
+    assert_eq!((col(3), col(4)), (frames, 12));
 }

@@ -433,3 +433,85 @@ async fn links_fifos_huge_images_and_long_lines_are_refused_with_the_path() {
         "{e}"
     );
 }
+
+/// What a seal interrupted between its claim and its commit leaves (a
+/// claim and a frames file no log holds): a seal of the same bundle while
+/// the claim is young leaves it to the sealer that may be committing it,
+/// without touching that sealer's frames file; once the claim is stale it
+/// commits it, and every frame reads back.
+#[tokio::test]
+async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
+    use datafusion::prelude::SessionContext;
+    let tmp = TempDir::new().unwrap();
+    let (_, first) = write_session(tmp.path(), 31, 0);
+    let (draft, second) = write_session(tmp.path(), 31, 1);
+    let id = draft.session_id().to_string();
+    let root = tmp.path().join("store");
+    let store = SealedStore::open(root.to_str().unwrap()).await.unwrap();
+    store.seal(&first, &opts()).await.unwrap();
+    // The interrupted seal: `second` sealed into a scratch store, and its
+    // claim and frames file copied into this one, outside its logs.
+    let scratch = tmp.path().join("scratch");
+    let other = SealedStore::open(scratch.to_str().unwrap()).await.unwrap();
+    other.seal(&second, &opts()).await.unwrap();
+    let mut copied = Vec::new();
+    for dir in ["claims", "frames"] {
+        for f in crate::support::files_below(&scratch.join(dir)) {
+            if !f.to_string_lossy().contains(&id) {
+                continue;
+            }
+            let to = root.join(f.strip_prefix(&scratch).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&f, &to).unwrap();
+            copied.push(to);
+        }
+    }
+    assert_eq!(copied.len(), 2, "{copied:?}");
+    let fresh = SealedStore::open(root.to_str().unwrap()).await.unwrap();
+    let outcome = fresh.seal(&second, &opts()).await.unwrap();
+    assert!(
+        matches!(outcome, SealOutcome::AlreadySealed(_)),
+        "{outcome:?}"
+    );
+    assert!(fresh.snapshot().await.unwrap().get(&id).is_none());
+    assert!(
+        copied.iter().all(|f| f.exists()),
+        "the claim's files must stay for the sealer committing them"
+    );
+    // Stale: the next seal of the bundle commits the claim.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(11 * 60);
+    let claim = copied
+        .iter()
+        .find(|f| f.to_string_lossy().contains("claims"))
+        .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(claim)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let outcome = fresh.seal(&second, &opts()).await.unwrap();
+    assert!(
+        matches!(outcome, SealOutcome::AlreadySealed(_)),
+        "{outcome:?}"
+    );
+    let ctx = SessionContext::new();
+    nusomi_export::register(&ctx, &fresh).unwrap();
+    let b = ctx
+        .sql(&format!(
+            "SELECT count(image) FROM frames WHERE session_id = '{id}'"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = b[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n as usize, draft.frames.len());
+    assert_eq!(fresh.snapshot().await.unwrap().sessions.len(), 2);
+}
