@@ -26,7 +26,6 @@ use parquet::file::metadata::RowGroupMetaData;
 
 use super::layout::{child, month_of, FRAMES_DIR};
 use super::schema::frames_file_schema;
-use super::sealed_store::SessionRecord;
 use super::writer_props::{frames_writer_props, ROW_GROUP_BYTES};
 use crate::error::{Error, Result};
 
@@ -103,20 +102,6 @@ pub(crate) struct PackSource {
     pub range: Option<(u64, u64)>,
     /// Its rows.
     pub rows: i64,
-}
-
-impl From<&SessionRecord> for PackSource {
-    /// Where a committed session's frames are.
-    fn from(s: &SessionRecord) -> Self {
-        PackSource {
-            session_id: s.session_id.clone(),
-            started_at_us: s.started_at_us,
-            path: s.frames_path.clone(),
-            file_bytes: s.frames_bytes,
-            range: s.frames_range,
-            rows: s.frame_count,
-        }
-    }
 }
 
 /// A written pack.

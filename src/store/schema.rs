@@ -115,3 +115,21 @@ pub(super) fn frames_file_schema() -> SchemaRef {
 /// Column names of `frames` that hold one value per session, so a filter on
 /// them alone decides whole frame files.
 pub(super) const FRAMES_SESSION_COLUMNS: [&str; 3] = ["session_id", "workflow", "started_at"];
+
+/// A session row of a store sealed before `instruction` existed, with a
+/// null `instruction` appended (the column is last and nullable); rows of
+/// today's schema as they are.
+pub(super) fn with_instruction(
+    batch: arrow::array::RecordBatch,
+) -> crate::error::Result<arrow::array::RecordBatch> {
+    let schema = sessions_schema();
+    if batch.num_columns() + 1 != schema.fields().len() {
+        return Ok(batch);
+    }
+    let mut columns = batch.columns().to_vec();
+    columns.push(arrow::array::new_null_array(
+        &arrow::datatypes::DataType::Utf8,
+        batch.num_rows(),
+    ));
+    Ok(arrow::array::RecordBatch::try_new(schema, columns)?)
+}

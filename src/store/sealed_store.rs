@@ -23,8 +23,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::catalog::{frames_tails, relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
-use super::pack::PackMember;
-use super::schema::sessions_schema;
+use super::pack::{PackMember, PackSource};
+use super::schema::{sessions_schema, with_instruction};
 use super::sessions_pack::SessionMember;
 use crate::error::{Error, Result};
 use deltalake_core::table::state::DeltaTableState;
@@ -101,6 +101,20 @@ impl SessionRecord {
     pub fn frames_weight(&self) -> u64 {
         self.frames_range
             .map_or(self.frames_bytes, |(start, end)| end - start)
+    }
+}
+
+impl From<&SessionRecord> for PackSource {
+    /// Where a committed session's frames are.
+    fn from(s: &SessionRecord) -> Self {
+        PackSource {
+            session_id: s.session_id.clone(),
+            started_at_us: s.started_at_us,
+            path: s.frames_path.clone(),
+            file_bytes: s.frames_bytes,
+            range: s.frames_range,
+            rows: s.frame_count,
+        }
     }
 }
 
@@ -502,20 +516,4 @@ fn decode_claim(root: &Path, path: &Path, bytes: Bytes) -> Result<(CommitEntry, 
             .unwrap_or(0),
     };
     Ok((entry, row))
-}
-
-/// A session row of a store sealed before `instruction` existed, with a
-/// null `instruction` appended (the column is last and nullable); rows of
-/// today's schema as they are.
-pub(super) fn with_instruction(batch: RecordBatch) -> Result<RecordBatch> {
-    let schema = sessions_schema();
-    if batch.num_columns() + 1 != schema.fields().len() {
-        return Ok(batch);
-    }
-    let mut columns = batch.columns().to_vec();
-    columns.push(arrow::array::new_null_array(
-        &arrow::datatypes::DataType::Utf8,
-        batch.num_rows(),
-    ));
-    Ok(RecordBatch::try_new(schema, columns)?)
 }

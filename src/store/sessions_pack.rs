@@ -25,7 +25,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::layout::{child, month_of, SESSIONS_DIR};
 use super::pack::TAG_SESSIONS;
-use super::schema::sessions_schema;
+use super::schema::{sessions_schema, with_instruction};
 use super::writer_props::CREATED_BY;
 use crate::error::{Error, Result};
 
@@ -175,7 +175,7 @@ pub(crate) async fn read_sessions_file(
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     let schema = sessions_schema();
     let batches = reader
-        .map(|b| super::sealed_store::with_instruction(b?))
+        .map(|b| with_instruction(b?))
         .collect::<Result<Vec<_>>>()?;
     concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string()))
 }
