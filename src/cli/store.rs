@@ -81,8 +81,16 @@ pub(super) async fn run(cmd: StoreCommand) -> Result<ExitCode> {
             let store = SealedStore::open(&a.root).await?;
             let s = store.migrate().await?;
             println!(
-                "{} sessions files: {} committed now in {} log entries, {} were already committed",
-                s.found, s.committed, s.commits, s.already_committed
+                "{} sessions files: {} committed now in {} log entries, {} were already committed; \
+                 {} claims of interrupted seals committed, {} younger than {} min left to the seal \
+                 that may be committing them",
+                s.found,
+                s.committed,
+                s.commits,
+                s.already_committed,
+                s.claims_committed,
+                s.claims_in_flight,
+                crate::store::STALE_CLAIM.as_secs() / 60
             );
         }
         StoreCommand::Checkpoint(a) => {
@@ -104,7 +112,7 @@ pub(super) async fn run(cmd: StoreCommand) -> Result<ExitCode> {
                 println!("uncommitted {f} (run `nusomi store migrate` to commit it)");
             }
             println!(
-                "{} {} files; {} sessions files await a commit",
+                "{} {} files; {} claims await a commit",
                 verb,
                 s.deleted.len(),
                 s.uncommitted.len()

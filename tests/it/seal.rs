@@ -438,14 +438,16 @@ async fn links_fifos_huge_images_and_long_lines_are_refused_with_the_path() {
 /// claim and a frames file no log holds): a seal of the same bundle while
 /// the claim is young leaves it to the sealer that may be committing it,
 /// without touching that sealer's frames file; once the claim is stale it
-/// commits it, and every frame reads back.
+/// commits it (and `migrate` commits another), and every frame reads back.
 #[tokio::test]
 async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
     use datafusion::prelude::SessionContext;
     let tmp = TempDir::new().unwrap();
     let (_, first) = write_session(tmp.path(), 31, 0);
     let (draft, second) = write_session(tmp.path(), 31, 1);
+    let (third_draft, third) = write_session(tmp.path(), 31, 2);
     let id = draft.session_id().to_string();
+    let third_id = third_draft.session_id().to_string();
     let root = tmp.path().join("store");
     let store = SealedStore::open(root.to_str().unwrap()).await.unwrap();
     store.seal(&first, &opts()).await.unwrap();
@@ -454,10 +456,12 @@ async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
     let scratch = tmp.path().join("scratch");
     let other = SealedStore::open(scratch.to_str().unwrap()).await.unwrap();
     other.seal(&second, &opts()).await.unwrap();
+    other.seal(&third, &opts()).await.unwrap();
     let mut copied = Vec::new();
     for dir in ["claims", "frames"] {
         for f in crate::support::files_below(&scratch.join(dir)) {
-            if !f.to_string_lossy().contains(&id) {
+            let name = f.to_string_lossy();
+            if !name.contains(&id) && !name.contains(&third_id) {
                 continue;
             }
             let to = root.join(f.strip_prefix(&scratch).unwrap());
@@ -466,7 +470,7 @@ async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
             copied.push(to);
         }
     }
-    assert_eq!(copied.len(), 2, "{copied:?}");
+    assert_eq!(copied.len(), 4, "{copied:?}");
     let fresh = SealedStore::open(root.to_str().unwrap()).await.unwrap();
     let outcome = fresh.seal(&second, &opts()).await.unwrap();
     assert!(
@@ -480,16 +484,17 @@ async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
     );
     // Stale: the next seal of the bundle commits the claim.
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(11 * 60);
-    let claim = copied
+    for claim in copied
         .iter()
-        .find(|f| f.to_string_lossy().contains("claims"))
-        .unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(claim)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+        .filter(|f| f.to_string_lossy().contains("claims"))
+    {
+        std::fs::File::options()
+            .write(true)
+            .open(claim)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
     let outcome = fresh.seal(&second, &opts()).await.unwrap();
     assert!(
         matches!(outcome, SealOutcome::AlreadySealed(_)),
@@ -514,4 +519,18 @@ async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
         .value(0);
     assert_eq!(n as usize, draft.frames.len());
     assert_eq!(fresh.snapshot().await.unwrap().sessions.len(), 2);
+    // The other stale claim: `migrate` commits it.
+    let summary = fresh.migrate().await.unwrap();
+    assert_eq!(
+        (summary.claims_committed, summary.claims_in_flight),
+        (1, 0),
+        "{summary:?}"
+    );
+    let snapshot = fresh.snapshot().await.unwrap();
+    assert_eq!(snapshot.sessions.len(), 3);
+    assert_eq!(
+        snapshot.get(&third_id).map(|s| s.frame_count as usize),
+        Some(third_draft.frames.len())
+    );
+    assert_eq!(fresh.migrate().await.unwrap().claims_committed, 0);
 }
