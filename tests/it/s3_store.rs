@@ -17,7 +17,13 @@ fn fresh_store(name: &str) -> String {
     format!("{base}/{name}-{nonce}")
 }
 
-#[tokio::test]
+// On a current-thread runtime deltalake-core gives each log read an engine
+// with a background runtime of its own; connections of the store's HTTP
+// pool opened there die with it, and a later request that draws one fails
+// once with "error sending request", which object_store does not retry.
+// The `nusomi` binary and servers run a multi-thread runtime, where the
+// engine uses the caller's: so does this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: run scripts/test.sh"]
 async fn store_on_s3_seals_queries_and_prunes() {
     let url = fresh_store("store");
@@ -55,7 +61,13 @@ async fn store_on_s3_seals_queries_and_prunes() {
     assert_eq!(n as usize, frames);
 }
 
-#[tokio::test]
+// On a current-thread runtime deltalake-core gives each log read an engine
+// with a background runtime of its own; connections of the store's HTTP
+// pool opened there die with it, and a later request that draws one fails
+// once with "error sending request", which object_store does not retry.
+// The `nusomi` binary and servers run a multi-thread runtime, where the
+// engine uses the caller's: so does this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an S3 server: run scripts/test.sh"]
 async fn four_processes_sealing_at_once_lose_and_duplicate_nothing() {
     let url = fresh_store("concurrent");
