@@ -341,8 +341,9 @@ impl Catalog {
     }
 
     /// Commits `entries`: one log entry on `frames` adding their frames
-    /// files, then one on `sessions` of `sessions` (the adds of the sessions
-    /// files holding their rows). Returns the new `sessions` version. If the `sessions` entry fails
+    /// files, then one on `sessions` of the actions `sessions` (the adds of
+    /// the sessions files holding their rows). Returns the new `sessions`
+    /// version. If the `sessions` entry fails
     /// after the `frames` one succeeded, a second `frames` entry removes the
     /// files again ([`CommitError::framesCommitted`] says whether that
     /// compensation failed, in which case the files must stay).

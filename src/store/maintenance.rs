@@ -5,8 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use arrow::array::{AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, AsArray};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
@@ -19,7 +18,7 @@ use super::layout::{child, claim_path, CLAIMS_DIR, SESSIONS_DIR};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::seal::{Pending, SealSummary, STALE_CLAIM};
 use super::sealed_store::{SealedStore, Snapshot};
-use super::sessions_pack::{read_sessions_file, sessions_pack_path, write_sessions_file};
+use super::sessions_pack::{read_sessions_rows, sessions_pack_path, write_sessions_file};
 use crate::error::{Error, Result};
 
 /// Attempts of a forget to commit its frames change against optimizes.
@@ -242,31 +241,20 @@ impl SealedStore {
             if !many {
                 continue;
             }
-            let rows = read_sessions_file(&loc.store, path).await?;
             // The rows that stay: sessions the snapshot reads from this file.
-            let ids = rows
+            let kept = read_sessions_rows(&loc.store, path, |id| {
+                !gone.contains(id) && snapshot.get(id).is_some_and(|s| &s.session_path == path)
+            })
+            .await?;
+            let Some(first) = kept
                 .column_by_name("session_id")
-                .ok_or_else(|| Error::Internal("sessions rows lack session_id".into()))?
-                .as_string::<i32>();
-            let keep: BooleanArray = (0..rows.num_rows())
-                .map(|i| {
-                    let id = ids.value(i);
-                    Some(
-                        !gone.contains(id)
-                            && snapshot.get(id).is_some_and(|s| &s.session_path == path),
-                    )
-                })
-                .collect();
-            let kept = filter_record_batch(&rows, &keep)?;
-            if kept.num_rows() == 0 {
-                continue;
-            }
-            let first = snapshot
-                .get(ids.value(keep.values().set_indices().next().unwrap_or(0)))
-                .map(|s| (s.workflow.clone(), s.started_at_us));
-            let Some((workflow, started)) = first else {
+                .map(|c| c.as_string::<i32>())
+                .filter(|ids| !ids.is_empty())
+                .and_then(|ids| snapshot.get(ids.value(0)))
+            else {
                 continue;
             };
+            let (workflow, started) = (first.workflow.clone(), first.started_at_us);
             let to = sessions_pack_path(root, &workflow, started);
             written.push(to.clone());
             match write_sessions_file(&loc.store, &to, &[kept]).await {

@@ -19,8 +19,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::RecordBatch;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -31,9 +30,9 @@ use super::layout::{claim_path, month_of};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::sealed_store::{SealedStore, SessionRecord};
 use super::sessions_pack::{
-    read_sessions_file, sessions_pack_path, write_sessions_file, SessionsFile, MAX_PACK_SESSIONS,
+    read_sessions_rows, sessions_pack_path, write_sessions_file, SessionsFile, MAX_PACK_SESSIONS,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Default target size of a pack.
 pub const DEFAULT_PACK_BYTES: u64 = 256 << 20;
@@ -251,19 +250,7 @@ impl SealedStore {
         }
         let mut out = Vec::with_capacity(wanted.len());
         for (path, ids) in wanted {
-            let rows = read_sessions_file(store, path).await?;
-            let column = rows
-                .column_by_name("session_id")
-                .ok_or_else(|| Error::Corrupt {
-                    path: path.to_string(),
-                    message: "lacks column session_id".into(),
-                })?
-                .as_string::<i32>();
-            let keep: BooleanArray = column
-                .iter()
-                .map(|id| Some(id.is_some_and(|id| ids.contains(id))))
-                .collect();
-            out.push(filter_record_batch(&rows, &keep)?);
+            out.push(read_sessions_rows(store, path, |id| ids.contains(id)).await?);
         }
         Ok(out)
     }

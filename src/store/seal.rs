@@ -213,15 +213,16 @@ impl SealedStore {
         let sealed_at_us = sealed_at.timestamp_micros();
         let relative = |p: &Path| relative_to(&loc.prefix, p);
         let row = session_row(&bundle, sealed_at_us)?;
-        let claimed = match self.claim(&row, &paths, &frames_file).await {
+        // `Some(path)`: the id was claimed before, by the object at `path`.
+        let existing_claim = match self.claim(&row, &paths, &frames_file).await {
             // A store sealed before claims had their own objects keeps a
             // committed session's claim in its one-row sessions file.
             Ok(()) if known.legacy_sessions => match loc.store.head(&paths.legacy_session).await {
                 Ok(_) => {
                     let _ = loc.store.delete(&paths.claim).await;
-                    Err(Some(paths.legacy_session.clone()))
+                    Some(paths.legacy_session.clone())
                 }
-                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(object_store::Error::NotFound { .. }) => None,
                 // Unknown: the frames file may be a committed session's
                 // (same id and content), so only the claim goes.
                 Err(e) => {
@@ -229,17 +230,17 @@ impl SealedStore {
                     return Err(e.into());
                 }
             },
-            Ok(()) => Ok(()),
+            Ok(()) => None,
             Err(Error::ObjectStore(object_store::Error::AlreadyExists { .. })) => {
-                Err(Some(paths.claim.clone()))
+                Some(paths.claim.clone())
             }
             Err(e) => {
                 let _ = loc.store.delete(&paths.frames).await;
                 return Err(e);
             }
         };
-        match claimed {
-            Ok(()) => {
+        match existing_claim {
+            None => {
                 // Later bundles with this id in the same call compare against it.
                 self.note_committed(&summary.session_id, &summary.seal);
                 Ok(Prepared::Pending(Box::new(Pending {
@@ -261,13 +262,10 @@ impl SealedStore {
                     wrote_claim: true,
                 })))
             }
-            Err(existing_claim) => {
+            Some(claim) => {
                 // Claimed before: by a seal that committed since `known` was
                 // read, one that is committing now, or one interrupted
                 // between its claim and its log entry.
-                let Some(claim) = existing_claim else {
-                    return Err(Error::Internal("claim without a path".into()));
-                };
                 let (existing, row) = self.read_claim(&claim).await?;
                 // The same content has the same frames path: that file is
                 // the claim's (this call wrote identical bytes over it).

@@ -3,8 +3,9 @@
 //!
 //! A session is committed when a sessions file holding its row is in the
 //! `sessions` Delta log (`catalog.rs`); the `frames` log names its frames
-//! file (or its range of a pack), that file's size and its tail's size. A snapshot is read from the two logs alone
-//! (the latest checkpoint and the entries after it), so planning costs the
+//! file (or its range of a pack), that file's size and its tail's size. A
+//! snapshot is read from the two logs alone (the latest checkpoint and the
+//! entries after it, sessions files' rows from their tags), so planning costs the
 //! same few requests whatever the number of sessions, and never lists
 //! `sessions/` or `frames/` nor opens a session's file.
 
@@ -357,6 +358,7 @@ impl SealedStore {
                     &one
                 }
             };
+            let session_path = under(root, &s.path);
             for (row, m) in rows.iter().enumerate() {
                 let Some(&(f, member)) = frames.get(m.session_id.as_str()) else {
                     continue;
@@ -368,7 +370,7 @@ impl SealedStore {
                     sealed_at_us: m.sealed_at_us,
                     seal: m.seal.clone(),
                     frame_count: member.map_or(f.rows, |m| m.rows),
-                    session_path: under(root, &s.path),
+                    session_path: session_path.clone(),
                     session_bytes: s.bytes,
                     session_row: s
                         .session_rows

@@ -12,8 +12,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use bytes::Bytes;
 use object_store::path::Path;
@@ -162,10 +162,12 @@ pub(crate) async fn write_sessions_file(
     }))
 }
 
-/// Every row of the sessions file at `path`, in the sessions schema.
-pub(crate) async fn read_sessions_file(
+/// The rows of the sessions file at `path` whose `session_id` passes
+/// `keep`, in the sessions schema and file order.
+pub(crate) async fn read_sessions_rows(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
+    keep: impl Fn(&str) -> bool,
 ) -> Result<RecordBatch> {
     let bytes = store.get(path).await?.bytes().await?;
     let corrupt = |message: String| Error::Corrupt {
@@ -177,7 +179,10 @@ pub(crate) async fn read_sessions_file(
     let batches = reader
         .map(|b| with_instruction(b?))
         .collect::<Result<Vec<_>>>()?;
-    concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string()))
+    let rows = concat_batches(&schema, &batches).map_err(|e| corrupt(e.to_string()))?;
+    let ids = column(&rows, "session_id")?.as_string::<i32>();
+    let mask: BooleanArray = ids.iter().map(|id| Some(id.is_some_and(&keep))).collect();
+    Ok(filter_record_batch(&rows, &mask)?)
 }
 
 /// The members of rows in the sessions schema, in row order.

@@ -247,14 +247,19 @@ fn session_files(kept: &[Arc<SessionRecord>]) -> (Vec<(PartitionedFile, u64)>, b
                         .with_extension(ParquetRowSelection::new(row_selection(&picked, total)));
                 }
             }
-            let bytes = match first.session_row {
-                Some((_, total)) => first.session_bytes * rows.len() as u64 / total.max(1),
-                None => first.session_bytes,
-            };
-            (file, bytes)
+            (file, kept_bytes(rows))
         })
         .collect();
     (files, partial)
+}
+
+/// About the bytes of one sessions file that `rows` (its kept rows) take:
+/// the file's share for their number of its rows.
+fn kept_bytes(rows: &[&Arc<SessionRecord>]) -> u64 {
+    rows.first().map_or(0, |s| match s.session_row {
+        Some((_, total)) => s.session_bytes * rows.len() as u64 / total.max(1),
+        None => s.session_bytes,
+    })
 }
 
 /// The selection of the (sorted) rows `picked` of `total`.
@@ -621,13 +626,9 @@ fn session_file_statistics(rows: &[&Arc<SessionRecord>]) -> Statistics {
             _ => ColumnStatistics::new_unknown(),
         })
         .collect();
-    let bytes = rows.first().map_or(0, |s| match s.session_row {
-        Some((_, total)) => s.session_bytes * rows.len() as u64 / total.max(1),
-        None => s.session_bytes,
-    });
     Statistics {
         num_rows: Precision::Exact(rows.len()),
-        total_byte_size: Precision::Inexact(bytes as usize),
+        total_byte_size: Precision::Inexact(kept_bytes(rows) as usize),
         column_statistics,
     }
 }

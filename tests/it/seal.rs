@@ -502,21 +502,8 @@ async fn an_uncommitted_claim_is_left_while_young_and_committed_once_stale() {
     );
     let ctx = SessionContext::new();
     nusomi_export::register(&ctx, &fresh).unwrap();
-    let b = ctx
-        .sql(&format!(
-            "SELECT count(image) FROM frames WHERE session_id = '{id}'"
-        ))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let n = b[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap()
-        .value(0);
+    let q = format!("SELECT count(image) FROM frames WHERE session_id = '{id}'");
+    let n = crate::support::one_i64(&crate::support::sql(&ctx, &q).await);
     assert_eq!(n as usize, draft.frames.len());
     assert_eq!(fresh.snapshot().await.unwrap().sessions.len(), 2);
     // The other stale claim: `migrate` commits it.

@@ -14,15 +14,7 @@ use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::support::{store_over, write_session, InstrumentedStore};
-
-async fn sql(ctx: &SessionContext, q: &str) -> Vec<RecordBatch> {
-    ctx.sql(q).await.unwrap().collect().await.unwrap()
-}
-
-fn one_i64(b: &[RecordBatch]) -> i64 {
-    b[0].column(0).as_primitive::<Int64Type>().value(0)
-}
+use crate::support::{one_i64, sql, store_over, write_session, InstrumentedStore};
 
 /// Seals sessions 0..n of seed 11 into a counting in-memory store.
 async fn counting_store(
@@ -502,14 +494,21 @@ async fn a_partly_kept_sessions_file_gives_only_the_kept_rows_even_in_a_shipped_
     );
     let here = sql(&ctx, &q).await;
     assert_eq!(rows(&here), expected);
-    let plan = ctx
-        .sql(&q)
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
-    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let physical = |q: String| {
+        let ctx = ctx.clone();
+        async move {
+            let plan = ctx
+                .sql(&q)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            let text = displayable(plan.as_ref()).indent(true).to_string();
+            (plan, text)
+        }
+    };
+    let (plan, text) = physical(q).await;
     let bytes = datafusion_proto::bytes::physical_plan_to_bytes(plan).unwrap();
     let shipped =
         datafusion_proto::bytes::physical_plan_from_bytes(&bytes, &ctx.task_ctx()).unwrap();
@@ -519,13 +518,6 @@ async fn a_partly_kept_sessions_file_gives_only_the_kept_rows_even_in_a_shipped_
     // All of a file's rows kept: no selection, no filter above the scan.
     let all = sql(&ctx, "SELECT count(seal) FROM sessions").await;
     assert_eq!(one_i64(&all), 12);
-    let plan = ctx
-        .sql("SELECT seal FROM sessions")
-        .await
-        .unwrap()
-        .create_physical_plan()
-        .await
-        .unwrap();
-    let text = displayable(plan.as_ref()).indent(true).to_string();
+    let (_, text) = physical("SELECT seal FROM sessions".into()).await;
     assert!(!text.contains("FilterExec"), "{text}");
 }

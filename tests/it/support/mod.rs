@@ -23,6 +23,22 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use serde_json::{json, Value};
 
+/// The batches of SQL query `q` on `ctx`.
+pub async fn sql(
+    ctx: &datafusion::prelude::SessionContext,
+    q: &str,
+) -> Vec<arrow::array::RecordBatch> {
+    ctx.sql(q).await.unwrap().collect().await.unwrap()
+}
+
+/// The first column of the first row, an `Int64`.
+pub fn one_i64(b: &[arrow::array::RecordBatch]) -> i64 {
+    use arrow::array::AsArray;
+    b[0].column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
 /// Every workflow the generator renders.
 pub const ALL_WORKFLOWS: [&str; 5] = [
     "process_invoice",
