@@ -30,7 +30,8 @@ def export_create(nusomi, store, spec_path, env=None):
 
 def listed_files_match(out, manifest, what):
     """Every file the manifest lists has its size and SHA-256; returns them."""
-    listed = manifest["shards"] + (manifest.get("images") or {}).get("files", [])
+    listed = (manifest["shards"] + (manifest.get("images") or {}).get("files", [])
+              + manifest.get("index_files", []))
     for s in listed:
         data = (out / s["path"]).read_bytes()
         if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:

@@ -5,7 +5,8 @@
 # (unit, integration incl. the server-backed ones and a Ballista scheduler +
 # two executors started as processes, sqllogictest, doctests) and the checks with Python readers, then stops the services.
 #
-# Leaves: .venv/ (Python readers and servers), .tools/node (Azurite), target/ (build, or
+# Leaves: .venv/ (Python readers and servers), .venv-loaders/ (torch,
+# mosaicml-streaming, wids), .tools/node (Azurite), target/ (build, or
 # $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,13 @@ step "python venv with readers and servers ($VENV)"
 DUCKDB_DELTA=$VENV/duckdb-delta
 [ -d "$DUCKDB_DELTA/duckdb_extension_delta" ] || "$VENV/bin/pip" install -q --disable-pip-version-check \
   --target "$DUCKDB_DELTA" duckdb==1.5.5 duckdb-extension-delta==1.5.5
+
+# The streaming loaders (torch + mosaicml-streaming + wids) get a venv of
+# their own: streaming's dependencies would break `datasets` in the main one.
+LOADERS_VENV=${NUSOMI_LOADERS_VENV:-$ROOT/.venv-loaders}
+step "python venv with the streaming loaders ($LOADERS_VENV; torch makes it ≈ 6 GB, ≈ 5 min cold)"
+[ -x "$LOADERS_VENV/bin/python" ] || python3 -m venv "$LOADERS_VENV"
+"$LOADERS_VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-loaders.txt
 
 rm -rf "$WORK" && mkdir -p "$WORK"
 PIDS=()
@@ -142,6 +150,9 @@ grep -Eq '^[1-9][0-9]* sessions packed into [1-9]' "$WORK/optimize.log"
 
 step "real readers on exports of every format (pyarrow, DuckDB, Polars, datasets, webdataset)"
 "$VENV/bin/python" scripts/check_exports.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$WORK"
+
+step "streaming loaders on exports (MosaicML Streaming on MDS, wids on WebDataset)"
+"$LOADERS_VENV/bin/python" scripts/check_loaders.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK/demo/bundles" "$WORK"
 
 step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL shape, webdataset)"
 "$VENV/bin/python" scripts/check_steps.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"

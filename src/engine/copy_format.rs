@@ -70,14 +70,21 @@ impl FileFormatFactory for ShardFormatFactory {
             let name = key.strip_prefix("format.").unwrap_or(key);
             match name {
                 "shard_size_bytes" => {
-                    let checked = value.parse::<i64>().ok().map(check_shard_size);
+                    let checked = value
+                        .parse::<i64>()
+                        .ok()
+                        .map(|n| check_shard_size(n, self.format));
                     shard_size_bytes = match checked {
                         Some(Ok(n)) => n,
-                        _ => {
+                        why => {
+                            let why = match why {
+                                Some(Err(w)) => format!(": {w}"),
+                                _ => String::new(),
+                            };
                             return plan_err!(
-                                "{}: option shard_size_bytes must be a whole number >= {MIN_SHARD_SIZE_BYTES}, got {value:?}",
+                                "{}: option shard_size_bytes must be a whole number >= {MIN_SHARD_SIZE_BYTES}, got {value:?}{why}",
                                 self.format.sql_name()
-                            )
+                            );
                         }
                     }
                 }

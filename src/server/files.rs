@@ -178,7 +178,7 @@ async fn unsatisfiable(
     r
 }
 
-/// The stored manifest with every shard (and image file) `url` of this service and
+/// The stored manifest with every shard (image file, loader index) `url` of this service and
 /// `links_expire_at` renewed for the configured lifetime.
 fn resigned_manifest(
     stored: &[u8],
@@ -197,7 +197,7 @@ fn resigned_manifest(
     if let Some(o) = obj {
         for (k, v) in o.iter_mut() {
             match (k.as_str(), v) {
-                ("shards", serde_json::Value::Array(a)) => lists.push(a),
+                ("shards" | "index_files", serde_json::Value::Array(a)) => lists.push(a),
                 // Image files of a JSON Lines step export.
                 ("images", serde_json::Value::Object(i)) => {
                     if let Some(serde_json::Value::Array(a)) = i.get_mut("files") {

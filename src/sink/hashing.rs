@@ -71,6 +71,16 @@ impl HashingWriter {
         }
     }
 
+    /// The store, the key of a side object `<path><suffix>` and the part
+    /// size: where a format that must write its header last spools its body.
+    pub(super) fn beside(&self, suffix: &str) -> (Arc<dyn ObjectStore>, Path, usize) {
+        (
+            Arc::clone(&self.store),
+            Path::from(format!("{}{suffix}", self.path)),
+            self.part_bytes,
+        )
+    }
+
     /// A writer that first compares against the object already at `path`.
     pub async fn resume(
         store: Arc<dyn ObjectStore>,

@@ -3,8 +3,9 @@
 //! `shard-000001.<ext>`, … (the extension is the format's), the dataset
 //! card `README.md` and, written last, `manifest.json`. An export with
 //! splits writes one shard series per split in a folder named after it
-//! (`train/shard-000000.<ext>`): shard names are then relative paths. Nothing
-//! else in the crate spells these names.
+//! (`train/shard-000000.<ext>`): shard names are then relative paths. MDS
+//! and WebDataset series also have a loader index in their folder
+//! (`index.json`, `wids.json`). Nothing else in the crate spells these names.
 
 use object_store::path::Path;
 
@@ -30,6 +31,12 @@ impl ExportLayout {
     pub const CARD: &'static str = "README.md";
     /// The lease an unfinished export holds on its prefix.
     pub const LEASE: &'static str = ".nusomi-export.json";
+    /// MosaicML Streaming's index of an MDS series (in the series' folder).
+    pub const MDS_INDEX: &'static str = "index.json";
+    /// The `wids` shard list of a WebDataset series (in the series' folder).
+    pub const WIDS_INDEX: &'static str = "wids.json";
+    /// Suffix of the object an MDS shard spools its body to while written.
+    pub const SPOOL_SUFFIX: &'static str = ".spool";
     /// What every shard name starts with.
     const SHARD_STEM: &'static str = "shard-";
 
@@ -101,12 +108,30 @@ impl ExportLayout {
             .is_some_and(|stem| stem.ends_with('.'))
     }
 
+    /// Whether `name` is the spool object of a shard of this series, which
+    /// an interrupted attempt may have left.
+    pub fn is_spool(&self, name: &str) -> bool {
+        name.strip_suffix(Self::SPOOL_SUFFIX)
+            .is_some_and(|shard| self.is_shard(shard))
+    }
+
+    /// The relative path of this series' file `name` (an index): in the
+    /// split folder, if any.
+    pub fn index_name(&self, name: &str) -> String {
+        match &self.series {
+            Some(s) => format!("{s}/{name}"),
+            None => name.to_string(),
+        }
+    }
+
     /// Whether `name` is a file an export of any format writes.
     pub fn is_export_file(name: &str) -> bool {
         name.starts_with(Self::SHARD_STEM)
             || name == Self::MANIFEST
             || name == Self::CARD
             || name == Self::LEASE
+            || name == Self::MDS_INDEX
+            || name == Self::WIDS_INDEX
     }
 
     /// The object key of `name` (a name or a relative path such as
@@ -157,5 +182,10 @@ mod tests {
         assert_eq!(p.shard_name(1), "train/shard-p0003-000001.tar");
         assert!(train.is_shard("train/shard-p0003-000001.tar"));
         assert_eq!(l.partition(0, 1).shard_name(2), "shard-000002.tar");
+        assert_eq!(train.index_name("wids.json"), "train/wids.json");
+        assert_eq!(l.index_name("wids.json"), "wids.json");
+        let m = ExportLayout::new(Path::from("a"), OutputFormat::Mds);
+        assert!(m.is_spool("shard-000001.mds.spool") && !m.is_spool("shard-000001.mds"));
+        assert!(ExportLayout::is_export_file("index.json"));
     }
 }

@@ -135,6 +135,10 @@ pub struct Manifest {
     /// Image files beside the shards (JSON Lines step exports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<ImageFiles>,
+    /// The loader index of each shard series (MDS `index.json`, WebDataset
+    /// `wids.json`); `rows` is the samples it lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_files: Vec<ShardInfo>,
     /// The snapshot instant.
     pub as_of: Option<String>,
     /// The versions of the store's Delta tables the export read (spec
@@ -197,13 +201,19 @@ pub(super) fn dataset_card(manifest: &Manifest, title: &str) -> String {
             Some("webdataset"),
             "tar",
             "WebDataset tar shards: per frame `{key}.png|jpg` and `{key}.json` (every other column)",
-            "import webdataset as wds\nds = wds.WebDataset(\"shard-{000000..NNNNNN}.tar\", shardshuffle=False)\\\n    .decode(\"pil\").to_tuple(\"__key__\", \"png;jpg\", \"json\")\n\n# or: datasets.load_dataset(\"webdataset\", data_dir=\".\")",
+            "import webdataset as wds\nds = wds.WebDataset(\"shard-{000000..NNNNNN}.tar\", shardshuffle=False)\\\n    .decode(\"pil\").to_tuple(\"__key__\", \"png;jpg\", \"json\")\n\n# or: datasets.load_dataset(\"webdataset\", data_dir=\".\")\n# random access: import wids; ds = wids.ShardListDataset(\"wids.json\")  (a split's: \"train/wids.json\")",
         ),
         "jsonl" => (
             Some("json"),
             "jsonl",
             "JSON Lines shards, one object per frame; `image` is a `data:` URL (base64)",
             "from datasets import load_dataset\nds = load_dataset(\"json\", data_dir=\".\")",
+        ),
+        "mds" => (
+            None,
+            "mds",
+            "MosaicML Streaming MDS shards (`index.json` per split folder; `image` decodes to a PIL image, `json` columns to Python values)",
+            "from streaming import StreamingDataset\nds = StreamingDataset(local=\".\", split=None, shuffle=False, validate_hash=\"sha256\", batch_size=1)\n# with splits: split=\"train\"; shuffled with resume: shuffle=True, shuffle_seed=…, ds.state_dict()",
         ),
         _ => (
             None,
@@ -365,6 +375,7 @@ mod tests {
             digest: String::new(),
             steps: None,
             images: None,
+            index_files: Vec::new(),
             as_of: Some("2030-01-01T00:00:00Z".into()),
             store_version: None,
             selection: None,
@@ -389,6 +400,7 @@ mod tests {
             ("webdataset", "wds.WebDataset", Some("shard-*.tar")),
             ("jsonl", "load_dataset(\"json\"", Some("shard-*.jsonl")),
             ("arrow", "pa.ipc.open_file", None),
+            ("mds", "StreamingDataset(local=", None),
         ] {
             let card = dataset_card(&manifest(format), "t");
             assert!(card.contains(needle), "{format}: {card}");

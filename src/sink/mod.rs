@@ -4,7 +4,8 @@
 //! `ShardFile` (`format/`) into a [`HashingWriter`] that hashes the bytes
 //! and streams them to an upload (`upload.rs`) or, on resume, compares them
 //! with what is already there (`existing.rs`); the manifest (`manifest.rs`)
-//! is written last. [`ExportLayout`] names every file; `row_schema.rs` and
+//! is written last, after each series' loader index (`loader_index.rs`:
+//! MDS `index.json`, WebDataset `wids.json`). [`ExportLayout`] names every file; `row_schema.rs` and
 //! `row_json.rs` give the output columns and their JSON form.
 
 mod existing;
@@ -12,6 +13,7 @@ mod format;
 mod hashing;
 mod layout;
 mod lease;
+mod loader_index;
 mod manifest;
 mod media;
 mod publish;

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::ExportLayout;
 use super::lease::{self, Claim, Lease};
+use super::loader_index::{series_index, IndexFile};
 use super::manifest::{
     dataset_card, shards_digest, ImageFiles, Manifest, Selection, ShardInfo, SplitSection,
     StepSection,
@@ -94,7 +95,7 @@ impl<'a> ExportWriter<'a> {
         shard_size_bytes: u64,
     ) -> Result<Self> {
         let size = i64::try_from(shard_size_bytes).unwrap_or(i64::MAX);
-        check_shard_size(size).map_err(|message| Error::Config {
+        check_shard_size(size, format).map_err(|message| Error::Config {
             field: "shard_size_bytes".into(),
             message,
         })?;
@@ -230,7 +231,7 @@ impl<'a> ExportWriter<'a> {
         let stale_candidates: Vec<String> = begun
             .existing
             .keys()
-            .filter(|n| series.iter().any(|l| l.is_shard(n)))
+            .filter(|n| series.iter().any(|l| l.is_shard(n) || l.is_spool(n)))
             .cloned()
             .collect();
         let published = match written {
@@ -243,7 +244,10 @@ impl<'a> ExportWriter<'a> {
                     tracing::info!(swept, "removed staging files of interrupted uploads");
                 }
                 match self.manifest(parts).await {
-                    Ok(m) => self.publish(&m, &stale_candidates).await.map(|()| m),
+                    Ok((m, indexes)) => self
+                        .publish(&m, &indexes, &stale_candidates)
+                        .await
+                        .map(|()| m),
                     Err(e) => Err(e),
                 }
             }
@@ -361,8 +365,9 @@ impl<'a> ExportWriter<'a> {
     }
 
     /// The manifest of the written shards (partitions in order), with
-    /// download links when the target makes them.
-    async fn manifest(&self, parts: Vec<PartitionWritten>) -> Result<Manifest> {
+    /// download links when the target makes them, and the loader index of
+    /// each series it lists.
+    async fn manifest(&self, parts: Vec<PartitionWritten>) -> Result<(Manifest, Vec<IndexFile>)> {
         let n_series = self.series().len();
         let mut by_series: Vec<(Vec<ShardInfo>, ShardTotals)> =
             vec![(Vec::new(), ShardTotals::default()); n_series];
@@ -377,6 +382,7 @@ impl<'a> ExportWriter<'a> {
             }
             for ((shards, t), (all, sum)) in part.series.into_iter().zip(by_series.iter_mut()) {
                 all.extend(shards);
+                sum.loader.extend(t.loader);
                 // A session is in one partition and one split only: the sums are exact.
                 sum.rows += t.rows;
                 sum.actions += t.actions;
@@ -407,6 +413,10 @@ impl<'a> ExportWriter<'a> {
                 })
                 .collect()
         });
+        let mut indexes = Vec::new();
+        for (layout, (shards, t)) in self.series().iter().zip(&parts) {
+            indexes.extend(series_index(layout, shards, t)?);
+        }
         let mut shards: Vec<ShardInfo> = parts.into_iter().flat_map(|(s, _)| s).collect();
         let meta = self.meta.clone();
         let (schema, steps, mut images) = match finished {
@@ -431,12 +441,17 @@ impl<'a> ExportWriter<'a> {
                 (schema, Some(section), images)
             }
         };
-        // Every file the manifest lists gets its link: shards, then images.
+        let mut index_files: Vec<ShardInfo> = indexes.iter().map(|i| i.info.clone()).collect();
+        // Every file the manifest lists gets its link: shards, images, indexes.
         let mut links_expire_at = None;
         if let Some(links) = &self.target.links {
             let mut earliest: Option<SystemTime> = None;
             let image_files = images.iter_mut().flat_map(|i| i.files.iter_mut());
-            for s in shards.iter_mut().chain(image_files) {
+            for s in shards
+                .iter_mut()
+                .chain(image_files)
+                .chain(index_files.iter_mut())
+            {
                 let (url, exp) = links.link(&s.path).await?;
                 s.url = Some(url);
                 earliest = Some(earliest.map_or(exp, |e| e.min(exp)));
@@ -448,7 +463,7 @@ impl<'a> ExportWriter<'a> {
             Some(s) => (s.observations, totals.rows),
             None => (totals.rows, totals.actions),
         };
-        Ok(Manifest {
+        let manifest = Manifest {
             version: env!("CARGO_PKG_VERSION").to_string(),
             format: self.layout.format().as_str().to_string(),
             rows: totals.rows,
@@ -456,6 +471,7 @@ impl<'a> ExportWriter<'a> {
             actions,
             steps,
             images,
+            index_files,
             sessions: totals.sessions,
             shard_count: shards.len() as u64,
             shard_size_bytes: self.shard_size_bytes,
@@ -470,13 +486,19 @@ impl<'a> ExportWriter<'a> {
             sql: meta.sql,
             schema,
             links_expire_at,
-        })
+        };
+        Ok((manifest, indexes))
     }
 
-    /// Deletes stale shard keys, writes the dataset card (Parquet) and then
-    /// the manifest, which must not exist yet unless it is byte-identical (a
-    /// racing rerun of the same export).
-    async fn publish(&self, manifest: &Manifest, stale_candidates: &[String]) -> Result<()> {
+    /// Deletes stale shard keys, writes the loader indexes, the dataset card
+    /// and then the manifest, which must not exist yet unless it is
+    /// byte-identical (a racing rerun of the same export).
+    async fn publish(
+        &self,
+        manifest: &Manifest,
+        indexes: &[IndexFile],
+        stale_candidates: &[String],
+    ) -> Result<()> {
         let store = &self.target.store;
         for name in stale_candidates {
             if !manifest.shards.iter().any(|s| &s.path == name) {
@@ -486,6 +508,13 @@ impl<'a> ExportWriter<'a> {
                     Err(e) => return Err(Error::destination("delete stale shard", &key)(e)),
                 }
             }
+        }
+        for index in indexes {
+            let key = self.layout.key(&index.info.path);
+            store
+                .put(&key, PutPayload::from(Bytes::from(index.bytes.clone())))
+                .await
+                .map_err(Error::destination("put", &key))?;
         }
         let card = dataset_card(manifest, &self.meta.title);
         let key = self.layout.card();

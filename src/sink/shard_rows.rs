@@ -47,6 +47,7 @@ pub async fn shard_rows(
     match format {
         OutputFormat::Jsonl => jsonl_rows(&bytes).map_err(corrupt),
         OutputFormat::Webdataset => tar_rows(&bytes).map_err(corrupt),
+        OutputFormat::Mds => mds_rows(&bytes).map_err(corrupt),
         OutputFormat::Parquet => {
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -86,6 +87,27 @@ fn jsonl_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
         });
     }
     Ok(out)
+}
+
+fn mds_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
+    let samples = super::format::read_samples(bytes)?;
+    Ok(samples
+        .into_iter()
+        .map(|s| {
+            let text = |name: &str| {
+                s.columns
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            RowDigest {
+                session_id: text("session_id"),
+                key: text("key"),
+                sha256: Sha256::digest(s.raw).into(),
+            }
+        })
+        .collect())
 }
 
 fn tar_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {

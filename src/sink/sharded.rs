@@ -48,6 +48,10 @@ pub struct ShardTotals {
     pub actions: u64,
     /// Distinct sessions with at least one row.
     pub sessions: u64,
+    /// Per shard, in order, its entry in the series' loader index (MDS and
+    /// WebDataset; empty for the other formats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loader: Vec<serde_json::Value>,
 }
 
 struct OpenShard {
@@ -192,7 +196,7 @@ impl ShardedWriter {
             HashingWriter::upload(Arc::clone(&self.store), path.clone(), self.part_bytes)
         };
         Ok(OpenShard {
-            file: open_shard(self.layout.format(), out, schema)?,
+            file: open_shard(self.layout.format(), out, schema, self.limit)?,
             path,
             name,
             rows: 0,
@@ -204,6 +208,7 @@ impl ShardedWriter {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
+        let entry = open.file.loader_entry();
         let done = match open.file.finish().await {
             Ok(done) => done,
             Err(e) => {
@@ -221,6 +226,7 @@ impl ShardedWriter {
             self.progress.shards_reused.fetch_add(1, Ordering::Relaxed);
         }
         self.created.push(!open.existed);
+        self.totals.loader.extend(entry);
         self.shards.push(ShardInfo {
             path: open.name,
             bytes: done.bytes,

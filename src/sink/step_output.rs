@@ -128,7 +128,7 @@ impl StepOutput {
             first.push(new);
         }
         let image: ArrayRef = match self.format {
-            OutputFormat::Parquet | OutputFormat::Arrow => image_struct(
+            OutputFormat::Parquet | OutputFormat::Arrow | OutputFormat::Mds => image_struct(
                 &(Arc::new(bytes) as ArrayRef),
                 &(Arc::new(keys) as ArrayRef),
                 &(Arc::new(formats) as ArrayRef),

@@ -137,6 +137,7 @@ fn files_of(manifest: &Manifest) -> impl Iterator<Item = &ShardInfo> {
         .shards
         .iter()
         .chain(manifest.images.iter().flat_map(|i| i.files.iter()))
+        .chain(manifest.index_files.iter())
 }
 
 /// The manifest's own consistency: each split section and the digests.

@@ -16,7 +16,7 @@ pub use compile::{
 pub use model::{
     check_partitions, check_shard_size, partition_of, Destination, ExportSpec, FrameSampling,
     OutputFormat, Redaction, SamplingMode, SessionFilter, SplitKey, Splits, BUILTIN_PATTERNS,
-    DEFAULT_SHARD_SIZE_BYTES, MAX_PARTITIONS, MIN_SHARD_SIZE_BYTES,
+    DEFAULT_SHARD_SIZE_BYTES, MAX_MDS_SHARD_SIZE_BYTES, MAX_PARTITIONS, MIN_SHARD_SIZE_BYTES,
 };
 pub(crate) use parse::{
     check_fraction, check_fraction_sum, compile_pattern, is_split_name, regex_problem,

@@ -14,13 +14,23 @@ pub const DEFAULT_SHARD_SIZE_BYTES: u64 = 268_435_456;
 /// Smallest accepted shard size.
 pub const MIN_SHARD_SIZE_BYTES: u64 = 4096;
 
+/// Largest shard size cap of an MDS export: MDS sample offsets are 32-bit.
+pub const MAX_MDS_SHARD_SIZE_BYTES: u64 = u32::MAX as u64;
+
 /// The one rule for a shard size cap, applied by the spec parser, `COPY …
 /// OPTIONS ('shard_size_bytes' …)` and `DataFrame::write_shards` alike: at
-/// least [`MIN_SHARD_SIZE_BYTES`]. The error says what is wrong with `n`.
-pub fn check_shard_size(n: i64) -> Result<u64, String> {
+/// least [`MIN_SHARD_SIZE_BYTES`], and for `mds` at most
+/// [`MAX_MDS_SHARD_SIZE_BYTES`]. The error says what is wrong with `n`.
+pub fn check_shard_size(n: i64, format: OutputFormat) -> Result<u64, String> {
     match u64::try_from(n) {
-        Ok(n) if n >= MIN_SHARD_SIZE_BYTES => Ok(n),
-        _ => Err(format!("{n} is below the minimum {MIN_SHARD_SIZE_BYTES}")),
+        Ok(n) if n < MIN_SHARD_SIZE_BYTES => {
+            Err(format!("{n} is below the minimum {MIN_SHARD_SIZE_BYTES}"))
+        }
+        Ok(n) if format == OutputFormat::Mds && n > MAX_MDS_SHARD_SIZE_BYTES => Err(format!(
+            "{n} is above {MAX_MDS_SHARD_SIZE_BYTES}, the most an MDS shard can hold (its offsets are 32-bit)"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{n} is below the minimum {MIN_SHARD_SIZE_BYTES}")),
     }
 }
 
@@ -35,15 +45,18 @@ pub enum OutputFormat {
     Jsonl,
     /// Arrow IPC file shards.
     Arrow,
+    /// MosaicML Streaming MDS shards with an `index.json`.
+    Mds,
 }
 
 impl OutputFormat {
     /// Every format.
-    pub const ALL: [OutputFormat; 4] = [
+    pub const ALL: [OutputFormat; 5] = [
         OutputFormat::Parquet,
         OutputFormat::Webdataset,
         OutputFormat::Jsonl,
         OutputFormat::Arrow,
+        OutputFormat::Mds,
     ];
 
     /// The spec's name for it.
@@ -69,6 +82,7 @@ impl OutputFormat {
             OutputFormat::Webdataset => ("webdataset", "tar", "webdataset"),
             OutputFormat::Jsonl => ("jsonl", "jsonl", "nusomi_jsonl"),
             OutputFormat::Arrow => ("arrow", "arrow", "nusomi_arrow"),
+            OutputFormat::Mds => ("mds", "mds", "nusomi_mds"),
         }
     }
 }

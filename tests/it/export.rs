@@ -49,6 +49,16 @@ async fn check_manifest(mem: &Arc<InMemory>, m: &Manifest) {
         assert_eq!(hex::encode(Sha256::digest(&bytes)), s.sha256, "{}", s.path);
         expected.push(format!("out/{}", s.path));
     }
+    for s in &m.index_files {
+        let bytes = read(mem, &format!("out/{}", s.path)).await;
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), s.sha256, "{}", s.path);
+        expected.push(format!("out/{}", s.path));
+    }
+    let index_expected = match m.format.as_str() {
+        "mds" | "webdataset" => 1,
+        _ => 0,
+    };
+    assert_eq!(m.index_files.len(), index_expected, "{}", m.format);
     assert_eq!(m.digest, shards_digest(&m.shards));
     assert_eq!(m.rows, m.shards.iter().map(|s| s.rows).sum::<u64>());
     assert_eq!(m.frames, m.rows);

@@ -9,6 +9,7 @@ mod entra;
 mod export;
 mod gcp;
 mod layout;
+mod loaders;
 mod redact;
 mod s3_store;
 mod seal;

@@ -4,9 +4,12 @@
 //! trailer are written — exact for JSONL and WebDataset (`rows.rs` encodes
 //! each row first), a conservative estimate for Parquet and Arrow IPC — so
 //! the sharder can close a shard before it would pass `shard_size_bytes`.
+//! MDS shards are exact too (`mds.rs`), and they and WebDataset shards give
+//! an entry for their series' loader index (`loader_index.rs`).
 
 mod arrow_ipc;
 mod jsonl;
+mod mds;
 mod parquet;
 mod rows;
 mod webdataset;
@@ -14,6 +17,9 @@ mod webdataset;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
+use serde_json::Value;
+
+pub(super) use mds::{python_json, read_samples};
 
 use super::hashing::{HashingWriter, ShardDone};
 use crate::error::{Error, Result};
@@ -27,6 +33,12 @@ pub(super) trait ShardFile: Send {
     fn size_with(&mut self, row: &RecordBatch) -> Result<u64>;
     /// Adds `row`.
     async fn add(&mut self, row: &RecordBatch) -> Result<()>;
+    /// This shard's entry in its series' loader index (MDS `index.json`,
+    /// the `wids` shard list), once every row is added; `None` for formats
+    /// without one.
+    fn loader_entry(&self) -> Option<Value> {
+        None
+    }
     /// Writes the trailer and completes the upload.
     async fn finish(self: Box<Self>) -> Result<ShardDone>;
     /// Abandons the shard; true when something reached the store and the
@@ -34,17 +46,20 @@ pub(super) trait ShardFile: Send {
     async fn abort(self: Box<Self>) -> bool;
 }
 
-/// Opens a shard of `format` on `out` for rows of `schema`.
+/// Opens a shard of `format` on `out` for rows of `schema`, in a series
+/// whose shards are capped at `size_limit` bytes.
 pub(super) fn open_shard(
     format: OutputFormat,
     out: HashingWriter,
     schema: SchemaRef,
+    size_limit: u64,
 ) -> Result<Box<dyn ShardFile>> {
     Ok(match format {
         OutputFormat::Jsonl => Box::new(rows::RowShard::new(out, rows::RowEncoding::Jsonl)),
         OutputFormat::Webdataset => Box::new(rows::RowShard::new(out, rows::RowEncoding::Tar)),
         OutputFormat::Parquet => Box::new(parquet::ParquetShard::new(out, schema)?),
         OutputFormat::Arrow => Box::new(arrow_ipc::ArrowShard::new(out, schema)?),
+        OutputFormat::Mds => Box::new(mds::MdsShard::new(out, schema, size_limit)?),
     })
 }
 

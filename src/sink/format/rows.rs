@@ -4,6 +4,7 @@
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde_json::{json, Value};
 
 use super::super::hashing::{HashingWriter, ShardDone};
 use super::{jsonl, webdataset, ShardFile};
@@ -21,6 +22,9 @@ pub(super) struct RowShard {
     encoding: RowEncoding,
     /// The last encoded row, kept between `size_with` and `add`.
     pending: Option<Vec<u8>>,
+    /// Samples as a tar reader groups members by key: one per row, plus
+    /// one per step observation image (a member of its own key).
+    samples: u64,
 }
 
 impl RowShard {
@@ -29,6 +33,7 @@ impl RowShard {
             out,
             encoding,
             pending: None,
+            samples: 0,
         }
     }
 
@@ -61,7 +66,17 @@ impl ShardFile for RowShard {
             Some(b) => b,
             None => self.encode(row)?,
         };
+        if let RowEncoding::Tar = self.encoding {
+            self.samples += 1 + u64::from(webdataset::carries_step_image(row));
+        }
         self.out.put(Bytes::from(bytes)).await
+    }
+
+    fn loader_entry(&self) -> Option<Value> {
+        match self.encoding {
+            RowEncoding::Jsonl => None,
+            RowEncoding::Tar => Some(json!({"nsamples": self.samples})),
+        }
     }
 
     async fn finish(mut self: Box<Self>) -> Result<ShardDone> {

@@ -60,6 +60,17 @@ fn step_sample(row: &RecordBatch) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Whether `row` is a step row that carries its observation image (a tar
+/// member keyed by the observation, so a sample of its own for readers
+/// that group members by key).
+pub(super) fn carries_step_image(row: &RecordBatch) -> bool {
+    row.column_by_name("observation_key").is_some()
+        && row
+            .column_by_name("image")
+            .and_then(|c| c.as_struct_opt())
+            .is_some_and(|s| s.column(0).is_valid(0))
+}
+
 fn tar_member(out: &mut Vec<u8>, name: &str, data: &[u8]) -> Result<()> {
     let io = |e: std::io::Error| Error::Internal(format!("tar header for {name:?}: {e}"));
     if name.len() > 100 {

@@ -302,7 +302,7 @@ impl Parser {
         let shard_size_bytes = match obj.get("shard_size_bytes") {
             None | Some(Value::Null) => Some(DEFAULT_SHARD_SIZE_BYTES),
             Some(v) => self.int(v, "shard_size_bytes", i64::MIN).and_then(|n| {
-                check_shard_size(n)
+                check_shard_size(n, format.unwrap_or(OutputFormat::Parquet))
                     .map_err(|m| self.err("shard_size_bytes", m))
                     .ok()
             }),

@@ -1,0 +1,632 @@
+//! MosaicML Streaming MDS shards (format version 2, no compression), as
+//! `streaming.MDSWriter` lays them out: `num_samples: u32`, `num_samples + 1`
+//! absolute sample offsets (`u32`), the shard's config as JSON, then the
+//! samples. A sample is the `u32` sizes of its variable-size columns, then
+//! every column's bytes, columns in name order.
+//!
+//! Columns and their MDS encodings: `image` is `png` or `jpeg` (the format of
+//! the shard's first image; both decode through PIL whatever the bytes are),
+//! the identity columns ([`TYPED`]) are `str` and `int`, and every other
+//! column is `json` in the JSON Lines form (so a null stays a null). Each
+//! sample carries its own image, step samples too: an MDS dataset is read
+//! by random access.
+//!
+//! The header comes first but is known last, and a shard may be as large as
+//! `shard_size_bytes`: samples are held in memory up to [`SPILL_BYTES`], then
+//! go on to a spool object beside the shard (`shard-000000.mds.spool`,
+//! written and deleted by this export), which is streamed back behind the
+//! header when the shard closes. Memory stays bounded whatever the cap.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::super::hashing::{HashingWriter, ShardDone};
+use super::super::upload::ShardUpload;
+use super::ShardFile;
+use crate::error::{Error, Result};
+use crate::sink::layout::ExportLayout;
+use crate::sink::row_json::row_object;
+use crate::store::ImageFormat;
+
+/// Samples held in memory before a shard's body goes to its spool object.
+pub(crate) const SPILL_BYTES: usize = 32 << 20;
+
+/// Columns that are never null in an export row and get a typed encoding.
+const TYPED: [&str; 13] = [
+    "key",
+    "session_id",
+    "workflow",
+    "outcome",
+    "actor_kind",
+    "frame_idx",
+    "t_ms",
+    "image_format",
+    "width",
+    "height",
+    "observation_key",
+    "step",
+    "frame_t_ms",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Image,
+    Str,
+    Int,
+    Json,
+}
+
+struct Column {
+    name: String,
+    encoding: Encoding,
+}
+
+/// Where the samples so far are.
+enum Body {
+    Memory(Vec<u8>),
+    Spool { upload: ShardUpload, key: Path },
+}
+
+/// An MDS shard being written.
+pub(super) struct MdsShard {
+    out: HashingWriter,
+    store: Arc<dyn ObjectStore>,
+    spool_key: Path,
+    part_bytes: usize,
+    spill_bytes: usize,
+    size_limit: u64,
+    columns: Vec<Column>,
+    /// `png` or `jpeg`, fixed by the first image.
+    image_encoding: Option<&'static str>,
+    /// Size of each sample written.
+    sizes: Vec<u32>,
+    body_bytes: u64,
+    body: Body,
+    /// The last encoded sample, kept between `size_with` and `add`.
+    pending: Option<Vec<u8>>,
+}
+
+impl MdsShard {
+    pub(super) fn new(out: HashingWriter, schema: SchemaRef, size_limit: u64) -> Result<Self> {
+        Self::with_spill(out, schema, size_limit, SPILL_BYTES)
+    }
+
+    pub(super) fn with_spill(
+        out: HashingWriter,
+        schema: SchemaRef,
+        size_limit: u64,
+        spill_bytes: usize,
+    ) -> Result<Self> {
+        let mut columns: Vec<Column> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let typed = TYPED.contains(&f.name().as_str());
+                let encoding = match f.data_type() {
+                    DataType::Struct(_) if f.name() == "image" => Encoding::Image,
+                    DataType::Utf8 if typed => Encoding::Str,
+                    DataType::Int64 | DataType::Int32 | DataType::UInt32 if typed => Encoding::Int,
+                    _ => Encoding::Json,
+                };
+                Column {
+                    name: f.name().clone(),
+                    encoding,
+                }
+            })
+            .collect();
+        columns.sort_by(|a, b| a.name.cmp(&b.name));
+        let (store, spool_key, part_bytes) = out.beside(ExportLayout::SPOOL_SUFFIX);
+        Ok(MdsShard {
+            out,
+            store,
+            spool_key,
+            part_bytes,
+            spill_bytes,
+            size_limit,
+            columns,
+            image_encoding: None,
+            sizes: Vec::new(),
+            body_bytes: 0,
+            body: Body::Memory(Vec::new()),
+            pending: None,
+        })
+    }
+
+    /// The shard's config as MDS records it (in the shard and in
+    /// `index.json`), without the sample count and file info.
+    fn config(&self) -> Value {
+        let encodings: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| match c.encoding {
+                Encoding::Image => self.image_encoding.unwrap_or("png"),
+                Encoding::Str => "str",
+                Encoding::Int => "int",
+                Encoding::Json => "json",
+            })
+            .collect();
+        let sizes: Vec<Value> = self
+            .columns
+            .iter()
+            .map(|c| match c.encoding {
+                Encoding::Int => json!(8),
+                _ => Value::Null,
+            })
+            .collect();
+        json!({
+            "column_encodings": encodings,
+            "column_names": self.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            "column_sizes": sizes,
+            "compression": null,
+            "format": "mds",
+            "hashes": ["sha256"],
+            "size_limit": self.size_limit,
+            "version": 2,
+        })
+    }
+
+    fn config_bytes(&self) -> Vec<u8> {
+        python_json(&self.config()).into_bytes()
+    }
+
+    /// Bytes before the first sample with `samples` samples.
+    fn header_len(&self, samples: usize, config: usize) -> u64 {
+        4 + 4 * (samples as u64 + 1) + config as u64
+    }
+
+    fn encode(&mut self, row: &RecordBatch) -> Result<Vec<u8>> {
+        let obj = row_object(row, 0, &["image"])?;
+        let key = obj.get("key").and_then(Value::as_str).unwrap_or_default();
+        let null = |name: &str| {
+            Error::Rows(format!(
+                "an MDS sample cannot hold a null `{name}` (row {key:?})"
+            ))
+        };
+        let mut sizes: Vec<u8> = Vec::new();
+        let mut data: Vec<u8> = Vec::new();
+        for c in &self.columns {
+            let value = obj.get(&c.name).unwrap_or(&Value::Null);
+            let datum: Vec<u8> = match c.encoding {
+                Encoding::Image => {
+                    let image = row
+                        .column_by_name("image")
+                        .ok_or_else(|| null("image"))?
+                        .as_struct();
+                    let bytes = image.column(0).as_binary::<i32>();
+                    if bytes.is_null(0) {
+                        return Err(null("image"));
+                    }
+                    if self.image_encoding.is_none() {
+                        let format = obj.get("image_format").and_then(Value::as_str);
+                        self.image_encoding = Some(match format.map(ImageFormat::of_column) {
+                            Some(ImageFormat::Jpeg) => "jpeg",
+                            _ => "png",
+                        });
+                    }
+                    bytes.value(0).to_vec()
+                }
+                Encoding::Str => value
+                    .as_str()
+                    .ok_or_else(|| null(&c.name))?
+                    .as_bytes()
+                    .to_vec(),
+                Encoding::Int => {
+                    let n = value.as_i64().ok_or_else(|| null(&c.name))?;
+                    data.extend_from_slice(&n.to_le_bytes());
+                    continue;
+                }
+                Encoding::Json => serde_json::to_vec(value)?,
+            };
+            let len = u32::try_from(datum.len()).map_err(|_| {
+                Error::Rows(format!(
+                    "column `{}` of row {key:?} is over 4 GiB, more than an MDS sample holds",
+                    c.name
+                ))
+            })?;
+            sizes.extend_from_slice(&len.to_le_bytes());
+            data.extend_from_slice(&datum);
+        }
+        sizes.extend_from_slice(&data);
+        Ok(sizes)
+    }
+
+    async fn push(&mut self, sample: Vec<u8>) -> Result<()> {
+        let len = u32::try_from(sample.len())
+            .map_err(|_| Error::Rows("an MDS sample is over 4 GiB".into()))?;
+        self.sizes.push(len);
+        self.body_bytes += sample.len() as u64;
+        if let Body::Memory(buf) = &mut self.body {
+            if buf.len() + sample.len() <= self.spill_bytes {
+                buf.extend_from_slice(&sample);
+                return Ok(());
+            }
+            let held = std::mem::take(buf);
+            let mut upload = ShardUpload::new(
+                Arc::clone(&self.store),
+                self.spool_key.clone(),
+                self.part_bytes,
+            );
+            upload.put(Bytes::from(held)).await?;
+            self.body = Body::Spool {
+                upload,
+                key: self.spool_key.clone(),
+            };
+        }
+        if let Body::Spool { upload, .. } = &mut self.body {
+            upload.put(Bytes::from(sample)).await?;
+        }
+        Ok(())
+    }
+
+    fn header(&self) -> Result<Vec<u8>> {
+        let config = self.config_bytes();
+        let start = self.header_len(self.sizes.len(), config.len());
+        let too_big = || Error::Rows("an MDS shard is over 4 GiB".into());
+        let mut out = Vec::with_capacity(start as usize);
+        out.extend_from_slice(&(self.sizes.len() as u32).to_le_bytes());
+        let mut at = start;
+        out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
+        for s in &self.sizes {
+            at += u64::from(*s);
+            out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
+        }
+        out.extend_from_slice(&config);
+        Ok(out)
+    }
+
+    async fn finish_inner(&mut self) -> Result<()> {
+        let header = self.header()?;
+        self.out.put(Bytes::from(header)).await?;
+        match std::mem::replace(&mut self.body, Body::Memory(Vec::new())) {
+            Body::Memory(buf) => self.out.put(Bytes::from(buf)).await?,
+            Body::Spool { upload, key } => {
+                upload.finish().await?;
+                let got = self
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(Error::destination("get", &key))?;
+                let mut stream = got.into_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(Error::destination("get", &key))?;
+                    self.out.put(chunk).await?;
+                }
+                self.store
+                    .delete(&key)
+                    .await
+                    .map_err(Error::destination("delete", &key))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ShardFile for MdsShard {
+    fn size_with(&mut self, row: &RecordBatch) -> Result<u64> {
+        let sample = self.encode(row)?;
+        let config = self.config_bytes().len();
+        let size =
+            self.header_len(self.sizes.len() + 1, config) + self.body_bytes + sample.len() as u64;
+        self.pending = Some(sample);
+        Ok(size)
+    }
+
+    async fn add(&mut self, row: &RecordBatch) -> Result<()> {
+        let sample = match self.pending.take() {
+            Some(s) => s,
+            None => self.encode(row)?,
+        };
+        self.push(sample).await
+    }
+
+    fn loader_entry(&self) -> Option<Value> {
+        let mut entry = self.config();
+        entry["samples"] = json!(self.sizes.len());
+        entry["zip_data"] = Value::Null;
+        Some(entry)
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<ShardDone> {
+        if let Err(e) = self.finish_inner().await {
+            self.abort_spool().await;
+            let _ = self.out.abort().await;
+            return Err(e);
+        }
+        self.out.finish().await
+    }
+
+    async fn abort(mut self: Box<Self>) -> bool {
+        self.abort_spool().await;
+        self.out.abort().await
+    }
+}
+
+impl MdsShard {
+    async fn abort_spool(&mut self) {
+        if let Body::Spool { mut upload, key } =
+            std::mem::replace(&mut self.body, Body::Memory(Vec::new()))
+        {
+            upload.abort().await;
+            let _ = self.store.delete(&key).await;
+        }
+    }
+}
+
+/// One sample read back from an MDS shard: its bytes and each column's.
+#[derive(Debug)]
+pub(crate) struct MdsSample<'a> {
+    pub(crate) raw: &'a [u8],
+    pub(crate) columns: Vec<(String, &'a [u8])>,
+}
+
+/// The samples of an MDS shard, checking its header and config; the error
+/// says what is malformed.
+pub(crate) fn read_samples(shard: &[u8]) -> std::result::Result<Vec<MdsSample<'_>>, String> {
+    let u32_at = |at: usize| -> std::result::Result<usize, String> {
+        shard
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| format!("truncated at byte {at}"))
+    };
+    let n = u32_at(0)?;
+    let offsets: Vec<usize> = (0..=n)
+        .map(|i| u32_at(4 + 4 * i))
+        .collect::<std::result::Result<_, _>>()?;
+    let config_at = 4 + 4 * (n + 1);
+    let config = shard
+        .get(config_at..offsets[0])
+        .ok_or("the first offset is before the config")?;
+    let config: Value = serde_json::from_slice(config).map_err(|e| format!("config: {e}"))?;
+    let names: Vec<String> = config["column_names"]
+        .as_array()
+        .ok_or("config lacks column_names")?
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect();
+    let sizes: Vec<Option<usize>> = config["column_sizes"]
+        .as_array()
+        .ok_or("config lacks column_sizes")?
+        .iter()
+        .map(|v| v.as_u64().map(|n| n as usize))
+        .collect();
+    if offsets.last() != Some(&shard.len()) {
+        return Err(format!(
+            "the last offset is {:?}, the shard has {} bytes",
+            offsets.last(),
+            shard.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(n);
+    for w in offsets.windows(2) {
+        let raw = shard
+            .get(w[0]..w[1])
+            .ok_or_else(|| format!("sample at {}..{} is out of the shard", w[0], w[1]))?;
+        let mut at = 0;
+        let mut lens = Vec::with_capacity(names.len());
+        for size in &sizes {
+            lens.push(match size {
+                Some(s) => *s,
+                None => {
+                    let b = raw.get(at..at + 4).ok_or("truncated sample sizes")?;
+                    at += 4;
+                    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+                }
+            });
+        }
+        let mut columns = Vec::with_capacity(names.len());
+        for (name, len) in names.iter().zip(lens) {
+            let v = raw.get(at..at + len).ok_or("truncated sample data")?;
+            columns.push((name.clone(), v));
+            at += len;
+        }
+        out.push(MdsSample { raw, columns });
+    }
+    Ok(out)
+}
+
+/// `value` as Python's `json.dumps(value, sort_keys=True)` writes it
+/// (separators `", "` and `": "`, non-ASCII escaped), which is how MDS
+/// writes its config and `index.json`.
+pub(crate) fn python_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_python(value, &mut out);
+    out
+}
+
+fn write_python(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(v, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_str(k, out);
+                out.push_str(": ");
+                write_python(&map[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::String(s) => write_python_str(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_str(s: &str, out: &mut String) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7f => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::row_schema::image_fields;
+    use arrow::array::{ArrayRef, BinaryArray, Int64Array, StringArray, StructArray};
+    use arrow::datatypes::{Field, Schema};
+    use object_store::memory::InMemory;
+
+    fn rows(n: usize) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, true),
+            Field::new("session_id", DataType::Utf8, true),
+            Field::new("frame_idx", DataType::Int64, true),
+            Field::new("image", DataType::Struct(image_fields()), true),
+            Field::new("image_format", DataType::Utf8, true),
+            Field::new("actor_id", DataType::Utf8, true),
+        ]));
+        let batches = (0..n)
+            .map(|i| {
+                let image = StructArray::new(
+                    image_fields(),
+                    vec![
+                        Arc::new(BinaryArray::from(vec![vec![i as u8; 50].as_slice()])) as ArrayRef,
+                        Arc::new(StringArray::from(vec![format!("k{i}.png")])),
+                    ],
+                    None,
+                );
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(vec![format!("s_{i:06}")])),
+                    Arc::new(StringArray::from(vec!["s"])),
+                    Arc::new(Int64Array::from(vec![i as i64])),
+                    Arc::new(image),
+                    Arc::new(StringArray::from(vec!["png"])),
+                    Arc::new(StringArray::from(vec![None::<&str>])),
+                ];
+                RecordBatch::try_new(Arc::clone(&schema), cols).unwrap()
+            })
+            .collect();
+        (schema, batches)
+    }
+
+    async fn write(
+        store: &Arc<InMemory>,
+        name: &str,
+        spill: usize,
+        batches: &[RecordBatch],
+        schema: SchemaRef,
+    ) -> (ShardDone, Vec<u8>) {
+        let dyn_store: Arc<dyn ObjectStore> = Arc::clone(store) as _;
+        let out = HashingWriter::upload(Arc::clone(&dyn_store), Path::from(name), 64);
+        let mut shard = Box::new(MdsShard::with_spill(out, schema, 1 << 20, spill).unwrap());
+        for b in batches {
+            shard.size_with(b).unwrap();
+            shard.add(b).await.unwrap();
+        }
+        let entry = shard.loader_entry().unwrap();
+        assert_eq!(entry["samples"], batches.len());
+        let done = shard.finish().await.unwrap();
+        let bytes = dyn_store
+            .get(&Path::from(name))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        (done, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_spilled_shard_has_the_bytes_of_one_held_in_memory_and_leaves_no_spool() {
+        let store = Arc::new(InMemory::new());
+        let (schema, batches) = rows(20);
+        let (held, held_bytes) = write(
+            &store,
+            "a/shard-000000.mds",
+            usize::MAX,
+            &batches,
+            Arc::clone(&schema),
+        )
+        .await;
+        let (spilled, spilled_bytes) =
+            write(&store, "b/shard-000000.mds", 200, &batches, schema).await;
+        assert_eq!(held_bytes, spilled_bytes);
+        assert_eq!(held.sha256, spilled.sha256);
+        assert_eq!(held.bytes, held_bytes.len() as u64);
+        let dyn_store: Arc<dyn ObjectStore> = store;
+        let names: Vec<String> = dyn_store
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert_eq!(names.len(), 2, "only the shards: {names:?}");
+
+        let samples = read_samples(&spilled_bytes).unwrap();
+        assert_eq!(samples.len(), 20);
+        for (i, s) in samples.iter().enumerate() {
+            let col = |n: &str| s.columns.iter().find(|(c, _)| c == n).unwrap().1;
+            assert_eq!(col("key"), format!("s_{i:06}").as_bytes());
+            assert_eq!(col("image"), vec![i as u8; 50].as_slice());
+            assert_eq!(col("frame_idx"), (i as i64).to_le_bytes().as_slice());
+            assert_eq!(col("actor_id"), b"null", "a null stays a JSON null");
+        }
+        // size_with is exact: the bound before the last row is the size.
+        let (schema, batches) = rows(3);
+        let out = HashingWriter::upload(
+            Arc::new(InMemory::new()) as Arc<dyn ObjectStore>,
+            Path::from("c"),
+            64,
+        );
+        let mut shard = Box::new(MdsShard::new(out, schema, 1 << 20).unwrap());
+        let mut bound = 0;
+        for b in &batches {
+            bound = shard.size_with(b).unwrap();
+            shard.add(b).await.unwrap();
+        }
+        assert_eq!(shard.finish().await.unwrap().bytes, bound);
+    }
+
+    #[test]
+    fn a_truncated_shard_is_named_malformed() {
+        assert!(read_samples(&[1, 0, 0, 0, 9])
+            .unwrap_err()
+            .contains("truncated"));
+    }
+
+    #[test]
+    fn python_json_matches_json_dumps_sort_keys() {
+        let v = json!({"b": [1, null, "x"], "a": {"z": true, "y": "é\"\n"}});
+        assert_eq!(
+            python_json(&v),
+            r#"{"a": {"y": "\u00e9\"\n", "z": true}, "b": [1, null, "x"]}"#
+        );
+        assert_eq!(python_json(&json!("😀")), r#""\ud83d\ude00""#);
+    }
+}
