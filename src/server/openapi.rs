@@ -10,6 +10,10 @@ fn err(description: &str) -> Value {
 
 /// The document.
 pub fn openapi() -> Value {
+    let formats: Vec<&str> = crate::spec::OutputFormat::ALL
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^exp_[0-9A-HJKMNP-TV-Z]{26}$"}});
     json!({
         "openapi": "3.1.0",
@@ -126,7 +130,7 @@ pub fn openapi() -> Value {
                 "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes; splits, redact; unit, coordinates, history, messages", "required": ["workflow", "format", "destination"], "properties": {
                     "workflow": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
                     "filter": {"type": "object"},
-                    "format": {"type": "string", "enum": ["parquet", "webdataset", "jsonl", "arrow"]},
+                    "format": {"type": "string", "enum": formats},
                     "frame_sampling": {"type": "object"},
                     "destination": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["s3", "gcs", "azure_blob", "signed_url", "local"]}}},
                     "tag": {"type": "string"},

@@ -225,7 +225,7 @@ async fn both_ways(
 async fn every_format_on_two_executors_equals_one_node() {
     let (tmp, store) = local_store(61, 10).await;
     let cluster = Cluster::start(2, 2);
-    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+    for format in ["parquet", "arrow", "jsonl", "webdataset", "mds"] {
         let out = tmp.path().join(format!("out-{format}"));
         let spec = spec_json(
             format,
@@ -350,7 +350,7 @@ async fn every_format_on_two_executors_into_seaweedfs_equals_one_node() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    for format in ["parquet", "arrow", "jsonl", "webdataset"] {
+    for format in ["parquet", "arrow", "jsonl", "webdataset", "mds"] {
         let mut manifests = Vec::new();
         for (how, url) in [("single", None), ("cluster", Some(cluster.url.as_str()))] {
             let prefix = format!("cluster-{nonce}/{format}-{how}");
