@@ -12,10 +12,11 @@
 //! by random access.
 //!
 //! The header comes first but is known last, and a shard may be as large as
-//! `shard_size_bytes`: samples are held in memory up to [`SPILL_BYTES`], then
-//! go on to a spool object beside the shard (`shard-000000.mds.spool`,
-//! written and deleted by this export), which is streamed back behind the
-//! header when the shard closes. Memory stays bounded whatever the cap.
+//! `shard_size_bytes`: the first [`SPILL_BYTES`] of samples are held in
+//! memory, the rest go to a spool object beside the shard
+//! (`shard-000000.mds.spool`, written and deleted by this export), which is
+//! streamed back behind the header and the held samples when the shard
+//! closes. Memory stays bounded whatever the cap.
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -68,12 +69,6 @@ struct Column {
     encoding: Encoding,
 }
 
-/// Where the samples so far are.
-enum Body {
-    Memory(Vec<u8>),
-    Spool { upload: ShardUpload, key: Path },
-}
-
 /// An MDS shard being written.
 pub(super) struct MdsShard {
     out: HashingWriter,
@@ -88,7 +83,12 @@ pub(super) struct MdsShard {
     /// Size of each sample written.
     sizes: Vec<u32>,
     body_bytes: u64,
-    body: Body,
+    /// The first samples, up to `spill_bytes`.
+    held: Vec<u8>,
+    /// The samples after them, once there are more than memory holds.
+    spool: Option<ShardUpload>,
+    /// Whether a spool object was started (and must not outlive the shard).
+    spooled: bool,
     /// The last encoded sample, kept between `size_with` and `add`.
     pending: Option<Vec<u8>>,
 }
@@ -134,7 +134,9 @@ impl MdsShard {
             image_encoding: None,
             sizes: Vec::new(),
             body_bytes: 0,
-            body: Body::Memory(Vec::new()),
+            held: Vec::new(),
+            spool: None,
+            spooled: false,
             pending: None,
         })
     }
@@ -242,27 +244,19 @@ impl MdsShard {
             .map_err(|_| Error::Rows("an MDS sample is over 4 GiB".into()))?;
         self.sizes.push(len);
         self.body_bytes += sample.len() as u64;
-        if let Body::Memory(buf) = &mut self.body {
-            if buf.len() + sample.len() <= self.spill_bytes {
-                buf.extend_from_slice(&sample);
-                return Ok(());
-            }
-            let held = std::mem::take(buf);
-            let mut upload = ShardUpload::new(
+        if self.spool.is_none() && self.held.len() + sample.len() <= self.spill_bytes {
+            self.held.extend_from_slice(&sample);
+            return Ok(());
+        }
+        self.spooled = true;
+        let spool = self.spool.get_or_insert_with(|| {
+            ShardUpload::new(
                 Arc::clone(&self.store),
                 self.spool_key.clone(),
                 self.part_bytes,
-            );
-            upload.put(Bytes::from(held)).await?;
-            self.body = Body::Spool {
-                upload,
-                key: self.spool_key.clone(),
-            };
-        }
-        if let Body::Spool { upload, .. } = &mut self.body {
-            upload.put(Bytes::from(sample)).await?;
-        }
-        Ok(())
+            )
+        });
+        spool.put(Bytes::from(sample)).await
     }
 
     fn header(&self) -> Result<Vec<u8>> {
@@ -284,25 +278,26 @@ impl MdsShard {
     async fn finish_inner(&mut self) -> Result<()> {
         let header = self.header()?;
         self.out.put(Bytes::from(header)).await?;
-        match std::mem::replace(&mut self.body, Body::Memory(Vec::new())) {
-            Body::Memory(buf) => self.out.put(Bytes::from(buf)).await?,
-            Body::Spool { upload, key } => {
-                upload.finish().await?;
-                let got = self
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(Error::destination("get", &key))?;
-                let mut stream = got.into_stream();
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(Error::destination("get", &key))?;
-                    self.out.put(chunk).await?;
-                }
-                self.store
-                    .delete(&key)
-                    .await
-                    .map_err(Error::destination("delete", &key))?;
+        self.out
+            .put(Bytes::from(std::mem::take(&mut self.held)))
+            .await?;
+        if let Some(upload) = self.spool.take() {
+            let key = self.spool_key.clone();
+            upload.finish().await?;
+            let got = self
+                .store
+                .get(&key)
+                .await
+                .map_err(Error::destination("get", &key))?;
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(Error::destination("get", &key))?;
+                self.out.put(chunk).await?;
             }
+            self.store
+                .delete(&key)
+                .await
+                .map_err(Error::destination("delete", &key))?;
         }
         Ok(())
     }
@@ -351,11 +346,11 @@ impl ShardFile for MdsShard {
 
 impl MdsShard {
     async fn abort_spool(&mut self) {
-        if let Body::Spool { mut upload, key } =
-            std::mem::replace(&mut self.body, Body::Memory(Vec::new()))
-        {
+        if let Some(mut upload) = self.spool.take() {
             upload.abort().await;
-            let _ = self.store.delete(&key).await;
+        }
+        if self.spooled {
+            let _ = self.store.delete(&self.spool_key).await;
         }
     }
 }
