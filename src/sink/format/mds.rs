@@ -80,6 +80,9 @@ pub(super) struct MdsShard {
     columns: Vec<Column>,
     /// `png` or `jpeg`, fixed by the first image.
     image_encoding: Option<&'static str>,
+    /// `config_value` as the shard's header writes it (it changes only when
+    /// the first image fixes `image_encoding`).
+    config: Vec<u8>,
     /// Size of each sample written.
     sizes: Vec<u32>,
     body_bytes: u64,
@@ -123,7 +126,7 @@ impl MdsShard {
             .collect();
         columns.sort_by(|a, b| a.name.cmp(&b.name));
         let (store, spool_key, part_bytes) = out.beside(ExportLayout::SPOOL_SUFFIX);
-        Ok(MdsShard {
+        let mut shard = MdsShard {
             out,
             store,
             spool_key,
@@ -132,18 +135,21 @@ impl MdsShard {
             size_limit,
             columns,
             image_encoding: None,
+            config: Vec::new(),
             sizes: Vec::new(),
             body_bytes: 0,
             held: Vec::new(),
             spool: None,
             spooled: false,
             pending: None,
-        })
+        };
+        shard.config = python_json(&shard.config_value()).into_bytes();
+        Ok(shard)
     }
 
     /// The shard's config as MDS records it (in the shard and in
     /// `index.json`), without the sample count and file info.
-    fn config(&self) -> Value {
+    fn config_value(&self) -> Value {
         let encodings: Vec<&str> = self
             .columns
             .iter()
@@ -174,15 +180,13 @@ impl MdsShard {
         })
     }
 
-    fn config_bytes(&self) -> Vec<u8> {
-        python_json(&self.config()).into_bytes()
-    }
-
     /// Bytes before the first sample with `samples` samples.
     fn header_len(&self, samples: usize, config: usize) -> u64 {
         4 + 4 * (samples as u64 + 1) + config as u64
     }
 
+    /// One sample: the `u32` sizes of the variable-size columns (filled in
+    /// as each column is written), then every column's bytes, written once.
     fn encode(&mut self, row: &RecordBatch) -> Result<Vec<u8>> {
         let obj = row_object(row, 0, &["image"])?;
         let key = obj.get("key").and_then(Value::as_str).unwrap_or_default();
@@ -191,11 +195,22 @@ impl MdsShard {
                 "an MDS sample cannot hold a null `{name}` (row {key:?})"
             ))
         };
-        let mut sizes: Vec<u8> = Vec::new();
-        let mut data: Vec<u8> = Vec::new();
+        let variable = self
+            .columns
+            .iter()
+            .filter(|c| c.encoding != Encoding::Int)
+            .count();
+        let mut out = vec![0u8; 4 * variable];
+        let mut slot = 0;
         for c in &self.columns {
             let value = obj.get(&c.name).unwrap_or(&Value::Null);
-            let datum: Vec<u8> = match c.encoding {
+            let start = out.len();
+            match c.encoding {
+                Encoding::Int => {
+                    let n = value.as_i64().ok_or_else(|| null(&c.name))?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    continue;
+                }
                 Encoding::Image => {
                     let image = row
                         .column_by_name("image")
@@ -211,32 +226,26 @@ impl MdsShard {
                             Some(ImageFormat::Jpeg) => "jpeg",
                             _ => "png",
                         });
+                        self.config = python_json(&self.config_value()).into_bytes();
                     }
-                    bytes.value(0).to_vec()
+                    out.extend_from_slice(bytes.value(0));
                 }
-                Encoding::Str => value
-                    .as_str()
-                    .ok_or_else(|| null(&c.name))?
-                    .as_bytes()
-                    .to_vec(),
-                Encoding::Int => {
-                    let n = value.as_i64().ok_or_else(|| null(&c.name))?;
-                    data.extend_from_slice(&n.to_le_bytes());
-                    continue;
+                Encoding::Str => {
+                    let text = value.as_str().ok_or_else(|| null(&c.name))?;
+                    out.extend_from_slice(text.as_bytes());
                 }
-                Encoding::Json => serde_json::to_vec(value)?,
-            };
-            let len = u32::try_from(datum.len()).map_err(|_| {
+                Encoding::Json => serde_json::to_writer(&mut out, value)?,
+            }
+            let len = u32::try_from(out.len() - start).map_err(|_| {
                 Error::Rows(format!(
                     "column `{}` of row {key:?} is over 4 GiB, more than an MDS sample holds",
                     c.name
                 ))
             })?;
-            sizes.extend_from_slice(&len.to_le_bytes());
-            data.extend_from_slice(&datum);
+            out[4 * slot..4 * slot + 4].copy_from_slice(&len.to_le_bytes());
+            slot += 1;
         }
-        sizes.extend_from_slice(&data);
-        Ok(sizes)
+        Ok(out)
     }
 
     async fn push(&mut self, sample: Vec<u8>) -> Result<()> {
@@ -260,7 +269,7 @@ impl MdsShard {
     }
 
     fn header(&self) -> Result<Vec<u8>> {
-        let config = self.config_bytes();
+        let config = &self.config;
         let start = self.header_len(self.sizes.len(), config.len());
         let too_big = || Error::Rows("an MDS shard is over 4 GiB".into());
         let mut out = Vec::with_capacity(start as usize);
@@ -271,7 +280,7 @@ impl MdsShard {
             at += u64::from(*s);
             out.extend_from_slice(&u32::try_from(at).map_err(|_| too_big())?.to_le_bytes());
         }
-        out.extend_from_slice(&config);
+        out.extend_from_slice(config);
         Ok(out)
     }
 
@@ -307,9 +316,9 @@ impl MdsShard {
 impl ShardFile for MdsShard {
     fn size_with(&mut self, row: &RecordBatch) -> Result<u64> {
         let sample = self.encode(row)?;
-        let config = self.config_bytes().len();
-        let size =
-            self.header_len(self.sizes.len() + 1, config) + self.body_bytes + sample.len() as u64;
+        let size = self.header_len(self.sizes.len() + 1, self.config.len())
+            + self.body_bytes
+            + sample.len() as u64;
         self.pending = Some(sample);
         Ok(size)
     }
@@ -323,7 +332,7 @@ impl ShardFile for MdsShard {
     }
 
     fn loader_entry(&self) -> Option<Value> {
-        let mut entry = self.config();
+        let mut entry = self.config_value();
         entry["samples"] = json!(self.sizes.len());
         entry["zip_data"] = Value::Null;
         Some(entry)
