@@ -12,10 +12,9 @@ use nusomi_export::dest::ExportTarget;
 use nusomi_export::sink::{shard_rows, verify, Manifest};
 use nusomi_export::spec::{ExportSpec, OutputFormat, MAX_MDS_SHARD_SIZE_BYTES};
 use nusomi_export::store::SealedStore;
-use nusomi_export::Export;
 use serde_json::{json, Value};
 
-use crate::support::{sealed_memory_store, spec, spec_json};
+use crate::support::{export_to_dir, sealed_memory_store, spec_json};
 
 const SEED: u64 = 2525;
 
@@ -25,13 +24,7 @@ async fn run(
     fields: Value,
     dir: &Path,
 ) -> Manifest {
-    let s = spec(format.as_str(), fields);
-    let t = ExportTarget::local(dir.to_str().unwrap()).unwrap();
-    Export::new(store, &s)
-        .with_target(t)
-        .await
-        .unwrap()
-        .manifest
+    export_to_dir(store, format.as_str(), fields, dir).await
 }
 
 fn u32_at(b: &[u8], at: usize) -> usize {

@@ -12,11 +12,10 @@ use nusomi_export::sample::SplitPlan;
 use nusomi_export::sink::Manifest;
 use nusomi_export::spec::OutputFormat;
 use nusomi_export::store::{SealOptions, SealedStore};
-use nusomi_export::Export;
 use object_store::memory::InMemory;
 use serde_json::{json, Value};
 
-use crate::support::{spec, store_over, write_session};
+use crate::support::{export_to_dir, store_over, write_session};
 
 const SEED: u64 = 91;
 
@@ -30,13 +29,7 @@ async fn seal(store: &Arc<SealedStore>, bundles: &Path, range: std::ops::Range<u
 async fn export(store: &Arc<SealedStore>, format: &str, fields: Value, dir: &Path) -> Manifest {
     let mut fields = fields;
     fields["shard_size_bytes"] = json!(64 * 1024);
-    let s = spec(format, fields);
-    let t = ExportTarget::local(dir.to_str().unwrap()).unwrap();
-    Export::new(store, &s)
-        .with_target(t)
-        .await
-        .unwrap()
-        .manifest
+    export_to_dir(store, format, fields, dir).await
 }
 
 /// Session id → split name, read from a JSONL export's shards.

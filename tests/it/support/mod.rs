@@ -69,6 +69,22 @@ pub fn spec(format: &str, fields: Value) -> ExportSpec {
     ExportSpec::parse(&spec_json(format, fields), now).unwrap()
 }
 
+/// Exports `store` as `format` with [`spec`]`(format, fields)` into the
+/// local folder `dir`; returns the manifest.
+pub async fn export_to_dir(
+    store: &Arc<SealedStore>,
+    format: &str,
+    fields: Value,
+    dir: &FsPath,
+) -> nusomi_export::sink::Manifest {
+    let t = nusomi_export::dest::ExportTarget::local(dir.to_str().unwrap()).unwrap();
+    nusomi_export::Export::new(store, &spec(format, fields))
+        .with_target(t)
+        .await
+        .unwrap()
+        .manifest
+}
+
 /// A small, fast generator (640×400, short sessions).
 pub fn small_generator(seed: u64) -> Generator {
     Generator::new(seed).with_size(640, 400).with_scale(0.15)
