@@ -96,6 +96,12 @@ pub struct SessionMeta {
 /// Longest accepted `instruction` in `session.json`: 8 KB of UTF-8.
 pub const MAX_INSTRUCTION_BYTES: usize = 8192;
 
+/// Longest accepted event `data.thought` (the actor's reasoning): 16 KB.
+pub const MAX_THOUGHT_BYTES: usize = 16 * 1024;
+
+/// Longest accepted `data.element.role` or `data.element.name`: 1 KB.
+pub const MAX_ELEMENT_TEXT_BYTES: usize = 1024;
+
 impl SessionMeta {
     /// `ended_at − started_at` in whole milliseconds.
     pub fn duration_ms(&self) -> i64 {

@@ -25,7 +25,7 @@ pub use crate::error::BundleError;
 pub(crate) use bundle::symlink_on_path;
 pub use bundle::{
     is_valid_session_id, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome, SessionMeta,
-    MAX_INSTRUCTION_BYTES,
+    MAX_ELEMENT_TEXT_BYTES, MAX_INSTRUCTION_BYTES, MAX_THOUGHT_BYTES,
 };
 pub(crate) use bundle_reader::json_type_name;
 pub use counting::{request_counts, COUNT_REQUESTS_ENV};

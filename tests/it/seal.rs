@@ -167,6 +167,97 @@ async fn frame_times_must_increase_strictly() {
     );
 }
 
+/// Event line 1's `data` replaced by `data`.
+async fn refused_event_data(data: serde_json::Value) -> String {
+    refused(|_, d| {
+        edit_line(d, "events.jsonl", 1, |l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["data"] = data;
+            v.to_string()
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn thought_and_element_are_checked_where_present() {
+    let at = "events.jsonl:1: field `data.";
+    for (data, field, message) in [
+        (
+            json!({"thought": 3}),
+            "thought",
+            "expected a string, found a number",
+        ),
+        (
+            json!({"thought": "x".repeat(16 * 1024 + 1)}),
+            "thought",
+            "longer than the 16384 accepted",
+        ),
+        (
+            json!({"element": "button"}),
+            "element",
+            "expected a JSON object, found a string",
+        ),
+        (
+            json!({"element": {"role": "button"}}),
+            "element.bbox",
+            "missing required field",
+        ),
+        (
+            json!({"element": {"bbox": [1, 2, 3]}}),
+            "element.bbox",
+            "expected a list of four numbers [x1, y1, x2, y2] in frame pixels, found a list",
+        ),
+        (
+            json!({"element": {"bbox": [1, 2, "3", 4]}}),
+            "element.bbox[2]",
+            "expected a number",
+        ),
+        (
+            json!({"element": {"bbox": [1, -2, 3, 4]}}),
+            "element.bbox[1]",
+            "-2 is negative",
+        ),
+        (
+            json!({"element": {"bbox": [5, 2, 3, 4]}}),
+            "element.bbox",
+            "x1 > x2 or y1 > y2",
+        ),
+        (
+            json!({"element": {"bbox": [1, 2, 3, 4], "label": "OK"}}),
+            "element.label",
+            "unknown field (expected one of: bbox, role, name)",
+        ),
+        (
+            json!({"element": {"bbox": [1, 2, 3, 4], "name": 7}}),
+            "element.name",
+            "expected a string",
+        ),
+    ] {
+        let e = refused_event_data(data.clone()).await;
+        assert!(
+            e.contains(&format!("{at}{field}`")) && e.contains(message),
+            "{data}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn thought_and_element_seal_and_other_data_passes() {
+    let tmp = TempDir::new().unwrap();
+    let store = store_over(Arc::new(InMemory::new()));
+    let mut draft = small_generator(3).session(3);
+    draft.events[0]["data"] = json!({
+        "x": 1, "y": 2, "thought": "The search box is at the top.",
+        "element": {"bbox": [0.5, 1, 30, 12.25], "role": "button", "name": "Search"},
+        "thoughts": {"any": "shape"}
+    });
+    let dir = tmp.path().join("ok");
+    draft.write(&dir).unwrap();
+    store.seal(&dir, &opts()).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().sessions.len(), 1);
+}
+
 #[tokio::test]
 async fn event_times_must_not_decrease() {
     let e = refused(|draft, d| {
