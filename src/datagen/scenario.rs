@@ -355,9 +355,20 @@ impl<'a> Sim<'a> {
             .push(json!({"t_ms": self.t, "type": kind, "action": false, "data": data}));
     }
 
-    fn click(&mut self, at: (u32, u32)) {
+    /// A left click at `at` on the element `role` named `name` (its box
+    /// ±60×12 around the point); a model actor also records `thought`.
+    fn click(&mut self, at: (u32, u32), role: &str, name: &str, thought: &str) {
         self.glide_to(at);
-        self.action("click", json!({"x": at.0, "y": at.1, "button": "left"}));
+        let (x, y) = (at.0 as i64, at.1 as i64);
+        let bbox = [(x - 60).max(0), (y - 12).max(0), x + 60, y + 12];
+        let mut data = json!({
+            "x": at.0, "y": at.1, "button": "left",
+            "element": {"bbox": bbox, "role": role, "name": name},
+        });
+        if self.actor == "model" {
+            data["thought"] = json!(thought);
+        }
+        self.action("click", data);
     }
 
     fn navigate(&mut self, page: usize) {
@@ -384,7 +395,9 @@ impl<'a> Sim<'a> {
         let fields = self.rng.random_range(1..=4usize);
         for f in 0..fields {
             let pos = self.screen.field_pos(f);
-            self.click(pos);
+            let name = format!("Field {}", f + 1);
+            let thought = format!("I need to fill in field {} of the form.", f + 1);
+            self.click(pos, "textbox", &name, &thought);
             let mut s = self.screen.clone();
             s.focus = Some(f);
             self.set(s);
@@ -430,11 +443,15 @@ impl<'a> Sim<'a> {
                 return;
             }
             let nav_target = (230 + step as u32 * 40, 60 + (step as u32 % 9) * 34);
-            self.click((100, nav_target.1));
+            let page = self.wf.pages[step % self.wf.pages.len()];
+            let thought = format!("The next step is the {page} page; I open it from the sidebar.");
+            self.click((100, nav_target.1), "link", page, &thought);
             self.navigate(step);
             if self.rng.random_bool(0.5) {
                 let row = self.rng.random_range(0..8u32);
-                self.click((700, 150 + row * 30));
+                let name = format!("Row {}", row + 1);
+                let thought = format!("Row {} is the record this task is about.", row + 1);
+                self.click((700, 150 + row * 30), "row", &name, &thought);
                 let mut s = self.screen.clone();
                 s.selected_row = Some(row);
                 self.set(s);
@@ -448,7 +465,12 @@ impl<'a> Sim<'a> {
             }
             self.fill_form();
             let button = self.screen.button_pos();
-            self.click(button);
+            self.click(
+                button,
+                "button",
+                "Continue",
+                "The form is complete, so I submit it.",
+            );
             let failed = fail_at == Some(step);
             let mut s = self.screen.clone();
             s.dialog = Some(failed);
@@ -466,7 +488,12 @@ impl<'a> Sim<'a> {
             }
             self.observe("dialog_open", json!({"kind": "confirm"}));
             self.wait(500);
-            self.click((self.gen.width / 2 + 110, self.gen.height / 2 + 65));
+            self.click(
+                (self.gen.width / 2 + 110, self.gen.height / 2 + 65),
+                "button",
+                "Confirm",
+                "The dialog asks to confirm; I confirm.",
+            );
             let mut s = self.screen.clone();
             s.dialog = None;
             self.t += self.pace(100);

@@ -1,7 +1,7 @@
 //! The canonical action of a step: one event (`type`, `data`) mapped by a
 //! fixed table to `{type, x, y, x2, y2, text, keys, direction, amount}`,
-//! put into a coordinate convention, and written as text (`json` or
-//! `pyautogui`). Also Qwen2.5-VL's `smart_resize` arithmetic. The SQL
+//! put into a coordinate convention (its written forms are
+//! `action_text.rs`). Also Qwen2.5-VL's `smart_resize` arithmetic. The SQL
 //! functions `step_action(type, data, width, height[, coordinates])` and
 //! `smart_resize(width, height[, factor, min_pixels, max_pixels])` expose
 //! both, so `sql/steps.slt` pins them.
@@ -38,6 +38,8 @@ use datafusion::logical_expr::{
 use serde_json::{json, Map, Value};
 
 use crate::spec::{ActionSyntax, Coordinates, SmartResize};
+
+pub use super::action_text::Finish;
 
 /// A canonical action; coordinates in pixels of the original frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,74 +239,6 @@ impl Action {
         m.insert("y2".into(), c(self.xy2, 1).map(Coord::json).into());
         Value::Object(m)
     }
-
-    /// The action written in `syntax`, coordinates in `coords`.
-    pub fn to_text(&self, syntax: ActionSyntax, coords: &Convert) -> String {
-        match syntax {
-            ActionSyntax::Json => {
-                let mut v = self.to_json(coords);
-                if let Some(m) = v.as_object_mut() {
-                    m.retain(|_, v| !v.is_null());
-                }
-                v.to_string()
-            }
-            ActionSyntax::Pyautogui => self.pyautogui(coords),
-        }
-    }
-
-    fn pyautogui(&self, coords: &Convert) -> String {
-        let q = |s: &str| Value::String(s.to_string()).to_string();
-        let pt = |p: (f64, f64)| {
-            format!(
-                "x={}, y={}",
-                coords.value(p.0, 0).text(),
-                coords.value(p.1, 1).text()
-            )
-        };
-        let at = |f: &str| match self.xy {
-            Some(p) => format!("pyautogui.{f}({})", pt(p)),
-            None => format!("pyautogui.{f}()"),
-        };
-        match self.kind {
-            "click" => at("click"),
-            "double_click" => at("doubleClick"),
-            "right_click" => at("rightClick"),
-            "drag" => match (self.xy, self.xy2) {
-                (Some(a), Some(b)) => format!(
-                    "pyautogui.moveTo({})\npyautogui.dragTo({}, button=\"left\")",
-                    pt(a),
-                    pt(b)
-                ),
-                _ => "# drag without points".into(),
-            },
-            "scroll" => {
-                let n = self.amount.unwrap_or(0);
-                let (f, n) = match self.direction.unwrap_or("down") {
-                    "up" => ("scroll", n),
-                    "down" => ("scroll", -n),
-                    "left" => ("hscroll", -n),
-                    _ => ("hscroll", n),
-                };
-                match self.xy {
-                    Some(p) => format!("pyautogui.{f}({n}, {})", pt(p)),
-                    None => format!("pyautogui.{f}({n})"),
-                }
-            }
-            "type" => format!("pyautogui.write({})", q(self.text.as_deref().unwrap_or(""))),
-            "key" | "hotkey" => {
-                let keys: Vec<String> = self.keys.iter().flatten().map(|k| q(k)).collect();
-                let f = if self.kind == "key" {
-                    "press"
-                } else {
-                    "hotkey"
-                };
-                format!("pyautogui.{f}({})", keys.join(", "))
-            }
-            "wait" => "WAIT".into(),
-            "finish" => "DONE".into(),
-            _ => format!("# unmapped event: {}", self.raw.as_deref().unwrap_or("")),
-        }
-    }
 }
 
 /// The mouse button of a click: `left` (or absent), `right`, in any case,
@@ -372,14 +306,14 @@ pub enum Coord {
 }
 
 impl Coord {
-    fn json(self) -> Value {
+    pub(super) fn json(self) -> Value {
         match self {
             Coord::Int(n) => json!(n),
             Coord::Frac(f) => json!(f),
         }
     }
 
-    fn text(self) -> String {
+    pub(super) fn text(self) -> String {
         match self {
             Coord::Int(n) => n.to_string(),
             Coord::Frac(f) => format!("{f}"),
@@ -419,9 +353,21 @@ impl Convert {
     /// refuses (an aspect ratio above 200, an empty side) is refused here
     /// too, with its message, as `qwen_vl_utils.smart_resize` refuses it.
     pub fn new(coords: Coordinates, width: u32, height: u32) -> Result<Self, String> {
-        let target = match coords {
-            Coordinates::SmartResize(r) => smart_resize(width, height, r)?,
-            _ => (width, height),
+        Self::resized(coords, coords.smart_resize(), width, height)
+    }
+
+    /// [`Convert::new`] for an observation resized by `resize` (relative
+    /// conventions are the same on it; `smart_resize` coordinates are on
+    /// their own resize, which `resize` then is).
+    pub fn resized(
+        coords: Coordinates,
+        resize: Option<SmartResize>,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, String> {
+        let target = match resize {
+            Some(r) => smart_resize(width, height, r)?,
+            None => (width, height),
         };
         Ok(Convert {
             coords,
@@ -609,7 +555,7 @@ impl ScalarUDFImpl for StepAction {
                 Err(e) => return exec_err!("step_action: {e}"),
             };
             let action = Action::from_event(kinds.value(i), &data);
-            out.append_value(action.to_text(ActionSyntax::Json, &convert));
+            out.append_value(action.to_text(ActionSyntax::Json, &convert, Finish::Success));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
@@ -788,18 +734,18 @@ mod tests {
         let a = Action::from_event("click", &json!({"x": 999, "y": 250}));
         let n = Convert::new(Coordinates::Normalized, 1000, 500).unwrap();
         assert_eq!(
-            a.to_text(ActionSyntax::Json, &n),
+            a.to_text(ActionSyntax::Json, &n, Finish::Success),
             r#"{"type":"click","x":0.999,"y":0.5}"#
         );
         let k = Convert::new(Coordinates::Normalized1000, 1000, 500).unwrap();
         assert_eq!(
-            a.to_text(ActionSyntax::Pyautogui, &k),
+            a.to_text(ActionSyntax::Pyautogui, &k, Finish::Success),
             "pyautogui.click(x=999, y=500)"
         );
         let off = Action::from_event("click", &json!({"x": 5000, "y": -3}));
         let p = Convert::new(Coordinates::Pixels, 1000, 500).unwrap();
         assert_eq!(
-            off.to_text(ActionSyntax::Pyautogui, &p),
+            off.to_text(ActionSyntax::Pyautogui, &p, Finish::Success),
             "pyautogui.click(x=999, y=0)"
         );
     }

@@ -8,6 +8,9 @@
 //! pushed into scans.
 
 mod action;
+mod action_text;
+mod actor;
+mod chat;
 mod redact;
 mod redaction;
 mod row;
@@ -17,7 +20,10 @@ mod steps;
 
 use datafusion::logical_expr::ScalarUDF;
 
-pub use action::{smart_resize, Action, Convert, Coord, SmartResizeUdf, StepAction, ACTION_TYPES};
+pub use action::{
+    smart_resize, Action, Convert, Coord, Finish, SmartResizeUdf, StepAction, ACTION_TYPES,
+};
+pub use actor::Target;
 pub use redact::{redactor, RedactText, Redactor};
 pub use redaction::{paint_image, PlanBuilder, Rect, RedactionPlan};
 pub use row::{EventActions, FrameKey};

@@ -32,7 +32,9 @@ use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Int64Type, Schema, SchemaRef};
 use serde_json::Value;
 
-use super::action::{Action, Convert};
+use super::action::{Action, Convert, Finish};
+use super::actor::{self, Target};
+use super::chat::{self, Chat, ChatInput, ChatStep};
 use crate::error::{Error, Result};
 use crate::spec::{ChatPreset, Coordinates, OutputFormat, StepUnit};
 use crate::store::ImageFormat;
@@ -75,7 +77,8 @@ pub struct StepRows {
     /// The session being read.
     session: Option<String>,
     step: i64,
-    actions: VecDeque<String>,
+    /// The previous steps of the history window.
+    actions: VecDeque<ChatStep>,
     /// (key, image format) of previous sampled observation frames.
     frames: VecDeque<(String, ImageFormat)>,
 }
@@ -84,19 +87,45 @@ fn utf8_list() -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
-fn pair_list(a: &str, b: &str) -> DataType {
+fn turn_list(a: &str, b: &str, loss: bool) -> DataType {
     DataType::List(Arc::new(Field::new(
         "item",
-        DataType::Struct(pair_fields(a, b)),
+        DataType::Struct(turn_fields(a, b, loss)),
         true,
     )))
 }
 
-fn pair_fields(a: &str, b: &str) -> Fields {
-    Fields::from(vec![
+/// A chat turn's fields: speaker, text and, with `messages.loss`, `loss`.
+fn turn_fields(a: &str, b: &str, loss: bool) -> Fields {
+    let mut f = vec![
         Field::new(a, DataType::Utf8, true),
         Field::new(b, DataType::Utf8, true),
-    ])
+    ];
+    if loss {
+        f.push(Field::new("loss", DataType::Boolean, true));
+    }
+    Fields::from(f)
+}
+
+/// The speaker and text field names of a preset's turns.
+fn turn_names(preset: ChatPreset) -> (&'static str, &'static str, &'static str) {
+    match preset {
+        ChatPreset::QwenVl => ("conversations", "from", "value"),
+        _ => ("messages", "role", "content"),
+    }
+}
+
+fn bbox_fields(coords: Coordinates) -> Fields {
+    let c = if coords.is_fraction() {
+        DataType::Float64
+    } else {
+        DataType::Int64
+    };
+    Fields::from(
+        ["x1", "y1", "x2", "y2"]
+            .map(|n| Field::new(n, c.clone(), true))
+            .to_vec(),
+    )
 }
 
 fn action_fields(coords: Coordinates) -> Fields {
@@ -128,11 +157,11 @@ fn pixel_fields() -> Fields {
 }
 
 /// The coordinate conversion of frame `key`, or why it cannot be made.
-fn frame_convert(coords: Coordinates, w: u32, h: u32, key: &str) -> Result<Convert> {
-    Convert::new(coords, w, h).map_err(|message| Error::Frame {
+fn frame_convert(unit: &StepUnit, w: u32, h: u32, key: &str) -> Result<Convert> {
+    Convert::resized(unit.coordinates, unit.resize, w, h).map_err(|message| Error::Frame {
         key: key.to_string(),
         message: format!(
-            "{message} (\"coordinates\": \"smart_resize\" refuses it, as qwen_vl_utils does)"
+            "{message} (a `smart_resize` refuses it, as qwen_vl_utils does)"
         ),
     })
 }
@@ -173,6 +202,10 @@ impl StepRows {
             int("action", DataType::Struct(action_fields(unit.coordinates))),
             int("action_pixels", DataType::Struct(pixel_fields())),
             int("action_text", DataType::Utf8),
+            int("thought", DataType::Utf8),
+            int("target_bbox", DataType::Struct(bbox_fields(unit.coordinates))),
+            int("target_role", DataType::Utf8),
+            int("target_name", DataType::Utf8),
         ]);
         let events = field("events")?;
         let event = match events.data_type() {
@@ -183,10 +216,8 @@ impl StepRows {
         fields.push(int("history_actions", utf8_list()));
         fields.push(int("history_keys", utf8_list()));
         if let Some(m) = &unit.messages {
-            match m.preset {
-                ChatPreset::Sharegpt => fields.push(int("messages", pair_list("role", "content"))),
-                ChatPreset::QwenVl => fields.push(int("conversations", pair_list("from", "value"))),
-            }
+            let (column, a, b) = turn_names(m.preset);
+            fields.push(int(column, turn_list(a, b, m.loss.is_some())));
             fields.push(int(Self::images_column(&unit, format), utf8_list()));
         }
         if input.field_with_name("split").is_ok() {
@@ -231,6 +262,7 @@ impl StepRows {
         let heights = column(batch, "height")?.as_primitive::<Int32Type>();
         let workflows = column(batch, "workflow")?.as_string::<i32>();
         let instructions = column(batch, "instruction")?.as_string::<i32>();
+        let outcomes = column(batch, "outcome")?.as_string::<i32>();
         let sampled: &BooleanArray = column(batch, "sampled")?.as_boolean();
         let events = column(batch, "events")?.as_list::<i32>();
         let ev = events.values().as_struct();
@@ -266,8 +298,13 @@ impl StepRows {
                 heights.value(r).max(0) as u32,
             );
             let key = keys.value(r);
-            let convert = frame_convert(self.unit.coordinates, w, h, key)?;
+            let convert = frame_convert(&self.unit, w, h, key)?;
             let image = ImageFormat::of_column(formats.value(r));
+            let finish = if outcomes.is_valid(r) && outcomes.value(r) == "success" {
+                Finish::Success
+            } else {
+                Finish::Failure
+            };
             let offsets = events.value_offsets();
             for e in offsets[r] as usize..offsets[r + 1] as usize {
                 if !ev_action.value(e) {
@@ -279,8 +316,19 @@ impl StepRows {
                     serde_json::from_str(ev_data.value(e)).unwrap_or(Value::Null)
                 };
                 let action = Action::from_event(ev_type.value(e), &data);
-                let text = action.to_text(self.unit.action_syntax, &convert);
-                let history_actions: Vec<String> = self.actions.iter().cloned().collect();
+                let text = action.to_text(self.unit.action_syntax, &convert, finish);
+                let here = ChatStep {
+                    step: self.step,
+                    action: action.clone(),
+                    convert,
+                    text: text.clone(),
+                    thought: actor::thought(&data),
+                    target: actor::target(&data),
+                    key: key.to_string(),
+                    image,
+                };
+                let history_actions: Vec<String> =
+                    self.actions.iter().map(|a| a.text.clone()).collect();
                 let history_keys: Vec<String> =
                     self.frames.iter().map(|(k, _)| k.clone()).collect();
                 let chat = self.unit.messages.as_ref().map(|m| {
@@ -289,35 +337,18 @@ impl StepRows {
                     } else {
                         instructions.value(r).to_string()
                     };
-                    let mut paths: Vec<String> = self
-                        .frames
-                        .iter()
-                        .map(|(k, x)| image_path(self.format, k, *x))
-                        .collect();
-                    paths.push(image_path(self.format, key, image));
-                    let user = user_turn(&instruction, &history_actions, self.frames.len());
-                    let turns = match m.preset {
-                        ChatPreset::Sharegpt => {
-                            let mut t = Vec::new();
-                            if let Some(s) = &m.system {
-                                t.push(("system".to_string(), s.clone()));
-                            }
-                            t.push(("user".to_string(), user));
-                            t.push(("assistant".to_string(), text.clone()));
-                            t
-                        }
-                        ChatPreset::QwenVl => {
-                            let human = match &m.system {
-                                Some(s) => format!("{s}\n\n{user}"),
-                                None => user,
-                            };
-                            vec![
-                                ("human".to_string(), human),
-                                ("gpt".to_string(), text.clone()),
-                            ]
-                        }
-                    };
-                    (turns, paths)
+                    let history: Vec<ChatStep> = self.actions.iter().cloned().collect();
+                    let frames: Vec<(String, ImageFormat)> = self.frames.iter().cloned().collect();
+                    chat::render(
+                        m,
+                        &ChatInput {
+                            instruction: &instruction,
+                            history: &history,
+                            frames: &frames,
+                            current: &here,
+                            format: self.format,
+                        },
+                    )
                 });
                 out.push(StepRow {
                     input_row: r as u32,
@@ -332,14 +363,16 @@ impl StepRows {
                     image_size: convert.target(),
                     action,
                     convert,
-                    text: text.clone(),
+                    text,
+                    thought: here.thought.clone(),
+                    target: here.target.clone(),
                     history_actions,
                     history_keys,
                     chat,
                 });
                 self.step += 1;
                 if self.unit.history.actions > 0 {
-                    self.actions.push_back(text);
+                    self.actions.push_back(here);
                     while self.actions.len() > self.unit.history.actions as usize {
                         self.actions.pop_front();
                     }
@@ -359,9 +392,9 @@ impl StepRows {
     /// (one row per thread at a time; a resize is tens of milliseconds);
     /// otherwise `None` (the observation is the `image` column as it is).
     fn resized_observations(&self, batch: &RecordBatch) -> Result<Option<BinaryArray>> {
-        let Coordinates::SmartResize(_) = self.unit.coordinates else {
+        if self.unit.resize.is_none() {
             return Ok(None);
-        };
+        }
         let keys = column(batch, "key")?.as_string::<i32>();
         let images = column(batch, "image")?.as_binary::<i32>();
         let formats = column(batch, "image_format")?.as_string::<i32>();
@@ -372,7 +405,7 @@ impl StepRows {
                 widths.value(r).max(0) as u32,
                 heights.value(r).max(0) as u32,
             );
-            let convert = frame_convert(self.unit.coordinates, w, h, keys.value(r))?;
+            let convert = frame_convert(&self.unit, w, h, keys.value(r))?;
             self.observation(images.value(r), formats.value(r), &convert, keys.value(r))
         };
         let n = batch.num_rows();
@@ -430,28 +463,6 @@ impl StepRows {
     }
 }
 
-/// The user turn of a chat sample: the task, the previous actions, the
-/// previous screenshots and the current one, with one `<image>` per image.
-fn user_turn(instruction: &str, history: &[String], frames: usize) -> String {
-    let mut s = format!("Task: {instruction}\n");
-    if !history.is_empty() {
-        s.push_str("Previous actions:\n");
-        for (i, a) in history.iter().enumerate() {
-            s.push_str(&format!("{}. {a}\n", i + 1));
-        }
-    }
-    if frames > 0 {
-        s.push_str("Previous screenshots: ");
-        s.push_str(&"<image>".repeat(frames));
-        s.push('\n');
-    }
-    s.push_str("Current screenshot: <image>");
-    s
-}
-
-/// A chat sample: its turns (speaker, text) and its image paths.
-type Chat = (Vec<(String, String)>, Vec<String>);
-
 /// One step before it becomes columns.
 struct StepRow {
     input_row: u32,
@@ -467,6 +478,8 @@ struct StepRow {
     action: Action,
     convert: Convert,
     text: String,
+    thought: Option<String>,
+    target: Option<Target>,
     history_actions: Vec<String>,
     history_keys: Vec<String>,
     chat: Option<Chat>,
@@ -489,21 +502,23 @@ fn strings_list(rows: impl Iterator<Item = Vec<String>>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn pairs_list(a: &str, b: &str, rows: &[&[(String, String)]]) -> Result<ArrayRef> {
+fn turns_list(a: &str, b: &str, loss: bool, rows: &[&[chat::Turn]]) -> Result<ArrayRef> {
     let mut offsets = vec![0i32];
     let (mut first, mut second) = (StringBuilder::new(), StringBuilder::new());
+    let mut flags = arrow::array::BooleanBuilder::new();
     for r in rows {
-        for (x, y) in r.iter() {
+        for (x, y, l) in r.iter() {
             first.append_value(x);
             second.append_value(y);
+            flags.append_option(*l);
         }
         offsets.push(offsets.last().copied().unwrap_or(0) + r.len() as i32);
     }
-    let values = StructArray::try_new(
-        pair_fields(a, b),
-        vec![Arc::new(first.finish()), Arc::new(second.finish())],
-        None,
-    )?;
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(first.finish()), Arc::new(second.finish())];
+    if loss {
+        columns.push(Arc::new(flags.finish()));
+    }
+    let values = StructArray::try_new(turn_fields(a, b, loss), columns, None)?;
     let field = Arc::new(Field::new("item", values.data_type().clone(), true));
     Ok(Arc::new(ListArray::try_new(
         field,
@@ -589,6 +604,39 @@ impl Out {
         Ok(Arc::new(StructArray::try_new(fields, columns, None)?))
     }
 
+    /// `target_bbox` in the spec's convention (null without an element).
+    fn target_array(&self) -> Result<ArrayRef> {
+        let corner = |i: usize| -> ArrayRef {
+            let get = |r: &StepRow| r.target.as_ref().map(|t| r.convert.value(t.bbox[i], i % 2));
+            if self.fraction {
+                let mut b = Float64Builder::new();
+                for r in &self.rows {
+                    b.append_option(get(r).map(|c| c.as_f64()));
+                }
+                Arc::new(b.finish())
+            } else {
+                let mut b = Int64Builder::new();
+                for r in &self.rows {
+                    b.append_option(get(r).map(|c| c.as_i64()));
+                }
+                Arc::new(b.finish())
+            }
+        };
+        let coords = if self.fraction {
+            Coordinates::Normalized
+        } else {
+            Coordinates::Pixels
+        };
+        let nulls = arrow::buffer::NullBuffer::from(
+            self.rows.iter().map(|r| r.target.is_some()).collect::<Vec<_>>(),
+        );
+        Ok(Arc::new(StructArray::try_new(
+            bbox_fields(coords),
+            (0..4).map(corner).collect(),
+            Some(nulls),
+        )?))
+    }
+
     fn pixels_array(&self) -> Result<ArrayRef> {
         let axis = |get: &dyn Fn(&StepRow) -> Option<f64>, a: usize| -> ArrayRef {
             let mut b = Int64Builder::new();
@@ -627,6 +675,9 @@ impl Out {
         let strings = |f: &dyn Fn(&StepRow) -> &str| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
         };
+        let opt_strings = |f: &dyn Fn(&StepRow) -> Option<&str>| -> ArrayRef {
+            Arc::new(StringArray::from_iter(rows.iter().map(f)))
+        };
         let ints = |f: &dyn Fn(&StepRow) -> i64| -> ArrayRef {
             let mut b = Int64Builder::with_capacity(rows.len());
             for r in rows {
@@ -664,20 +715,21 @@ impl Out {
             self.action_array()?,
             self.pixels_array()?,
             strings(&|r| &r.text),
+            opt_strings(&|r| r.thought.as_deref()),
+            self.target_array()?,
+            opt_strings(&|r| r.target.as_ref().and_then(|t| t.role.as_deref())),
+            opt_strings(&|r| r.target.as_ref().and_then(|t| t.name.as_deref())),
             take(events.values(), &ev_idx, None)?,
             strings_list(rows.iter().map(|r| r.history_actions.clone())),
             strings_list(rows.iter().map(|r| r.history_keys.clone())),
         ]);
         if let Some(m) = &steps.unit.messages {
-            let turns: Vec<&[(String, String)]> = rows
+            let turns: Vec<&[chat::Turn]> = rows
                 .iter()
                 .map(|r| r.chat.as_ref().map_or(&[][..], |c| &c.0[..]))
                 .collect();
-            let (a, b) = match m.preset {
-                ChatPreset::Sharegpt => ("role", "content"),
-                ChatPreset::QwenVl => ("from", "value"),
-            };
-            columns.push(pairs_list(a, b, &turns)?);
+            let (_, a, b) = turn_names(m.preset);
+            columns.push(turns_list(a, b, m.loss.is_some(), &turns)?);
             columns
                 .push(strings_list(rows.iter().map(|r| {
                     r.chat.as_ref().map(|c| c.1.clone()).unwrap_or_default()

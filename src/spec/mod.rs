@@ -21,5 +21,8 @@ pub use model::{
 pub(crate) use parse::{
     check_fraction, check_fraction_sum, compile_pattern, is_split_name, regex_problem,
 };
-pub use steps::{ActionSyntax, ChatPreset, Coordinates, History, Messages, SmartResize, StepUnit};
+pub use steps::{
+    ActionSyntax, ChatPreset, Coordinates, History, Loss, Messages, ModelDefaults, SmartResize,
+    StepUnit,
+};
 pub use time::{format_instant, TimeExpr};

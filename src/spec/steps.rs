@@ -30,12 +30,45 @@ pub struct SmartResize {
 }
 
 impl SmartResize {
-    /// Qwen2.5-VL's defaults: factor 28, 56·56 to 28·28·1280 pixels.
+    /// `"coordinates": "smart_resize"`'s budget: factor 28, 56·56 to
+    /// 28·28·1280 pixels (the example budget of Qwen2.5-VL's README).
     pub const QWEN25_VL: SmartResize = SmartResize {
         factor: 28,
         min_pixels: 3136,
         max_pixels: 1_003_520,
     };
+
+    /// Preset `qwen2_5_vl` (and `opencua` with `smart_resize`): factor
+    /// 28, 4·28² to 16384·28² pixels — qwen-vl-utils 0.0.14
+    /// `vision_process.py` lines 26–27 and 131–132 with
+    /// `image_patch_size` 14, and Qwen2.5-VL's `preprocessor_config.json`.
+    pub const QWEN25_VL_PROCESSOR: SmartResize = SmartResize {
+        factor: 28,
+        min_pixels: 3136,
+        max_pixels: 12_845_056,
+    };
+
+    /// Preset `qwen3_vl`: factor 32, 4·32² to 16384·32² pixels —
+    /// qwen-vl-utils 0.0.14 `vision_process.py` lines 100 and 131–132 with
+    /// `image_patch_size` 16 (Qwen3-VL's README, line 424).
+    pub const QWEN3_VL: SmartResize = SmartResize {
+        factor: 32,
+        min_pixels: 4096,
+        max_pixels: 16_777_216,
+    };
+
+    /// Preset `ui_tars`: factor 28, 100·28² to 16384·28² pixels — ui-tars
+    /// 0.5.1 `ui_tars/action_parser.py` lines 14–16 (UI-TARS-1.5).
+    pub const UI_TARS: SmartResize = SmartResize {
+        factor: 28,
+        min_pixels: 78_400,
+        max_pixels: 12_845_056,
+    };
+
+    /// The spec's form of it.
+    pub fn to_json(self) -> Value {
+        json!({"factor": self.factor, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels})
+    }
 }
 
 impl Coordinates {
@@ -45,9 +78,21 @@ impl Coordinates {
             Coordinates::Pixels => json!("pixels"),
             Coordinates::Normalized => json!("normalized"),
             Coordinates::Normalized1000 => json!("normalized_1000"),
-            Coordinates::SmartResize(r) => json!({"smart_resize": {
-                "factor": r.factor, "min_pixels": r.min_pixels, "max_pixels": r.max_pixels,
-            }}),
+            Coordinates::SmartResize(r) => json!({ "smart_resize": r.to_json() }),
+        }
+    }
+
+    /// Whether coordinates are relative to the image's size (the same on
+    /// the original and on any resize of it).
+    pub fn is_relative(self) -> bool {
+        matches!(self, Coordinates::Normalized | Coordinates::Normalized1000)
+    }
+
+    /// The resize `smart_resize` coordinates refer to.
+    pub fn smart_resize(self) -> Option<SmartResize> {
+        match self {
+            Coordinates::SmartResize(r) => Some(r),
+            _ => None,
         }
     }
 
@@ -67,17 +112,119 @@ pub enum ChatPreset {
     /// Qwen-VL fine-tuning scripts: `{"image": [...], "conversations":
     /// [{"from": "human"|"gpt", "value"}]}`.
     QwenVl,
+    /// Qwen2.5-VL's computer use: `computer_use` tool calls in pixels of
+    /// the `smart_resize`d image (factor 28), the last 4 rounds with
+    /// screenshots and older ones as "Previous actions".
+    Qwen25Vl,
+    /// Qwen3-VL's computer use: tool calls in 0–1000 coordinates on an
+    /// image resized with factor 32, `Thought:`/`Action:` lines, the last 4
+    /// rounds with screenshots, older ones as "Previous actions".
+    Qwen3Vl,
+    /// UI-TARS-1.5: `Thought: … Action: click(point='<point>x y</point>')`
+    /// turns, the last 5 screenshots, older rounds as text.
+    UiTars,
+    /// OpenCUA / AgentNet: `## Thought` / `## Action` / `## Code`
+    /// (pyautogui, 0–1 coordinates), 3 screenshots, 10 previous steps.
+    Opencua,
 }
 
 impl ChatPreset {
     /// Every preset.
-    pub const ALL: [ChatPreset; 2] = [ChatPreset::Sharegpt, ChatPreset::QwenVl];
+    pub const ALL: [ChatPreset; 6] = [
+        ChatPreset::Sharegpt,
+        ChatPreset::QwenVl,
+        ChatPreset::Qwen25Vl,
+        ChatPreset::Qwen3Vl,
+        ChatPreset::UiTars,
+        ChatPreset::Opencua,
+    ];
 
     /// The spec's name for it.
     pub fn as_str(self) -> &'static str {
         match self {
             ChatPreset::Sharegpt => "sharegpt",
             ChatPreset::QwenVl => "qwen_vl",
+            ChatPreset::Qwen25Vl => "qwen2_5_vl",
+            ChatPreset::Qwen3Vl => "qwen3_vl",
+            ChatPreset::UiTars => "ui_tars",
+            ChatPreset::Opencua => "opencua",
+        }
+    }
+
+    /// What a model preset sets unless the spec says otherwise; `None` for
+    /// the two generic shapes.
+    pub fn model(self) -> Option<ModelDefaults> {
+        let d = |coordinates, resize, syntax, actions, frames| ModelDefaults {
+            coordinates,
+            resize,
+            action_syntax: syntax,
+            history: History { actions, frames },
+        };
+        Some(match self {
+            ChatPreset::Sharegpt | ChatPreset::QwenVl => return None,
+            ChatPreset::Qwen25Vl => d(
+                Coordinates::SmartResize(SmartResize::QWEN25_VL_PROCESSOR),
+                None,
+                ActionSyntax::QwenToolCall,
+                64,
+                4,
+            ),
+            ChatPreset::Qwen3Vl => d(
+                Coordinates::Normalized1000,
+                Some(SmartResize::QWEN3_VL),
+                ActionSyntax::QwenToolCall,
+                64,
+                4,
+            ),
+            ChatPreset::UiTars => d(
+                Coordinates::SmartResize(SmartResize::UI_TARS),
+                None,
+                ActionSyntax::UiTars,
+                50,
+                4,
+            ),
+            ChatPreset::Opencua => d(
+                Coordinates::Normalized,
+                None,
+                ActionSyntax::Opencua,
+                10,
+                2,
+            ),
+        })
+    }
+}
+
+/// A model preset's defaults (docs/steps.md pins each to its source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelDefaults {
+    /// The coordinate convention.
+    pub coordinates: Coordinates,
+    /// The observation's resize, for relative coordinates.
+    pub resize: Option<SmartResize>,
+    /// How actions are written.
+    pub action_syntax: ActionSyntax,
+    /// Previous actions and screenshots.
+    pub history: History,
+}
+
+/// `messages.loss`: which assistant turns train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loss {
+    /// Every assistant turn, history rounds included.
+    All,
+    /// Only the step's own action (the last assistant turn).
+    Last,
+}
+
+impl Loss {
+    /// Every option.
+    pub const ALL: [Loss; 2] = [Loss::All, Loss::Last];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loss::All => "all",
+            Loss::Last => "last",
         }
     }
 }
@@ -90,17 +237,34 @@ pub enum ActionSyntax {
     Json,
     /// A `pyautogui` call (OSWorld's action space: `WAIT`, `DONE`).
     Pyautogui,
+    /// A Qwen-VL `computer_use` tool call:
+    /// `<tool_call>\n{"name": "computer_use", "arguments": {…}}\n</tool_call>`.
+    QwenToolCall,
+    /// UI-TARS-1.5's action space: `click(point='<point>x y</point>')`.
+    UiTars,
+    /// AgentNet's pyautogui keyword calls: `pyautogui.write(message='…')`,
+    /// `computer.terminate(status='success')`.
+    Opencua,
 }
 
 impl ActionSyntax {
     /// Every syntax.
-    pub const ALL: [ActionSyntax; 2] = [ActionSyntax::Json, ActionSyntax::Pyautogui];
+    pub const ALL: [ActionSyntax; 5] = [
+        ActionSyntax::Json,
+        ActionSyntax::Pyautogui,
+        ActionSyntax::QwenToolCall,
+        ActionSyntax::UiTars,
+        ActionSyntax::Opencua,
+    ];
 
     /// The spec's name for it.
     pub fn as_str(self) -> &'static str {
         match self {
             ActionSyntax::Json => "json",
             ActionSyntax::Pyautogui => "pyautogui",
+            ActionSyntax::QwenToolCall => "qwen_tool_call",
+            ActionSyntax::UiTars => "ui_tars",
+            ActionSyntax::Opencua => "opencua",
         }
     }
 }
@@ -110,8 +274,11 @@ impl ActionSyntax {
 pub struct Messages {
     /// The shape.
     pub preset: ChatPreset,
-    /// The system prompt, if any.
+    /// The system prompt, if any (a model preset's own when not given).
     pub system: Option<String>,
+    /// Whether assistant turns carry a `loss` flag, and which train
+    /// (model presets: `last` unless given).
+    pub loss: Option<Loss>,
 }
 
 /// `history`: what of the previous steps each row carries.
@@ -135,6 +302,9 @@ pub struct StepUnit {
     pub messages: Option<Messages>,
     /// How actions are written as text.
     pub action_syntax: ActionSyntax,
+    /// The resize of the observation image: the `smart_resize` of the
+    /// coordinates, or one a relative convention is combined with.
+    pub resize: Option<SmartResize>,
 }
 
 impl StepUnit {
@@ -145,8 +315,14 @@ impl StepUnit {
             "history": {"actions": self.history.actions, "frames": self.history.frames},
             "action_syntax": self.action_syntax.as_str(),
         });
+        if self.resize.is_some() && self.resize != self.coordinates.smart_resize() {
+            v["resize"] = self.resize.map_or(json!(null), |r| json!({"smart_resize": r.to_json()}));
+        }
         if let Some(m) = &self.messages {
             v["messages"] = json!({"preset": m.preset.as_str(), "system": m.system});
+            if let Some(loss) = m.loss {
+                v["messages"]["loss"] = json!(loss.as_str());
+            }
         }
         v
     }

@@ -227,7 +227,7 @@ impl Parser {
     }
 
     fn spec(&mut self, v: &Value, now: DateTime<Utc>) -> Option<ExportSpec> {
-        const TOP: [&str; 15] = [
+        const TOP: [&str; 16] = [
             "workflow",
             "filter",
             "format",
@@ -241,6 +241,7 @@ impl Parser {
             "unit",
             "coordinates",
             "history",
+            "resize",
             "messages",
             "partitions",
         ];

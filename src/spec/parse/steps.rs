@@ -1,10 +1,11 @@
-//! The `unit`, `coordinates`, `history` and `messages` parts of a spec.
+//! The `unit`, `coordinates`, `history`, `resize` and `messages` parts of
+//! a spec, with a model preset's defaults for the fields it leaves out.
 
 use serde_json::{Map, Value};
 
 use super::{join, Parser};
 use crate::spec::steps::{
-    ActionSyntax, ChatPreset, Coordinates, History, Messages, SmartResize, StepUnit,
+    ActionSyntax, ChatPreset, Coordinates, History, Loss, Messages, SmartResize, StepUnit,
 };
 use crate::store::json_type_name;
 
@@ -35,34 +36,98 @@ impl Parser {
             },
         };
         if !step {
-            for name in ["coordinates", "history", "messages"] {
+            for name in ["coordinates", "history", "resize", "messages"] {
                 if obj.get(name).is_some_and(|v| !v.is_null()) {
                     self.err(name, "applies only to \"unit\": \"step\" exports");
                 }
             }
             return (self.errors.len() == before).then_some(None);
         }
-        let coordinates = match obj.get("coordinates") {
-            None | Some(Value::Null) => Some(Coordinates::Pixels),
-            Some(v) => self.coordinates(v),
-        };
-        let history = match obj.get("history") {
-            None | Some(Value::Null) => Some(History::default()),
-            Some(v) => self.history(v),
-        };
-        let (messages, action_syntax) = match obj.get("messages") {
-            None | Some(Value::Null) => (Some(None), Some(ActionSyntax::Json)),
+        let (messages, syntax) = match obj.get("messages") {
+            None | Some(Value::Null) => (Some(None), Some(None)),
             Some(v) => match self.messages(v) {
                 Some((m, s)) => (Some(Some(m)), Some(s)),
                 None => (None, None),
             },
+        };
+        // A model preset's defaults; explicit fields override them.
+        let model = messages.as_ref().and_then(|m| m.as_ref()?.preset.model());
+        let given = |name: &str| obj.get(name).filter(|v| !v.is_null());
+        let coordinates = match given("coordinates") {
+            None => Some(model.map_or(Coordinates::Pixels, |d| d.coordinates)),
+            Some(v) => self.coordinates(v),
+        };
+        let history = match given("history") {
+            None => Some(model.map_or(History::default(), |d| d.history)),
+            Some(v) => self.history(v),
+        };
+        let action_syntax = syntax.map(|s| {
+            s.or(model.map(|d| d.action_syntax))
+                .unwrap_or(if messages.as_ref().is_some_and(Option::is_some) {
+                    ActionSyntax::Pyautogui
+                } else {
+                    ActionSyntax::Json
+                })
+        });
+        let resize = match (given("resize"), coordinates) {
+            (_, None) => None,
+            (None, Some(c)) => Some(c.smart_resize().or_else(|| {
+                model
+                    .and_then(|d| d.resize)
+                    .filter(|_| c.is_relative())
+            })),
+            (Some(v), Some(c)) => self.resize(v, c),
         };
         Some(Some(StepUnit {
             coordinates: coordinates?,
             history: history?,
             messages: messages?,
             action_syntax: action_syntax?,
+            resize: resize?,
         }))
+    }
+
+    /// `resize`: `"none"` or `{"smart_resize": {…}}` / `"smart_resize"`;
+    /// with `pixels` coordinates (which refer to the original) it is an
+    /// error, and with `smart_resize` coordinates it must be theirs.
+    fn resize(&mut self, v: &Value, coords: Coordinates) -> Option<Option<SmartResize>> {
+        const NAMES: &str = "none, \"smart_resize\", {\"smart_resize\": {…}}";
+        let r = match v {
+            Value::String(s) if s == "none" => None,
+            Value::String(s) if s == "smart_resize" => Some(SmartResize::QWEN25_VL),
+            Value::Object(_) => {
+                let obj = self.object(v, "resize", &["smart_resize"])?;
+                let Some(r) = obj.get("smart_resize") else {
+                    self.err("resize", format!("expected one of: {NAMES}"));
+                    return None;
+                };
+                Some(self.smart_resize(r, "resize.smart_resize")?)
+            }
+            other => {
+                self.err(
+                    "resize",
+                    format!("expected one of: {NAMES}; found {}", json_type_name(other)),
+                );
+                return None;
+            }
+        };
+        match (coords, r) {
+            (Coordinates::Pixels, Some(_)) => {
+                self.err(
+                    "resize",
+                    "\"coordinates\": \"pixels\" refer to the original frame; resize with \"coordinates\": {\"smart_resize\": …} or use a relative convention",
+                );
+                None
+            }
+            (Coordinates::SmartResize(c), r) if r != Some(c) => {
+                self.err(
+                    "resize",
+                    "differs from coordinates.smart_resize, which is the resize the coordinates refer to (leave `resize` out)",
+                );
+                None
+            }
+            _ => Some(r),
+        }
     }
 
     fn coordinates(&mut self, v: &Value) -> Option<Coordinates> {
@@ -84,7 +149,8 @@ impl Parser {
                     self.err("coordinates", format!("expected one of: {NAMES}"));
                     return None;
                 };
-                self.smart_resize(r).map(Coordinates::SmartResize)
+                self.smart_resize(r, "coordinates.smart_resize")
+                    .map(Coordinates::SmartResize)
             }
             other => {
                 self.err(
@@ -96,18 +162,17 @@ impl Parser {
         }
     }
 
-    fn smart_resize(&mut self, v: &Value) -> Option<SmartResize> {
-        const PATH: &str = "coordinates.smart_resize";
+    fn smart_resize(&mut self, v: &Value, path: &str) -> Option<SmartResize> {
         let d = SmartResize::QWEN25_VL;
         if v.is_null() {
             return Some(d);
         }
-        let obj = self.object(v, PATH, &["factor", "min_pixels", "max_pixels"])?;
+        let obj = self.object(v, path, &["factor", "min_pixels", "max_pixels"])?;
         let before = self.errors.len();
         let num = |p: &mut Parser, name: &str, default: i64, max: i64| match obj.get(name) {
             None | Some(Value::Null) => default,
             Some(v) => {
-                let path = join(PATH, name);
+                let path = join(path, name);
                 match p.int(v, &path, 1) {
                     Some(n) if n > max => {
                         p.err(&path, format!("{n} is above the maximum {max}"));
@@ -126,14 +191,14 @@ impl Parser {
         }
         if min_pixels > max_pixels {
             self.err(
-                PATH,
+                path,
                 format!("min_pixels {min_pixels} is above max_pixels {max_pixels}"),
             );
             return None;
         }
         if max_pixels < factor * factor {
             self.err(
-                &join(PATH, "max_pixels"),
+                &join(path, "max_pixels"),
                 format!("{max_pixels} is below factor² = {}", factor * factor),
             );
             return None;
@@ -167,14 +232,16 @@ impl Parser {
         (self.errors.len() == before).then_some(History { actions, frames })
     }
 
-    fn messages(&mut self, v: &Value) -> Option<(Messages, ActionSyntax)> {
-        let obj = self.object(v, "messages", &["preset", "system", "action_syntax"])?;
+    /// `messages`: the preset, and the action syntax if given.
+    fn messages(&mut self, v: &Value) -> Option<(Messages, Option<ActionSyntax>)> {
+        let obj = self.object(v, "messages", &["preset", "system", "action_syntax", "loss"])?;
         let before = self.errors.len();
+        let names = ChatPreset::ALL.map(ChatPreset::as_str).join(", ");
         let preset = match obj.get("preset") {
             None | Some(Value::Null) => {
                 self.err(
                     "messages.preset",
-                    "missing required field (sharegpt or qwen_vl)",
+                    format!("missing required field (one of: {names})"),
                 );
                 None
             }
@@ -193,7 +260,7 @@ impl Parser {
             );
         }
         let syntax = match obj.get("action_syntax") {
-            None | Some(Value::Null) => Some(ActionSyntax::Pyautogui),
+            None | Some(Value::Null) => None,
             Some(v) => self.string(v, "messages.action_syntax").and_then(|s| {
                 self.one_of(
                     &s,
@@ -203,15 +270,24 @@ impl Parser {
                 )
             }),
         };
+        let loss = match obj.get("loss") {
+            None | Some(Value::Null) => None,
+            Some(v) => self
+                .string(v, "messages.loss")
+                .and_then(|s| self.one_of(&s, "messages.loss", &Loss::ALL, Loss::as_str)),
+        };
         if self.errors.len() > before {
             return None;
         }
+        let preset = preset?;
+        let loss = loss.or(preset.model().map(|_| Loss::Last));
         Some((
             Messages {
-                preset: preset?,
+                preset,
                 system,
+                loss,
             },
-            syntax?,
+            syntax,
         ))
     }
 }
