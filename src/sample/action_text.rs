@@ -87,10 +87,7 @@ fn py_object(fields: &[(&str, Value)]) -> String {
 /// values written here hold none; [`py_object`] keeps an order).
 fn py_json(v: &Value) -> String {
     match v {
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(py_json).collect::<Vec<_>>().join(", ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_json).collect::<Vec<_>>().join(", ")),
         Value::Object(m) => format!(
             "{{{}}}",
             m.iter()
@@ -193,9 +190,7 @@ impl Action {
     /// tool's drag starts where the cursor is); a horizontal scroll is
     /// `hscroll`; `wait` carries no `time` (the recording has none).
     fn qwen_tool_call(&self, coords: &Convert, finish: Finish) -> String {
-        let at = |p: (f64, f64)| {
-            json!([coords.value(p.0, 0).json(), coords.value(p.1, 1).json()])
-        };
+        let at = |p: (f64, f64)| json!([coords.value(p.0, 0).json(), coords.value(p.1, 1).json()]);
         let call = |action: &str, args: &[(&str, Value)]| {
             let mut a = vec![("action", json!(action))];
             a.extend(args.iter().cloned());
@@ -228,8 +223,14 @@ impl Action {
                 }
                 call(f, &args)
             }
-            "type" => call("type", &[("text", json!(self.text.as_deref().unwrap_or("")))]),
-            "key" | "hotkey" => call("key", &[("keys", json!(self.keys.clone().unwrap_or_default()))]),
+            "type" => call(
+                "type",
+                &[("text", json!(self.text.as_deref().unwrap_or("")))],
+            ),
+            "key" | "hotkey" => call(
+                "key",
+                &[("keys", json!(self.keys.clone().unwrap_or_default()))],
+            ),
             "wait" => call("wait", &[]),
             "finish" => call("terminate", &[("status", json!(finish.as_str()))]),
             _ => self.unmapped(),
@@ -278,7 +279,12 @@ impl Action {
             ),
             "key" | "hotkey" => format!(
                 "hotkey(key='{}')",
-                self.keys.iter().flatten().cloned().collect::<Vec<_>>().join(" ")
+                self.keys
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             "wait" => "wait()".into(),
             "finish" => "finished(content='')".into(),
@@ -364,7 +370,12 @@ impl Action {
             ),
             "key" | "hotkey" => format!(
                 "Press {}",
-                self.keys.iter().flatten().cloned().collect::<Vec<_>>().join("+")
+                self.keys
+                    .iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("+")
             ),
             "wait" => "Wait".into(),
             "finish" => "Finish the task".into(),
@@ -413,7 +424,10 @@ mod tests {
             click.to_text(ActionSyntax::UiTars, &sr, s),
             "click(point='<point>504 406</point>')"
         );
-        assert_eq!(click.to_text(ActionSyntax::Opencua, &norm, s), "pyautogui.click(x=0.5, y=0.5)");
+        assert_eq!(
+            click.to_text(ActionSyntax::Opencua, &norm, s),
+            "pyautogui.click(x=0.5, y=0.5)"
+        );
         let drag = act("drag", json!({"x": 0, "y": 0, "x2": 1000, "y2": 800}));
         assert_eq!(
             drag.to_text(ActionSyntax::Opencua, &norm, s),
@@ -423,7 +437,10 @@ mod tests {
             .to_text(ActionSyntax::QwenToolCall, &px, s)
             .contains("\"mouse_move\", \"coordinate\": [0, 0]}}\n</tool_call>\n<tool_call>\n{\"name\": \"computer_use\", \"arguments\": {\"action\": \"left_click_drag\", \"coordinate\": [999, 799]}}"));
         let hot = act("key", json!({"key": "ctrl+c"}));
-        assert_eq!(hot.to_text(ActionSyntax::UiTars, &px, s), "hotkey(key='ctrl c')");
+        assert_eq!(
+            hot.to_text(ActionSyntax::UiTars, &px, s),
+            "hotkey(key='ctrl c')"
+        );
         assert_eq!(
             hot.to_text(ActionSyntax::Opencua, &px, s),
             "pyautogui.hotkey(keys=['ctrl', 'c'])"
@@ -465,7 +482,13 @@ mod tests {
         };
         assert_eq!(click.describe(Some(&t)), "Click the button \"Search\"");
         assert_eq!(click.describe(None), "Click");
-        assert_eq!(act("key", json!({"key": "ctrl+c"})).describe(None), "Press ctrl+c");
-        assert_eq!(act("type", json!({"text": "hi"})).describe(None), "Type \"hi\"");
+        assert_eq!(
+            act("key", json!({"key": "ctrl+c"})).describe(None),
+            "Press ctrl+c"
+        );
+        assert_eq!(
+            act("type", json!({"text": "hi"})).describe(None),
+            "Type \"hi\""
+        );
     }
 }

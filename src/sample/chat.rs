@@ -274,7 +274,13 @@ impl<'a> Rounds<'a> {
                 // and 224–230; QwenLM/Qwen3-VL issue 1651).
                 let older: Vec<String> = cx.history[..first]
                     .iter()
-                    .map(|s| format!("Step {}: {}", s.step + 1, s.action.describe(s.target.as_ref())))
+                    .map(|s| {
+                        format!(
+                            "Step {}: {}",
+                            s.step + 1,
+                            s.action.describe(s.target.as_ref())
+                        )
+                    })
                     .collect();
                 let previous = if older.is_empty() {
                     "None".to_string()

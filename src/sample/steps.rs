@@ -160,9 +160,7 @@ fn pixel_fields() -> Fields {
 fn frame_convert(unit: &StepUnit, w: u32, h: u32, key: &str) -> Result<Convert> {
     Convert::resized(unit.coordinates, unit.resize, w, h).map_err(|message| Error::Frame {
         key: key.to_string(),
-        message: format!(
-            "{message} (a `smart_resize` refuses it, as qwen_vl_utils does)"
-        ),
+        message: format!("{message} (a `smart_resize` refuses it, as qwen_vl_utils does)"),
     })
 }
 
@@ -203,7 +201,10 @@ impl StepRows {
             int("action_pixels", DataType::Struct(pixel_fields())),
             int("action_text", DataType::Utf8),
             int("thought", DataType::Utf8),
-            int("target_bbox", DataType::Struct(bbox_fields(unit.coordinates))),
+            int(
+                "target_bbox",
+                DataType::Struct(bbox_fields(unit.coordinates)),
+            ),
             int("target_role", DataType::Utf8),
             int("target_name", DataType::Utf8),
         ]);
@@ -628,7 +629,10 @@ impl Out {
             Coordinates::Pixels
         };
         let nulls = arrow::buffer::NullBuffer::from(
-            self.rows.iter().map(|r| r.target.is_some()).collect::<Vec<_>>(),
+            self.rows
+                .iter()
+                .map(|r| r.target.is_some())
+                .collect::<Vec<_>>(),
         );
         Ok(Arc::new(StructArray::try_new(
             bbox_fields(coords),

@@ -14,6 +14,9 @@ pub fn openapi() -> Value {
         .iter()
         .map(|f| f.as_str())
         .collect();
+    let presets = crate::spec::ChatPreset::ALL.map(crate::spec::ChatPreset::as_str);
+    let syntaxes = crate::spec::ActionSyntax::ALL.map(crate::spec::ActionSyntax::as_str);
+    let losses = crate::spec::Loss::ALL.map(crate::spec::Loss::as_str);
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^exp_[0-9A-HJKMNP-TV-Z]{26}$"}});
     json!({
         "openapi": "3.1.0",
@@ -127,7 +130,7 @@ pub fn openapi() -> Value {
                     "error": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}, "required": ["field", "message"]}}
                 }, "required": ["error", "errors"]},
-                "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes; splits, redact; unit, coordinates, history, messages", "required": ["workflow", "format", "destination"], "properties": {
+                "ExportSpec": {"type": "object", "description": "SPEC §4: workflow, filter, format, frame_sampling, destination, tag, as_of, shard_size_bytes; splits, redact; unit, coordinates, history, resize, messages", "required": ["workflow", "format", "destination"], "properties": {
                     "workflow": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
                     "filter": {"type": "object"},
                     "format": {"type": "string", "enum": formats},
@@ -141,7 +144,8 @@ pub fn openapi() -> Value {
                     "unit": {"type": "string", "enum": ["frame", "step"], "description": "frame (default): one row per frame; step: one row per action (docs/steps.md)"},
                     "coordinates": {"description": "step exports: pixels | normalized | normalized_1000 | smart_resize | {\"smart_resize\": {factor, min_pixels, max_pixels}}", "oneOf": [{"type": "string", "enum": ["pixels", "normalized", "normalized_1000", "smart_resize"]}, {"type": "object", "properties": {"smart_resize": {"type": "object", "properties": {"factor": {"type": "integer", "minimum": 1}, "min_pixels": {"type": "integer", "minimum": 1}, "max_pixels": {"type": "integer", "minimum": 1}}}}}]},
                     "history": {"type": "object", "description": "step exports: previous actions and observation frames per row", "properties": {"actions": {"type": "integer", "minimum": 0, "maximum": 64}, "frames": {"type": "integer", "minimum": 0, "maximum": 16}}},
-                    "messages": {"type": "object", "description": "step exports: a chat sample per step", "required": ["preset"], "properties": {"preset": {"type": "string", "enum": ["sharegpt", "qwen_vl"]}, "system": {"type": "string"}, "action_syntax": {"type": "string", "enum": ["pyautogui", "json"]}}}
+                    "resize": {"description": "step exports: the observation's resize with relative coordinates: none | smart_resize | {\"smart_resize\": {factor, min_pixels, max_pixels}}", "oneOf": [{"type": "string", "enum": ["none", "smart_resize"]}, {"type": "object", "properties": {"smart_resize": {"type": "object"}}}]},
+                    "messages": {"type": "object", "description": "step exports: a chat sample per step; a model preset sets coordinates, resize, history and action_syntax unless given (docs/steps.md)", "required": ["preset"], "properties": {"preset": {"type": "string", "enum": presets}, "system": {"type": "string"}, "action_syntax": {"type": "string", "enum": syntaxes}, "loss": {"type": "string", "enum": losses}}}
                 }},
                 "Export": {"type": "object", "required": ["id", "status", "manifest_url", "created_at"], "properties": {
                     "id": {"type": "string"},

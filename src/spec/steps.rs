@@ -183,13 +183,7 @@ impl ChatPreset {
                 50,
                 4,
             ),
-            ChatPreset::Opencua => d(
-                Coordinates::Normalized,
-                None,
-                ActionSyntax::Opencua,
-                10,
-                2,
-            ),
+            ChatPreset::Opencua => d(Coordinates::Normalized, None, ActionSyntax::Opencua, 10, 2),
         })
     }
 }
@@ -316,7 +310,9 @@ impl StepUnit {
             "action_syntax": self.action_syntax.as_str(),
         });
         if self.resize.is_some() && self.resize != self.coordinates.smart_resize() {
-            v["resize"] = self.resize.map_or(json!(null), |r| json!({"smart_resize": r.to_json()}));
+            v["resize"] = self
+                .resize
+                .map_or(json!(null), |r| json!({"smart_resize": r.to_json()}));
         }
         if let Some(m) = &self.messages {
             v["messages"] = json!({"preset": m.preset.as_str(), "system": m.system});

@@ -10,6 +10,7 @@ mod export;
 mod gcp;
 mod layout;
 mod loaders;
+mod presets;
 mod redact;
 mod s3_store;
 mod seal;

@@ -43,15 +43,15 @@ impl Parser {
             }
             return (self.errors.len() == before).then_some(None);
         }
-        let (messages, syntax) = match obj.get("messages") {
-            None | Some(Value::Null) => (Some(None), Some(None)),
-            Some(v) => match self.messages(v) {
-                Some((m, s)) => (Some(Some(m)), Some(s)),
-                None => (None, None),
-            },
-        };
-        // A model preset's defaults; explicit fields override them.
-        let model = messages.as_ref().and_then(|m| m.as_ref()?.preset.model());
+        // A model preset's defaults (read ahead of `messages`, which is
+        // checked after the fields it defaults, in the spec's order);
+        // explicit fields override them.
+        let model = obj
+            .get("messages")
+            .and_then(|m| m.get("preset"))
+            .and_then(Value::as_str)
+            .and_then(|name| ChatPreset::ALL.into_iter().find(|p| p.as_str() == name))
+            .and_then(ChatPreset::model);
         let given = |name: &str| obj.get(name).filter(|v| !v.is_null());
         let coordinates = match given("coordinates") {
             None => Some(model.map_or(Coordinates::Pixels, |d| d.coordinates)),
@@ -61,21 +61,28 @@ impl Parser {
             None => Some(model.map_or(History::default(), |d| d.history)),
             Some(v) => self.history(v),
         };
+        let (messages, syntax) = match obj.get("messages") {
+            None | Some(Value::Null) => (Some(None), Some(None)),
+            Some(v) => match self.messages(v) {
+                Some((m, s)) => (Some(Some(m)), Some(s)),
+                None => (None, None),
+            },
+        };
         let action_syntax = syntax.map(|s| {
-            s.or(model.map(|d| d.action_syntax))
-                .unwrap_or(if messages.as_ref().is_some_and(Option::is_some) {
+            s.or(model.map(|d| d.action_syntax)).unwrap_or(
+                if messages.as_ref().is_some_and(Option::is_some) {
                     ActionSyntax::Pyautogui
                 } else {
                     ActionSyntax::Json
-                })
+                },
+            )
         });
         let resize = match (given("resize"), coordinates) {
             (_, None) => None,
-            (None, Some(c)) => Some(c.smart_resize().or_else(|| {
-                model
-                    .and_then(|d| d.resize)
-                    .filter(|_| c.is_relative())
-            })),
+            (None, Some(c)) => Some(
+                c.smart_resize()
+                    .or_else(|| model.and_then(|d| d.resize).filter(|_| c.is_relative())),
+            ),
             (Some(v), Some(c)) => self.resize(v, c),
         };
         Some(Some(StepUnit {
@@ -234,7 +241,11 @@ impl Parser {
 
     /// `messages`: the preset, and the action syntax if given.
     fn messages(&mut self, v: &Value) -> Option<(Messages, Option<ActionSyntax>)> {
-        let obj = self.object(v, "messages", &["preset", "system", "action_syntax", "loss"])?;
+        let obj = self.object(
+            v,
+            "messages",
+            &["preset", "system", "action_syntax", "loss"],
+        )?;
         let before = self.errors.len();
         let names = ChatPreset::ALL.map(ChatPreset::as_str).join(", ");
         let preset = match obj.get("preset") {
