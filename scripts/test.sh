@@ -26,6 +26,8 @@ cargo --version
 step "python venv with readers and servers ($VENV)"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+# The model code the presets are checked against (scripts/requirements-upstream.txt).
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r scripts/requirements-upstream.txt
 # DuckDB's delta extension is published on PyPI only for DuckDB 1.5.5 (and
 # DuckDB cannot download it offline): a side install, on PYTHONPATH for that check.
 DUCKDB_DELTA=$VENV/duckdb-delta
@@ -156,6 +158,9 @@ step "streaming loaders on exports (MosaicML Streaming on MDS, wids on WebDatase
 
 step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL shape, webdataset)"
 "$VENV/bin/python" scripts/check_steps.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
+
+step "model presets against the models' own code (qwen-vl-utils, ui-tars; OpenCUA code run)"
+"$VENV/bin/python" scripts/check_presets.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
 
 step "OpenAPI document validates (openapi-spec-validator)"
 "$TARGET/debug/nusomi" serve --print-openapi > "$WORK/openapi.json"

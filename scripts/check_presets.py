@@ -1,0 +1,207 @@
+"""Checks the model presets of step exports (`messages.preset`) against each
+model's own upstream code, run here, not restated:
+
+* `qwen2_5_vl`, `qwen3_vl`: the stored observation has the size qwen-vl-utils
+  0.0.14's `smart_resize` gives with `fetch_image`'s defaults for
+  `image_patch_size` 14 and 16 (vision_process.py lines 56–81, 100, 131–132);
+  the assistant turn's tool call parses as the Qwen cookbooks parse it
+  (`output_text.split('<tool_call>\\n')[1].split('\\n</tool_call>')[0]`) and
+  its coordinate maps back to the event's pixel (Qwen2.5-VL: on the resized
+  image; Qwen3-VL: `/ 1000 * width`), and the system prompt names the screen.
+* `ui_tars`: ui-tars 0.5.1's own `parse_action_to_structure_output` and
+  `parsing_response_to_pyautogui_code` (the package UI-TARS publishes) read
+  every assistant turn, recover the thought, and put the click back on the
+  event's pixel; its `smart_resize` gives the stored size.
+* `opencua`: the `## Code:` section runs as Python against recording
+  stand-ins for `pyautogui` and `computer` (OpenCUA's parser is not on PyPI)
+  and clicks at the event's pixel on the 0–1 scale; `## Thought:` is the
+  event's thought.
+
+qwen-vl-utils imports torch and torchvision at module level (not in this
+venv), so its arithmetic (constants and the four functions) is taken from
+the installed file by `ast` and run as it is.
+
+usage: check_presets.py NUSOMI_BIN STORE_DIR WORK_DIR
+"""
+import ast
+import glob
+import importlib.util
+import json
+import math
+import pathlib
+import re
+import sys
+
+from PIL import Image
+
+from checks import check, export_create, listed_files_match
+
+nusomi, store, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+
+
+def qwen_vl_utils():
+    """qwen_vl_utils.vision_process's resize arithmetic, run from its source."""
+    path = pathlib.Path(importlib.util.find_spec("qwen_vl_utils").origin).parent / "vision_process.py"
+    tree = ast.parse(path.read_text())
+    keep = {"round_by_factor", "ceil_by_factor", "floor_by_factor", "smart_resize"}
+    body = [n for n in tree.body
+            if (isinstance(n, ast.FunctionDef) and n.name in keep)
+            or (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in n.targets)
+                and isinstance(n.value, (ast.Constant, ast.BinOp)))]
+    ns = {"math": math, "Optional": object, "Tuple": tuple}
+    from typing import Optional, Tuple
+    ns.update(Optional=Optional, Tuple=Tuple)
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), ns)
+    return ns
+
+
+QVU = qwen_vl_utils()
+check(QVU["IMAGE_MIN_TOKEN_NUM"] == 4 and QVU["IMAGE_MAX_TOKEN_NUM"] == 16384 and QVU["MAX_RATIO"] == 200,
+      "qwen-vl-utils 0.0.14: the constants docs/steps.md pins")
+
+
+def fetch_image_size(w, h, patch):
+    """(width, height) as qwen_vl_utils.fetch_image resizes a w×h image."""
+    factor = patch * QVU["SPATIAL_MERGE_SIZE"]
+    rh, rw = QVU["smart_resize"](h, w, factor=factor,
+                                 min_pixels=QVU["IMAGE_MIN_TOKEN_NUM"] * factor ** 2,
+                                 max_pixels=QVU["IMAGE_MAX_TOKEN_NUM"] * factor ** 2)
+    return rw, rh
+
+
+def export(preset, extra=None):
+    out = work / "presets" / preset
+    spec = {
+        "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
+        "format": "jsonl",
+        "unit": "step",
+        "messages": {"preset": preset, **(extra or {})},
+        "destination": {"kind": "local", "path": str(out)},
+        "as_of": "2030-01-01T00:00:00Z",
+    }
+    spec_path = work / f"spec-preset-{preset}.json"
+    spec_path.write_text(json.dumps(spec))
+    job = export_create(nusomi, store, spec_path)
+    check(job["status"] == "completed", f"{preset}: step export completed")
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed_files_match(out, manifest, preset)
+    rows = [json.loads(line) for f in sorted(glob.glob(str(out / "*.jsonl")) + glob.glob(str(out / "**/*.jsonl"), recursive=True))
+            for line in open(f)]
+    rows = list({r["key"]: r for r in rows}.values())
+    check(len(rows) == manifest["rows"], f"{preset}: {len(rows)} samples")
+    return out, rows
+
+
+def near(a, b, tol, what):
+    if abs(a - b) > tol:
+        sys.exit(f"FAIL: {what}: {a} is not within {tol} of {b}")
+
+
+def stored_size(out, r):
+    with Image.open(out / r["images"][-1]) as im:
+        return im.size
+
+
+# --- Qwen2.5-VL and Qwen3-VL
+for preset, patch in [("qwen2_5_vl", 14), ("qwen3_vl", 16)]:
+    out, rows = export(preset)
+    clicks = 0
+    for r in rows:
+        w, h = r["width"], r["height"]
+        rw, rh = fetch_image_size(w, h, patch)
+        if (r["image_width"], r["image_height"]) != (rw, rh) or stored_size(out, r) != (rw, rh):
+            sys.exit(f"FAIL: {preset}: {r['key']}: {r['image_width']}x{r['image_height']} is not qwen-vl-utils' {rw}x{rh}")
+        system, last = r["messages"][0]["content"], r["messages"][-1]["content"]
+        screen = f"{rw}x{rh}" if preset == "qwen2_5_vl" else "1000x1000"
+        if f"* The screen's resolution is {screen}." not in system:
+            sys.exit(f"FAIL: {preset}: {r['key']}: the system prompt does not name the {screen} screen")
+        call = json.loads(last.split("<tool_call>\n")[1].split("\n</tool_call>")[0])
+        if call["name"] != "computer_use":
+            sys.exit(f"FAIL: {preset}: {r['key']}: {call}")
+        if call["arguments"]["action"] in ("left_click", "double_click", "right_click"):
+            clicks += 1
+            x, y = call["arguments"]["coordinate"]
+            px = r["action_pixels"]
+            if preset == "qwen2_5_vl":
+                # OSWorld qwen25vl_agent: x * original_width / processed_width.
+                near(x * w / rw, px["x"], w / rw + 0.5, f"{preset} {r['key']} x")
+                near(y * h / rh, px["y"], h / rh + 0.5, f"{preset} {r['key']} y")
+            else:
+                near(x / 1000 * w, px["x"], w / 1000 + 0.5, f"{preset} {r['key']} x")
+                near(y / 1000 * h, px["y"], h / 1000 + 0.5, f"{preset} {r['key']} y")
+    check(clicks > 0, f"{preset}: sizes are qwen-vl-utils' (image_patch_size {patch}); "
+                      f"{clicks} clicks parse as the cookbook parses them and land on the event's pixel")
+
+# --- UI-TARS-1.5, read by the ui-tars package's own parser.
+from ui_tars import action_parser as tars  # noqa: E402
+from ui_tars.prompt import COMPUTER_USE_DOUBAO  # noqa: E402
+
+out, rows = export("ui_tars")
+parsed_turns = clicks = thoughts = 0
+for r in rows:
+    task = r["instruction"] or r["workflow"].replace("_", " ")
+    if r["messages"][1]["content"] != COMPUTER_USE_DOUBAO.format(language="English", instruction=task):
+        sys.exit(f"FAIL: ui_tars: {r['key']}: the user prompt is not ui-tars' COMPUTER_USE_DOUBAO")
+    w, h = r["width"], r["height"]
+    rh, rw = tars.smart_resize(h, w)
+    if (r["image_width"], r["image_height"]) != (rw, rh) or stored_size(out, r) != (rw, rh):
+        sys.exit(f"FAIL: ui_tars: {r['key']}: {r['image_width']}x{r['image_height']} is not ui-tars' {rw}x{rh}")
+    for t in r["messages"]:
+        if t["role"] != "assistant":
+            continue
+        parsed = tars.parse_action_to_structure_output(
+            t["content"], factor=1000, origin_resized_height=h, origin_resized_width=w, model_type="qwen25vl")
+        parsed_turns += 1
+        code = tars.parsing_response_to_pyautogui_code(parsed, h, w, scale_factor=1)
+        if t is r["messages"][-1]:
+            if r["thought"] is not None:
+                thoughts += 1
+                if parsed[0]["thought"] != r["thought"]:
+                    sys.exit(f"FAIL: ui_tars: {r['key']}: thought {parsed[0]['thought']!r} != {r['thought']!r}")
+            if r["action"]["type"] == "click":
+                clicks += 1
+                m = re.search(r"pyautogui\.click\(([\d.]+), ([\d.]+)", code)
+                if not m:
+                    sys.exit(f"FAIL: ui_tars: {r['key']}: no click in {code!r}")
+                near(float(m.group(1)), r["action_pixels"]["x"], w / rw + 0.5, f"ui_tars {r['key']} x")
+                near(float(m.group(2)), r["action_pixels"]["y"], h / rh + 0.5, f"ui_tars {r['key']} y")
+check(parsed_turns > len(rows) and clicks > 0 and thoughts > 0,
+      f"ui_tars: the prompt is ui-tars' COMPUTER_USE_DOUBAO; ui-tars' parser reads all {parsed_turns} assistant turns; {thoughts} thoughts come back, "
+      f"{clicks} clicks land on the event's pixel; sizes are ui-tars' smart_resize")
+
+# --- OpenCUA: run the code section.
+out, rows = export("opencua")
+
+
+class Recorder:
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def __getattr__(self, fn):
+        return lambda *a, **k: self.calls.append((f"{self.name}.{fn}", a, k))
+
+
+clicks = thoughts = 0
+for r in rows:
+    last = r["messages"][-1]["content"]
+    m = re.search(r"## Code:\n(.*)\n$", last, re.S)
+    if not m:
+        sys.exit(f"FAIL: opencua: {r['key']}: no code section in {last!r}")
+    calls = []
+    exec(m.group(1), {"pyautogui": Recorder("pyautogui", calls), "computer": Recorder("computer", calls)})
+    if not calls:
+        sys.exit(f"FAIL: opencua: {r['key']}: {m.group(1)!r} calls nothing")
+    if r["thought"] is not None:
+        thoughts += 1
+        if not last.startswith(f"## Thought:\n{r['thought']}\n\n## Action:\n"):
+            sys.exit(f"FAIL: opencua: {r['key']}: {last!r}")
+    if r["action"]["type"] == "click":
+        clicks += 1
+        fn, _, k = calls[0]
+        if fn != "pyautogui.click" or not (0 <= k["x"] <= 1 and 0 <= k["y"] <= 1):
+            sys.exit(f"FAIL: opencua: {r['key']}: {calls}")
+        near(k["x"] * r["width"], r["action_pixels"]["x"], r["width"] / 20000 + 0.5, f"opencua {r['key']} x")
+        near(k["y"] * r["height"], r["action_pixels"]["y"], r["height"] / 20000 + 0.5, f"opencua {r['key']} y")
+check(clicks > 0 and thoughts > 0,
+      f"opencua: every code section runs as Python; {clicks} clicks on the 0–1 scale land on the event's pixel, "
+      f"{thoughts} thoughts under ## Thought:")
