@@ -16,6 +16,7 @@ mod redaction;
 mod row;
 mod sampling;
 mod split;
+mod step_columns;
 mod steps;
 
 use datafusion::logical_expr::ScalarUDF;
