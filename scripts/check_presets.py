@@ -32,7 +32,7 @@ import pathlib
 import re
 import sys
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from checks import check, export_create, listed_files_match
 
@@ -103,8 +103,10 @@ def stored_size(out, r):
 
 
 # --- Qwen2.5-VL and Qwen3-VL
+resized = {}
 for preset, patch in [("qwen2_5_vl", 14), ("qwen3_vl", 16)]:
     out, rows = export(preset)
+    resized[preset] = (out, rows)
     clicks = 0
     for r in rows:
         w, h = r["width"], r["height"]
@@ -131,6 +133,23 @@ for preset, patch in [("qwen2_5_vl", 14), ("qwen3_vl", 16)]:
                 near(y / 1000 * h, px["y"], h / 1000 + 0.5, f"{preset} {r['key']} y")
     check(clicks > 0, f"{preset}: sizes are qwen-vl-utils' (image_patch_size {patch}); "
                       f"{clicks} clicks parse as the cookbook parses them and land on the event's pixel")
+
+# --- The resize itself: within a mean absolute difference of 2 of Pillow's
+# BICUBIC, the resample qwen-vl-utils' fetch_image uses (`image.resize((w, h))`
+# after `to_rgb`), on every observation of both exports.
+orig_out, orig_rows = export("sharegpt")
+originals = {r["key"]: orig_out / r["images"][-1] for r in orig_rows}
+worst, total, images = 0.0, 0.0, 0
+for preset, (out, rows) in resized.items():
+    for r in rows:
+        with Image.open(originals[r["key"]]) as src, Image.open(out / r["images"][-1]) as ours:
+            want = src.convert("RGB").resize(ours.size, Image.BICUBIC)
+            mad = sum(ImageStat.Stat(ImageChops.difference(want, ours.convert("RGB"))).mean) / 3
+        if mad > 2:
+            sys.exit(f"FAIL: {preset}: {r['key']}: resized observation is {mad:.3f} from Pillow's bicubic on average")
+        worst, total, images = max(worst, mad), total + mad, images + 1
+check(images > 0, f"resize: {images} observations within {worst:.3f} (mean {total / max(images, 1):.3f}) "
+                  "of Pillow's BICUBIC per pixel and channel (at most 2)")
 
 # --- UI-TARS-1.5, read by the ui-tars package's own parser.
 from ui_tars import action_parser as tars  # noqa: E402

@@ -13,6 +13,7 @@ mod actor;
 mod chat;
 mod redact;
 mod redaction;
+mod resize;
 mod row;
 mod sampling;
 mod split;

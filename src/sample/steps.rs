@@ -354,7 +354,7 @@ impl StepRows {
     }
 
     /// The observation image: the frame's bytes, or for `smart_resize` the
-    /// frame resized (Catmull-Rom; PNG stays PNG, written with fast
+    /// frame resized (Pillow's bicubic, [`super::resize`]; PNG stays PNG, written with fast
     /// compression and adaptive filtering; JPEG at quality 90).
     fn observation(
         &self,
@@ -371,7 +371,7 @@ impl StepRows {
         if (img.width(), img.height()) == (tw, th) {
             return Ok(bytes.to_vec());
         }
-        let resized = img.resize_exact(tw, th, image::imageops::FilterType::CatmullRom);
+        let resized = super::resize::bicubic(&img, tw, th).map_err(bad)?;
         super::redaction::encode_image(&resized, codec, bytes.len(), true).map_err(bad)
     }
 }
