@@ -17,6 +17,14 @@ model's own upstream code, run here, not restated:
   and clicks at the event's pixel on the 0–1 scale; `## Thought:` is the
   event's thought.
 
+* the resize: every resized observation is within a mean absolute
+  difference of 2 (per pixel and channel) of Pillow's `BICUBIC` resize of the
+  original frame, the resample `fetch_image` uses.
+* grounding (`messages.task: "grounding"`): ui-tars' parser puts every
+  `ui_tars` answer on the event's pixel, under the `GROUNDING_DOUBAO` prompt;
+  the Qwen answers' fenced `bbox_2d` lists, read as the cookbooks read them,
+  scale back to the event's element box.
+
 qwen-vl-utils imports torch and torchvision at module level (not in this
 venv), so its arithmetic (constants and the four functions) is taken from
 the installed file by `ast` and run as it is.
@@ -69,8 +77,9 @@ def fetch_image_size(w, h, patch):
     return rw, rh
 
 
-def export(preset, extra=None):
-    out = work / "presets" / preset
+def export(preset, extra=None, name=None):
+    name = name or preset
+    out = work / "presets" / name
     spec = {
         "workflow": ["process_invoice", "triage_ticket", "update_crm_record", "book_travel", "reconcile_payments"],
         "format": "jsonl",
@@ -79,7 +88,7 @@ def export(preset, extra=None):
         "destination": {"kind": "local", "path": str(out)},
         "as_of": "2030-01-01T00:00:00Z",
     }
-    spec_path = work / f"spec-preset-{preset}.json"
+    spec_path = work / f"spec-preset-{name}.json"
     spec_path.write_text(json.dumps(spec))
     job = export_create(nusomi, store, spec_path)
     check(job["status"] == "completed", f"{preset}: step export completed")
@@ -224,3 +233,72 @@ for r in rows:
 check(clicks > 0 and thoughts > 0,
       f"opencua: every code section runs as Python; {clicks} clicks on the 0–1 scale land on the event's pixel, "
       f"{thoughts} thoughts under ## Thought:")
+
+# --- Grounding samples (messages.task "grounding"): each answer read as the
+# model family's own code reads it lands on the event's click or its element.
+from ui_tars.prompt import GROUNDING_DOUBAO  # noqa: E402
+
+
+def grounding(preset, answer):
+    return export(preset, {"task": "grounding", "answer": answer}, f"{preset}-grounding-{answer}")[1]
+
+
+def fenced_json(text):
+    # The Qwen cookbooks' parse_json: the text between ```json and ```.
+    return json.loads(text.split("```json")[1].split("```")[0])
+
+
+rows = grounding("ui_tars", "point")
+for r in rows:
+    user = r["messages"][1]["content"]
+    if not user.startswith(GROUNDING_DOUBAO.split("{instruction}")[0]) or r["target_name"] not in user:
+        sys.exit(f"FAIL: ui_tars grounding: {r['key']}: {user!r}")
+    w, h = r["width"], r["height"]
+    rh, rw = tars.smart_resize(h, w)
+    parsed = tars.parse_action_to_structure_output(
+        r["messages"][-1]["content"], factor=1000, origin_resized_height=h, origin_resized_width=w,
+        model_type="qwen25vl")
+    code = tars.parsing_response_to_pyautogui_code(parsed, h, w, scale_factor=1)
+    m = re.search(r"pyautogui\.(?:click|doubleClick|rightClick)\(([\d.]+), ([\d.]+)", code)
+    if not m:
+        sys.exit(f"FAIL: ui_tars grounding: {r['key']}: {code!r}")
+    near(float(m.group(1)), r["action_pixels"]["x"], w / rw + 0.5, f"ui_tars grounding {r['key']} x")
+    near(float(m.group(2)), r["action_pixels"]["y"], h / rh + 0.5, f"ui_tars grounding {r['key']} y")
+check(len(rows) > 0, f"ui_tars grounding: {len(rows)} samples prompt with GROUNDING_DOUBAO; ui-tars' parser "
+                     "puts every answer on the event's pixel")
+
+for preset, patch in [("qwen2_5_vl", 14), ("qwen3_vl", 16)]:
+    rows = grounding(preset, "box")
+    for r in rows:
+        w, h = r["width"], r["height"]
+        rw, rh = fetch_image_size(w, h, patch)
+        (found,) = fenced_json(r["messages"][-1]["content"])
+        x1, y1, x2, y2 = found["bbox_2d"]
+        # The cookbooks' plot_bounding_boxes: bbox / input size * original
+        # (Qwen2.5-VL: the resized size; Qwen3-VL: 1000).
+        sx, sy = (w / rw, h / rh) if preset == "qwen2_5_vl" else (w / 1000, h / 1000)
+        data = r["event"]["data"]
+        ev = (json.loads(data) if isinstance(data, str) else data)["element"]["bbox"]
+        for i, got in enumerate([x1, y1, x2, y2]):
+            scale, size = (sx, w) if i % 2 == 0 else (sy, h)
+            near(got * scale, min(ev[i], size - 1), scale + 0.5, f"{preset} grounding {r['key']} bbox[{i}]")
+        if found["label"] != r["target_name"]:
+            sys.exit(f"FAIL: {preset} grounding: {r['key']}: label {found['label']!r}")
+    check(len(rows) > 0, f"{preset} grounding: {len(rows)} boxes parse as the cookbook parses them and "
+                         "scale back to the event's element box")
+
+# Qwen2.5-VL's points answer, read as its cookbook's decode_xml_points reads it
+# (xml.etree.ElementTree: x1/y1 attributes, alt, the text).
+import xml.etree.ElementTree as ET  # noqa: E402
+
+rows = grounding("qwen2_5_vl", "point")
+for r in rows:
+    w, h = r["width"], r["height"]
+    rw, rh = fetch_image_size(w, h, 14)
+    root = ET.fromstring(r["messages"][-1]["content"])
+    x, y = float(root.attrib["x1"]), float(root.attrib["y1"])
+    near(x * w / rw, r["action_pixels"]["x"], w / rw + 0.5, f"qwen2_5_vl point {r['key']} x")
+    near(y * h / rh, r["action_pixels"]["y"], h / rh + 0.5, f"qwen2_5_vl point {r['key']} y")
+    if root.attrib["alt"] != r["target_name"] or root.text != r["target_name"]:
+        sys.exit(f"FAIL: qwen2_5_vl point: {r['key']}: {root.attrib} {root.text!r}")
+check(len(rows) > 0, f"qwen2_5_vl grounding: {len(rows)} <points> answers parse as XML and land on the event's pixel")

@@ -9,6 +9,7 @@ models' own code (not run by the test suite; the files are committed).
   lines 165–172). `{screen}` stands for the "WxH" the tool is given.
 * ui_tars_computer_use.txt: ui-tars 0.5.1 `ui_tars/prompt.py`
   `COMPUTER_USE_DOUBAO` (lines 3–30).
+* ui_tars_grounding.txt: the same file's `GROUNDING_DOUBAO` (lines 59–60).
 * opencua_l2_system.txt, opencua_l1_system.txt: OpenCUA
   `evaluation/agentnetbench/agent/opencua.py` `L2_SYSTEM_PROMPTS[0]`,
   `L1_SYSTEM_PROMPTS[0]` (lines 40–46).
@@ -70,9 +71,10 @@ for name, file in [("Qwen2.5-VL", "qwen2_5_vl_system.txt"), ("Qwen3-VL", "qwen3_
     (out / file).write_text(text.replace("11111x22222", "{screen}"))
 
 sys.path.insert(0, str(pkgs))
-from ui_tars.prompt import COMPUTER_USE_DOUBAO  # noqa: E402
+from ui_tars.prompt import COMPUTER_USE_DOUBAO, GROUNDING_DOUBAO  # noqa: E402
 
 (out / "ui_tars_computer_use.txt").write_text(COMPUTER_USE_DOUBAO)
+(out / "ui_tars_grounding.txt").write_text(GROUNDING_DOUBAO)
 
 code = (src / "opencua.py").read_text()
 consts = {}

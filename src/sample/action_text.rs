@@ -255,6 +255,8 @@ impl Action {
                 .replace('\'', "\\'")
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
+                .replace('\r', "\\r")
+                .replace('\t', "\\t")
         };
         match self.kind {
             "click" => at("click"),
@@ -279,12 +281,15 @@ impl Action {
             ),
             "key" | "hotkey" => format!(
                 "hotkey(key='{}')",
-                self.keys
-                    .iter()
-                    .flatten()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                escape(
+                    &self
+                        .keys
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
             ),
             "wait" => "wait()".into(),
             "finish" => "finished(content='')".into(),

@@ -16,6 +16,8 @@
 //!   shown (a second action on one frame) is an assistant turn of its own;
 //! * the current screenshot comes last, then the step's own action.
 //!
+//! Grounding samples (`messages.task`) are rendered by `grounding.rs`.
+//!
 //! `messages.loss` marks every assistant turn `loss: true` (`all`) or only
 //! the last (`last`, the model presets' default, as UI-TARS's
 //! `data/training_example.json` masks it).
@@ -25,7 +27,7 @@ use std::collections::HashSet;
 use super::action::{Action, Convert};
 use super::actor::Target;
 use super::steps::image_path;
-use crate::spec::{ChatPreset, Loss, Messages, OutputFormat};
+use crate::spec::{ChatPreset, Loss, Messages, OutputFormat, Task};
 use crate::store::ImageFormat;
 
 /// Qwen2.5-VL's system prompt: qwen-agent's function-call prompt over the
@@ -60,6 +62,44 @@ pub(crate) struct ChatStep {
     pub image: ImageFormat,
 }
 
+/// The media placeholders trainers count against a sample's images
+/// (LLaMA-Factory's `<image>`, `<video>`, `<audio>`; Qwen-VL's scripts).
+const MEDIA_TAGS: [&str; 3] = ["<image>", "<video>", "<audio>"];
+
+/// `s` with the media placeholders a recording happened to contain (an
+/// element named `<image>`, typed `<video>`) written as `[image]`,
+/// `[video]`, `[audio]`, so a sample's `<image>` count is its image count.
+pub(crate) fn defang(s: &str) -> String {
+    let mut out = s.to_string();
+    for tag in MEDIA_TAGS {
+        if out.contains(tag) {
+            out = out.replace(tag, &format!("[{}]", &tag[1..tag.len() - 1]));
+        }
+    }
+    out
+}
+
+impl ChatStep {
+    /// The step as chat text may show it: every recorded string
+    /// [`defang`]ed.
+    pub(crate) fn for_chat(&self) -> ChatStep {
+        let mut s = self.clone();
+        s.text = defang(&s.text);
+        s.thought = s.thought.as_deref().map(defang);
+        if let Some(t) = &mut s.target {
+            t.name = t.name.as_deref().map(defang);
+            t.role = t.role.as_deref().map(defang);
+        }
+        s.action.text = s.action.text.as_deref().map(defang);
+        if let Some(keys) = &mut s.action.keys {
+            for k in keys.iter_mut() {
+                *k = defang(k);
+            }
+        }
+        s
+    }
+}
+
 /// A turn: speaker, text, and (with `loss`) whether it trains.
 pub(crate) type Turn = (String, String, Option<bool>);
 
@@ -82,6 +122,9 @@ pub(crate) struct ChatInput<'a> {
 
 /// The chat sample of one step.
 pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
+    if m.task == Task::Grounding {
+        return super::grounding::render(m, cx);
+    }
     match m.preset {
         ChatPreset::Sharegpt | ChatPreset::QwenVl => single(m, cx),
         _ => Rounds::new(m, cx).render(),

@@ -11,6 +11,7 @@ mod action;
 mod action_text;
 mod actor;
 mod chat;
+mod grounding;
 mod redact;
 mod redaction;
 mod resize;

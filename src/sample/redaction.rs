@@ -435,9 +435,15 @@ pub(crate) fn encode_image(
             img.write_with_encoder(enc).map_err(|e| e.to_string())?;
         }
         _ => {
-            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
-            img.to_rgb8()
-                .write_with_encoder(enc)
+            // jpeg-encoder's scalar integer path: 8.0 ms for a 952×588
+            // frame against 14.1 ms for the image crate's encoder (release).
+            let rgb = img.to_rgb8();
+            let (w, h) = (rgb.width(), rgb.height());
+            let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+                return Err(format!("{w}x{h} is larger than JPEG allows (65535)"));
+            };
+            let enc = jpeg_encoder::Encoder::new(&mut out, 90);
+            enc.encode(rgb.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
                 .map_err(|e| e.to_string())?;
         }
     }

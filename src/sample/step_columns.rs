@@ -180,6 +180,18 @@ fn turns_list(a: &str, b: &str, loss: bool, rows: &[&[chat::Turn]]) -> Result<Ar
 }
 
 impl Out {
+    /// Which of a batch's `n` input rows a pushed row takes its
+    /// observation from.
+    pub(super) fn observed(&self, n: usize) -> Vec<bool> {
+        let mut used = vec![false; n];
+        for r in &self.rows {
+            if let Some(u) = used.get_mut(r.input_row as usize) {
+                *u = true;
+            }
+        }
+        used
+    }
+
     pub(super) fn new(unit: &StepUnit) -> Self {
         Out {
             rows: Vec::new(),

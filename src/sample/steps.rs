@@ -29,12 +29,13 @@ use serde_json::Value;
 use super::action::{Action, Convert, Finish};
 use super::actor;
 use super::chat::{self, ChatInput, ChatStep};
+use super::grounding;
 use super::step_columns::{
     action_fields, column, pixel_fields, target_fields, turn_list, turn_names, utf8_list, Out,
     StepRow, TAKEN,
 };
 use crate::error::{Error, Result};
-use crate::spec::{ChatPreset, OutputFormat, StepUnit};
+use crate::spec::{ChatPreset, OutputFormat, StepUnit, Task};
 use crate::store::ImageFormat;
 
 /// Where JSONL step exports keep the observation images.
@@ -189,7 +190,6 @@ impl StepRows {
             .ok_or_else(|| Error::Rows("events lack data".into()))?
             .as_string::<i32>();
 
-        let resized = self.resized_observations(batch)?;
         let mut out = Out::new(&self.unit);
         for r in 0..batch.num_rows() {
             let session = sessions.value(r);
@@ -233,49 +233,60 @@ impl StepRows {
                     key: key.to_string(),
                     image,
                 };
-                let history_actions: Vec<String> =
-                    self.actions.iter().map(|a| a.text.clone()).collect();
-                let history_keys: Vec<String> =
-                    self.frames.iter().map(|(k, _)| k.clone()).collect();
-                let chat = self.unit.messages.as_ref().map(|m| {
-                    let instruction = if instructions.is_null(r) {
-                        workflows.value(r).replace('_', " ")
-                    } else {
-                        instructions.value(r).to_string()
-                    };
-                    let history: Vec<ChatStep> = self.actions.iter().cloned().collect();
-                    let frames: Vec<(String, ImageFormat)> = self.frames.iter().cloned().collect();
-                    chat::render(
-                        m,
-                        &ChatInput {
-                            instruction: &instruction,
-                            history: &history,
-                            frames: &frames,
-                            current: &here,
-                            format: self.format,
-                        },
-                    )
-                });
-                out.push(StepRow {
-                    input_row: r as u32,
-                    event: e as u32,
-                    key: format!("{session}_s{:06}", self.step),
-                    step: self.step,
-                    t_ms: ev_t.value(e),
-                    observation_key: key.to_string(),
-                    frame_idx: frame_idx.value(r),
-                    frame_t_ms: t_ms.value(r),
-                    size: (w, h),
-                    image_size: convert.target(),
-                    action,
-                    convert,
-                    text,
-                    thought: here.thought.clone(),
-                    target: here.target.clone(),
-                    history_actions,
-                    history_keys,
-                    chat,
-                });
+                let grounding = self
+                    .unit
+                    .messages
+                    .as_ref()
+                    .is_some_and(|m| m.task == Task::Grounding);
+                if !grounding || grounding::grounds(&here) {
+                    let history_actions: Vec<String> =
+                        self.actions.iter().map(|a| a.text.clone()).collect();
+                    let history_keys: Vec<String> =
+                        self.frames.iter().map(|(k, _)| k.clone()).collect();
+                    let chat = self.unit.messages.as_ref().map(|m| {
+                        let instruction = if instructions.is_null(r) {
+                            workflows.value(r).replace('_', " ")
+                        } else {
+                            instructions.value(r).to_string()
+                        };
+                        let instruction = chat::defang(&instruction);
+                        let history: Vec<ChatStep> =
+                            self.actions.iter().map(ChatStep::for_chat).collect();
+                        let current = here.for_chat();
+                        let frames: Vec<(String, ImageFormat)> =
+                            self.frames.iter().cloned().collect();
+                        chat::render(
+                            m,
+                            &ChatInput {
+                                instruction: &instruction,
+                                history: &history,
+                                frames: &frames,
+                                current: &current,
+                                format: self.format,
+                            },
+                        )
+                    });
+                    out.push(StepRow {
+                        input_row: r as u32,
+                        event: e as u32,
+                        key: format!("{session}_s{:06}", self.step),
+                        step: self.step,
+                        t_ms: ev_t.value(e),
+                        observation_key: key.to_string(),
+                        frame_idx: frame_idx.value(r),
+                        frame_t_ms: t_ms.value(r),
+                        size: (w, h),
+                        image_size: convert.target(),
+                        action,
+                        convert,
+                        text,
+                        thought: here.thought.clone(),
+                        target: here.target.clone(),
+                        history_actions,
+                        history_keys,
+                        chat,
+                    });
+                }
                 self.step += 1;
                 if self.unit.history.actions > 0 {
                     self.actions.push_back(here);
@@ -291,6 +302,9 @@ impl StepRows {
                 }
             }
         }
+        // Resized after the rows are known: a grounding export resizes only
+        // the frames its samples show.
+        let resized = self.resized_observations(batch, &out.observed(batch.num_rows()))?;
         out.finish(
             &self.unit,
             self.input.field_with_name("split").is_ok(),
@@ -301,10 +315,15 @@ impl StepRows {
         )
     }
 
-    /// For `smart_resize`, every row's image resized, computed on all cores
+    /// For `smart_resize`, the image of every `used` row resized (others
+    /// empty), computed on all cores
     /// (one row per thread at a time; a resize is tens of milliseconds);
     /// otherwise `None` (the observation is the `image` column as it is).
-    fn resized_observations(&self, batch: &RecordBatch) -> Result<Option<BinaryArray>> {
+    fn resized_observations(
+        &self,
+        batch: &RecordBatch,
+        used: &[bool],
+    ) -> Result<Option<BinaryArray>> {
         if self.unit.resize.is_none() {
             return Ok(None);
         }
@@ -314,6 +333,9 @@ impl StepRows {
         let widths = column(batch, "width")?.as_primitive::<Int32Type>();
         let heights = column(batch, "height")?.as_primitive::<Int32Type>();
         let one = |r: usize| -> Result<Vec<u8>> {
+            if !used.get(r).copied().unwrap_or(true) {
+                return Ok(Vec::new());
+            }
             let (w, h) = (
                 widths.value(r).max(0) as u32,
                 heights.value(r).max(0) as u32,

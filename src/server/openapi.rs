@@ -17,6 +17,8 @@ pub fn openapi() -> Value {
     let presets = crate::spec::ChatPreset::ALL.map(crate::spec::ChatPreset::as_str);
     let syntaxes = crate::spec::ActionSyntax::ALL.map(crate::spec::ActionSyntax::as_str);
     let losses = crate::spec::Loss::ALL.map(crate::spec::Loss::as_str);
+    let tasks = crate::spec::Task::ALL.map(crate::spec::Task::as_str);
+    let answers = crate::spec::Answer::ALL.map(crate::spec::Answer::as_str);
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^exp_[0-9A-HJKMNP-TV-Z]{26}$"}});
     json!({
         "openapi": "3.1.0",
@@ -145,7 +147,7 @@ pub fn openapi() -> Value {
                     "coordinates": {"description": "step exports: pixels | normalized | normalized_1000 | smart_resize | {\"smart_resize\": {factor, min_pixels, max_pixels}}", "oneOf": [{"type": "string", "enum": ["pixels", "normalized", "normalized_1000", "smart_resize"]}, {"type": "object", "properties": {"smart_resize": {"type": "object", "properties": {"factor": {"type": "integer", "minimum": 1}, "min_pixels": {"type": "integer", "minimum": 1}, "max_pixels": {"type": "integer", "minimum": 1}}}}}]},
                     "history": {"type": "object", "description": "step exports: previous actions and observation frames per row", "properties": {"actions": {"type": "integer", "minimum": 0, "maximum": 64}, "frames": {"type": "integer", "minimum": 0, "maximum": 16}}},
                     "resize": {"description": "step exports: the observation's resize with relative coordinates: none | smart_resize | {\"smart_resize\": {factor, min_pixels, max_pixels}}", "oneOf": [{"type": "string", "enum": ["none", "smart_resize"]}, {"type": "object", "properties": {"smart_resize": {"type": "object"}}}]},
-                    "messages": {"type": "object", "description": "step exports: a chat sample per step; a model preset sets coordinates, resize, history and action_syntax unless given (docs/steps.md)", "required": ["preset"], "properties": {"preset": {"type": "string", "enum": presets}, "system": {"type": "string"}, "action_syntax": {"type": "string", "enum": syntaxes}, "loss": {"type": "string", "enum": losses}}}
+                    "messages": {"type": "object", "description": "step exports: a chat sample per step; a model preset sets coordinates, resize, history and action_syntax unless given (docs/steps.md)", "required": ["preset"], "properties": {"preset": {"type": "string", "enum": presets}, "system": {"type": "string"}, "action_syntax": {"type": "string", "enum": syntaxes}, "loss": {"type": "string", "enum": losses}, "task": {"type": "string", "enum": tasks, "description": "action (the next action; default) or grounding (one sample per click at a named element: where is it)"}, "answer": {"type": "string", "enum": answers, "description": "grounding: the clicked point (default) or the element's box"}}}
                 }},
                 "Export": {"type": "object", "required": ["id", "status", "manifest_url", "created_at"], "properties": {
                     "id": {"type": "string"},

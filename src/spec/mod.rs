@@ -22,7 +22,7 @@ pub(crate) use parse::{
     check_fraction, check_fraction_sum, compile_pattern, is_split_name, regex_problem,
 };
 pub use steps::{
-    ActionSyntax, ChatPreset, Coordinates, History, Loss, Messages, ModelDefaults, SmartResize,
-    StepUnit,
+    ActionSyntax, Answer, ChatPreset, Coordinates, History, Loss, Messages, ModelDefaults,
+    SmartResize, StepUnit, Task,
 };
 pub use time::{format_instant, TimeExpr};

@@ -223,6 +223,52 @@ impl Loss {
     }
 }
 
+/// `messages.task`: what a sample teaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    /// The next action, from the task, the history and the screenshot.
+    Action,
+    /// Where an element is, from the screenshot and the element's
+    /// description: one sample per click whose event names its target
+    /// element (`data.element` with a `role` or `name`).
+    Grounding,
+}
+
+impl Task {
+    /// Every task.
+    pub const ALL: [Task; 2] = [Task::Action, Task::Grounding];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::Action => "action",
+            Task::Grounding => "grounding",
+        }
+    }
+}
+
+/// `messages.answer`: what a grounding sample answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// The point the actor clicked.
+    Point,
+    /// The target element's box.
+    Box,
+}
+
+impl Answer {
+    /// Every answer.
+    pub const ALL: [Answer; 2] = [Answer::Point, Answer::Box];
+
+    /// The spec's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Point => "point",
+            Answer::Box => "box",
+        }
+    }
+}
+
 /// How an action is written as text (history, the assistant turn,
 /// `action_text`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -273,6 +319,10 @@ pub struct Messages {
     /// Whether assistant turns carry a `loss` flag, and which train
     /// (model presets: `last` unless given).
     pub loss: Option<Loss>,
+    /// What the sample teaches.
+    pub task: Task,
+    /// A grounding sample's answer (`Point` for `Task::Action`, unused).
+    pub answer: Answer,
 }
 
 /// `history`: what of the previous steps each row carries.
@@ -318,6 +368,10 @@ impl StepUnit {
             v["messages"] = json!({"preset": m.preset.as_str(), "system": m.system});
             if let Some(loss) = m.loss {
                 v["messages"]["loss"] = json!(loss.as_str());
+            }
+            if m.task == Task::Grounding {
+                v["messages"]["task"] = json!(m.task.as_str());
+                v["messages"]["answer"] = json!(m.answer.as_str());
             }
         }
         v

@@ -156,12 +156,22 @@ async fn model_presets_lay_out_rounds_and_mark_the_trained_turn() {
 async fn model_preset_exports_are_byte_identical_across_partition_counts() {
     let (_b, store) = sealed_memory_store(SEED, 3).await;
     let tmp = tempfile::TempDir::new().unwrap();
-    for preset in PRESETS {
+    // Grounding too: with batches of 8 frames, many batches ground nothing.
+    let cases = PRESETS
+        .iter()
+        .map(|p| json!({"preset": p}))
+        .chain([json!({"preset": "qwen2_5_vl", "task": "grounding", "answer": "box"})]);
+    for messages in cases {
+        let preset = messages["preset"].as_str().unwrap().to_string();
         for format in ["parquet", "jsonl"] {
-            let fields = json!({"unit": "step", "messages": {"preset": preset}, "shard_size_bytes": 64 * 1024});
+            let fields =
+                json!({"unit": "step", "messages": messages, "shard_size_bytes": 64 * 1024});
             let mut seen = Vec::new();
             for partitions in [1, 3] {
-                let dir = tmp.path().join(format!("{preset}-{format}-{partitions}"));
+                let dir = tmp.path().join(format!(
+                    "{preset}-{}-{format}-{partitions}",
+                    messages.get("task").is_some()
+                ));
                 let ctx = SessionContext::new_with_config(
                     SessionConfig::new()
                         .with_target_partitions(partitions)
@@ -178,4 +188,175 @@ async fn model_preset_exports_are_byte_identical_across_partition_counts() {
             assert_eq!(seen[0], seen[1], "{preset} {format}: same bytes");
         }
     }
+}
+
+/// The text of `s` between the first `open` and the next `close`.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> &'a str {
+    let from = s
+        .find(open)
+        .map(|i| i + open.len())
+        .unwrap_or_else(|| panic!("{open:?} in {s:?}"));
+    let len = s[from..]
+        .find(close)
+        .unwrap_or_else(|| panic!("{close:?} in {s:?}"));
+    &s[from..from + len]
+}
+
+/// A grounding answer's coordinates, read as each family's code reads it.
+fn answered(preset: &str, answer: &str, text: &str) -> Vec<f64> {
+    let list = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_f64().unwrap())
+            .collect()
+    };
+    let key = if answer == "box" {
+        "bbox_2d"
+    } else {
+        "point_2d"
+    };
+    match preset {
+        "qwen2_5_vl" if answer == "point" => ["x1=\"", "y1=\""]
+            .iter()
+            .map(|a| between(text, a, "\"").parse().unwrap())
+            .collect(),
+        "qwen2_5_vl" | "qwen3_vl" => {
+            let v: Value = serde_json::from_str(between(text, "```json", "```")).unwrap();
+            list(&v[0][key])
+        }
+        "ui_tars" => between(text, "<point>", "</point>")
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect(),
+        "opencua" => vec![
+            between(text, "x=", ",").parse().unwrap(),
+            between(text, "y=", ")").parse().unwrap(),
+        ],
+        _ => list(&serde_json::from_str::<Value>(text).unwrap()[key]),
+    }
+}
+
+#[tokio::test]
+async fn grounding_samples_answer_where_each_named_click_target_is() {
+    let (_b, store) = sealed_memory_store(SEED, 4).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    // The steps that ground: clicks at an element with a name or role.
+    let plain = tmp.path().join("plain");
+    export_to_dir(&store, "jsonl", json!({"unit": "step"}), &plain).await;
+    let named: BTreeMap<String, Value> = rows(&plain)
+        .into_iter()
+        .filter(|r| {
+            ["click", "double_click", "right_click"]
+                .contains(&r["action"]["type"].as_str().unwrap())
+                && (r["target_name"].is_string() || r["target_role"].is_string())
+        })
+        .map(|r| (r["key"].as_str().unwrap().to_string(), r))
+        .collect();
+    assert!(named.len() > 5, "the demo has named click targets");
+    let cases = [
+        ("qwen2_5_vl", "box"),
+        ("qwen2_5_vl", "point"),
+        ("qwen3_vl", "box"),
+        ("qwen3_vl", "point"),
+        ("ui_tars", "point"),
+        ("opencua", "point"),
+        ("sharegpt", "box"),
+        ("qwen_vl", "point"),
+    ];
+    for (preset, answer) in cases {
+        let dir = tmp.path().join(format!("{preset}-{answer}"));
+        let fields = json!({"unit": "step", "messages": {"preset": preset, "task": "grounding", "answer": answer, "loss": "last"}});
+        let m = export_to_dir(&store, "jsonl", fields, &dir).await;
+        let step = &m.resolved["step"];
+        assert_eq!(step["messages"]["task"], "grounding");
+        assert_eq!(step["messages"]["answer"], answer);
+        assert_eq!(
+            step["history"],
+            json!({"actions": 0, "frames": 0}),
+            "{preset}"
+        );
+        let got = rows(&dir);
+        let keys: Vec<&str> = got.iter().map(|r| r["key"].as_str().unwrap()).collect();
+        assert_eq!(
+            keys,
+            named.keys().map(String::as_str).collect::<Vec<_>>(),
+            "{preset} {answer}: one sample per named click, keyed by its step"
+        );
+        for r in &got {
+            let key = r["key"].as_str().unwrap();
+            let (turns_col, speaker, text) = if preset == "qwen_vl" {
+                ("conversations", "from", "value")
+            } else {
+                ("messages", "role", "content")
+            };
+            let turns = r[turns_col].as_array().unwrap();
+            let images = r[if preset == "qwen_vl" {
+                "image"
+            } else {
+                "images"
+            }]
+            .as_array()
+            .unwrap();
+            assert_eq!(images.len(), 1, "{preset} {key}: one screenshot");
+            assert!(dir.join(images[0].as_str().unwrap()).is_file());
+            let tags: usize = turns
+                .iter()
+                .map(|t| t[text].as_str().unwrap().matches("<image>").count())
+                .sum();
+            assert_eq!(tags, 1, "{preset} {key}");
+            let last = turns.last().unwrap();
+            assert_eq!(last["loss"], true);
+            assert!(matches!(last[speaker].as_str(), Some("assistant" | "gpt")));
+            let said = answered(preset, answer, last[text].as_str().unwrap());
+            let want: Vec<f64> = if answer == "box" {
+                ["x1", "y1", "x2", "y2"]
+                    .iter()
+                    .map(|k| r["target_bbox"][k].as_f64().unwrap())
+                    .collect()
+            } else {
+                vec![
+                    r["action"]["x"].as_f64().unwrap(),
+                    r["action"]["y"].as_f64().unwrap(),
+                ]
+            };
+            assert_eq!(said, want, "{preset} {answer} {key}: {:?}", last[text]);
+            let name = r["target_name"]
+                .as_str()
+                .or(r["target_role"].as_str())
+                .unwrap();
+            let asked = turns[turns.len() - 2][text].as_str().unwrap();
+            let all: String = turns.iter().map(|t| t[text].as_str().unwrap()).collect();
+            assert!(
+                all.contains(name),
+                "{preset} {key}: {asked:?} names {name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn grounding_spec_errors_name_the_field() {
+    let bad = |messages: Value| {
+        let mut s = json!({"workflow": "a", "format": "jsonl", "unit": "step"});
+        s["messages"] = messages;
+        nusomi_export::spec::ExportSpec::parse(&s, chrono::Utc::now())
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad(json!({"preset": "ui_tars", "task": "grounding", "answer": "box"}));
+    assert!(
+        e.contains("messages.answer: ui_tars grounding answers with a point"),
+        "{e}"
+    );
+    let e = bad(json!({"preset": "sharegpt", "answer": "box"}));
+    assert!(
+        e.contains("messages.answer: applies only to \"task\": \"grounding\""),
+        "{e}"
+    );
+    let e = bad(json!({"preset": "sharegpt", "task": "ground"}));
+    assert!(
+        e.contains("messages.task: \"ground\" is not one of: action, grounding"),
+        "{e}"
+    );
 }

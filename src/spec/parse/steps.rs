@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 
 use super::{join, Parser};
 use crate::spec::steps::{
-    ActionSyntax, ChatPreset, Coordinates, History, Loss, Messages, SmartResize, StepUnit,
+    ActionSyntax, Answer, ChatPreset, Coordinates, History, Loss, Messages, SmartResize, StepUnit,
+    Task,
 };
 use crate::store::json_type_name;
 
@@ -52,12 +53,19 @@ impl Parser {
             .and_then(Value::as_str)
             .and_then(|name| ChatPreset::ALL.into_iter().find(|p| p.as_str() == name))
             .and_then(ChatPreset::model);
+        // A grounding sample is one screenshot: no history unless asked.
+        let grounding = obj
+            .get("messages")
+            .and_then(|m| m.get("task"))
+            .and_then(Value::as_str)
+            == Some(Task::Grounding.as_str());
         let given = |name: &str| obj.get(name).filter(|v| !v.is_null());
         let coordinates = match given("coordinates") {
             None => Some(model.map_or(Coordinates::Pixels, |d| d.coordinates)),
             Some(v) => self.coordinates(v),
         };
         let history = match given("history") {
+            None if grounding => Some(History::default()),
             None => Some(model.map_or(History::default(), |d| d.history)),
             Some(v) => self.history(v),
         };
@@ -244,7 +252,14 @@ impl Parser {
         let obj = self.object(
             v,
             "messages",
-            &["preset", "system", "action_syntax", "loss"],
+            &[
+                "preset",
+                "system",
+                "action_syntax",
+                "loss",
+                "task",
+                "answer",
+            ],
         )?;
         let before = self.errors.len();
         let names = ChatPreset::ALL.map(ChatPreset::as_str).join(", ");
@@ -287,6 +302,33 @@ impl Parser {
                 .string(v, "messages.loss")
                 .and_then(|s| self.one_of(&s, "messages.loss", &Loss::ALL, Loss::as_str)),
         };
+        let task = match obj.get("task") {
+            None | Some(Value::Null) => Some(Task::Action),
+            Some(v) => self
+                .string(v, "messages.task")
+                .and_then(|s| self.one_of(&s, "messages.task", &Task::ALL, Task::as_str)),
+        };
+        let answer = match obj.get("answer") {
+            None | Some(Value::Null) => Some(Answer::Point),
+            Some(_) if task == Some(Task::Action) => {
+                self.err("messages.answer", "applies only to \"task\": \"grounding\"");
+                None
+            }
+            Some(v) => self
+                .string(v, "messages.answer")
+                .and_then(|s| self.one_of(&s, "messages.answer", &Answer::ALL, Answer::as_str)),
+        };
+        if let (Some(p @ (ChatPreset::UiTars | ChatPreset::Opencua)), Some(Answer::Box)) =
+            (preset, answer)
+        {
+            self.err(
+                "messages.answer",
+                format!(
+                    "{} grounding answers with a point (its model clicks; docs/steps.md)",
+                    p.as_str()
+                ),
+            );
+        }
         if self.errors.len() > before {
             return None;
         }
@@ -297,6 +339,8 @@ impl Parser {
                 preset,
                 system,
                 loss,
+                task: task?,
+                answer: answer?,
             },
             syntax,
         ))
