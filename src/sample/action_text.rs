@@ -7,8 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::action::{Action, Convert};
+use super::action::Action;
 use super::actor::Target;
+use super::convert::Convert;
 use crate::spec::ActionSyntax;
 
 /// How a `finish` action ends the task: by the session's `outcome`
@@ -303,7 +304,7 @@ impl Action {
     /// lines 261–290).
     fn opencua(&self, coords: &Convert, finish: Finish) -> String {
         let num = |v: f64, axis: usize| match coords.value(v, axis) {
-            super::action::Coord::Frac(f) => py_float(f),
+            super::convert::Coord::Frac(f) => py_float(f),
             c => c.text(),
         };
         let pt = |p: (f64, f64)| format!("x={}, y={}", num(p.0, 0), num(p.1, 1));

@@ -24,11 +24,8 @@
 
 use std::collections::HashSet;
 
-use super::action::{Action, Convert};
-use super::actor::Target;
-use super::steps::image_path;
-use crate::spec::{ChatPreset, Loss, Messages, OutputFormat, Task};
-use crate::store::ImageFormat;
+use super::turns::{image_path, Chat, ChatInput, ChatStep, Turn};
+use crate::spec::{ChatPreset, Loss, Messages, Task};
 
 /// Qwen2.5-VL's system prompt: qwen-agent's function-call prompt over the
 /// cookbook's `computer_use` tool, `{screen}` for the resized size
@@ -43,82 +40,6 @@ const UI_TARS_PROMPT: &str = include_str!("prompts/ui_tars_computer_use.txt");
 /// opencua.py` lines 40–42 and 44–46).
 const OPENCUA_L2_SYSTEM: &str = include_str!("prompts/opencua_l2_system.txt");
 const OPENCUA_L1_SYSTEM: &str = include_str!("prompts/opencua_l1_system.txt");
-
-/// One step as a chat sample sees it: a previous one or the current one.
-#[derive(Debug, Clone)]
-pub(crate) struct ChatStep {
-    /// Its number in the session, from 0.
-    pub step: i64,
-    /// The canonical action and its conversion.
-    pub action: Action,
-    pub convert: Convert,
-    /// The action in the spec's syntax (`action_text`).
-    pub text: String,
-    /// What the actor thought, and the element it aimed at.
-    pub thought: Option<String>,
-    pub target: Option<Target>,
-    /// Its observation frame.
-    pub key: String,
-    pub image: ImageFormat,
-}
-
-/// The media placeholders trainers count against a sample's images
-/// (LLaMA-Factory's `<image>`, `<video>`, `<audio>`; Qwen-VL's scripts).
-const MEDIA_TAGS: [&str; 3] = ["<image>", "<video>", "<audio>"];
-
-/// `s` with the media placeholders a recording happened to contain (an
-/// element named `<image>`, typed `<video>`) written as `[image]`,
-/// `[video]`, `[audio]`, so a sample's `<image>` count is its image count.
-pub(crate) fn defang(s: &str) -> String {
-    let mut out = s.to_string();
-    for tag in MEDIA_TAGS {
-        if out.contains(tag) {
-            out = out.replace(tag, &format!("[{}]", &tag[1..tag.len() - 1]));
-        }
-    }
-    out
-}
-
-impl ChatStep {
-    /// The step as chat text may show it: every recorded string
-    /// [`defang`]ed.
-    pub(crate) fn for_chat(&self) -> ChatStep {
-        let mut s = self.clone();
-        s.text = defang(&s.text);
-        s.thought = s.thought.as_deref().map(defang);
-        if let Some(t) = &mut s.target {
-            t.name = t.name.as_deref().map(defang);
-            t.role = t.role.as_deref().map(defang);
-        }
-        s.action.text = s.action.text.as_deref().map(defang);
-        if let Some(keys) = &mut s.action.keys {
-            for k in keys.iter_mut() {
-                *k = defang(k);
-            }
-        }
-        s
-    }
-}
-
-/// A turn: speaker, text, and (with `loss`) whether it trains.
-pub(crate) type Turn = (String, String, Option<bool>);
-
-/// A chat sample: its turns and its image paths, oldest first.
-pub(crate) type Chat = (Vec<Turn>, Vec<String>);
-
-/// What a sample is built from.
-pub(crate) struct ChatInput<'a> {
-    /// The task.
-    pub instruction: &'a str,
-    /// The previous steps in the history window, oldest first.
-    pub history: &'a [ChatStep],
-    /// The previous sampled observation frames, oldest first.
-    pub frames: &'a [(String, ImageFormat)],
-    /// The step itself.
-    pub current: &'a ChatStep,
-    /// The export's format (image paths).
-    pub format: OutputFormat,
-}
 
 /// The chat sample of one step.
 pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {

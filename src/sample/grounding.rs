@@ -20,9 +20,9 @@
 
 use serde_json::Value;
 
-use super::action::{Convert, Finish};
-use super::chat::{Chat, ChatInput, ChatStep, Turn};
-use super::steps::image_path;
+use super::action::Finish;
+use super::convert::Convert;
+use super::turns::{image_path, Chat, ChatInput, ChatStep, Turn};
 use crate::spec::{ActionSyntax, Answer, ChatPreset, Messages};
 
 /// UI-TARS' grounding prompt (ui-tars 0.5.1 `ui_tars/prompt.py` lines

@@ -11,6 +11,7 @@ mod action;
 mod action_text;
 mod actor;
 mod chat;
+mod convert;
 mod grounding;
 mod redact;
 mod redaction;
@@ -19,20 +20,23 @@ mod row;
 mod sampling;
 mod split;
 mod step_columns;
+mod step_udfs;
 mod steps;
+mod turns;
 
 use datafusion::logical_expr::ScalarUDF;
 
-pub use action::{
-    smart_resize, Action, Convert, Coord, Finish, SmartResizeUdf, StepAction, ACTION_TYPES,
-};
+pub use action::{Action, Finish, ACTION_TYPES};
 pub use actor::Target;
+pub use convert::{smart_resize, Convert, Coord};
 pub use redact::{redactor, RedactText, Redactor};
 pub use redaction::{paint_image, PlanBuilder, Rect, RedactionPlan};
 pub use row::{EventActions, FrameKey};
 pub use sampling::{SampleEventOnly, SampleEveryNMs, SampleKeyframesOnly};
 pub use split::{group_hash, SplitOf, SplitPlan};
-pub use steps::{image_path, StepRows, IMAGES_FOLDER};
+pub use step_udfs::{SmartResizeUdf, StepAction};
+pub use steps::StepRows;
+pub use turns::{image_path, IMAGES_FOLDER};
 
 /// Every function of this module.
 pub fn udfs() -> Vec<ScalarUDF> {

@@ -15,9 +15,10 @@ use arrow::buffer::OffsetBuffer;
 use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Fields, SchemaRef};
 
-use super::action::{Action, Convert};
+use super::action::Action;
 use super::actor::Target;
-use super::chat::{self, Chat};
+use super::convert::Convert;
+use super::turns::{Chat, Turn};
 use crate::error::{Error, Result};
 use crate::spec::{ChatPreset, Coordinates, StepUnit};
 
@@ -153,7 +154,7 @@ fn strings_list(rows: impl Iterator<Item = Vec<String>>) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-fn turns_list(a: &str, b: &str, loss: bool, rows: &[&[chat::Turn]]) -> Result<ArrayRef> {
+fn turns_list(a: &str, b: &str, loss: bool, rows: &[&[Turn]]) -> Result<ArrayRef> {
     let mut offsets = vec![0i32];
     let (mut first, mut second) = (StringBuilder::new(), StringBuilder::new());
     let mut flags = arrow::array::BooleanBuilder::new();
@@ -392,7 +393,7 @@ impl Out {
             strings_list(rows.iter().map(|r| r.history_keys.clone())),
         ]);
         if let Some(m) = &unit.messages {
-            let turns: Vec<&[chat::Turn]> = rows
+            let turns: Vec<&[Turn]> = rows
                 .iter()
                 .map(|r| r.chat.as_ref().map_or(&[][..], |c| &c.0[..]))
                 .collect();

@@ -26,31 +26,19 @@ use arrow::array::{Array, AsArray, BinaryArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use serde_json::Value;
 
-use super::action::{Action, Convert, Finish};
+use super::action::{Action, Finish};
 use super::actor;
-use super::chat::{self, ChatInput, ChatStep};
+use super::chat;
+use super::convert::Convert;
 use super::grounding;
 use super::step_columns::{
     action_fields, column, pixel_fields, target_fields, turn_list, turn_names, utf8_list, Out,
     StepRow, TAKEN,
 };
+use super::turns::{defang, ChatInput, ChatStep};
 use crate::error::{Error, Result};
 use crate::spec::{ChatPreset, OutputFormat, StepUnit, Task};
 use crate::store::ImageFormat;
-
-/// Where JSONL step exports keep the observation images.
-pub const IMAGES_FOLDER: &str = "images";
-
-/// How a step export names frame `key`'s image (format `image`): the file
-/// `images/{key}.png|jpg` beside a JSON Lines export's shards, else the
-/// name `{key}.png|jpg` (a WebDataset member, a Parquet/Arrow image path).
-pub fn image_path(format: OutputFormat, key: &str, image: ImageFormat) -> String {
-    if format == OutputFormat::Jsonl {
-        format!("{IMAGES_FOLDER}/{key}.{}", image.extension())
-    } else {
-        format!("{key}.{}", image.extension())
-    }
-}
 
 /// Builds step rows from frame rows.
 #[derive(Debug)]
@@ -249,7 +237,7 @@ impl StepRows {
                         } else {
                             instructions.value(r).to_string()
                         };
-                        let instruction = chat::defang(&instruction);
+                        let instruction = defang(&instruction);
                         let history: Vec<ChatStep> =
                             self.actions.iter().map(ChatStep::for_chat).collect();
                         let current = here.for_chat();

@@ -360,3 +360,48 @@ fn grounding_spec_errors_name_the_field() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn target_boxes_are_the_event_box_in_each_convention() {
+    let (_b, store) = sealed_memory_store(SEED, 3).await;
+    let tmp = tempfile::TempDir::new().unwrap();
+    let mut boxes = 0;
+    for coords in ["pixels", "normalized", "normalized_1000"] {
+        let dir = tmp.path().join(coords);
+        export_to_dir(
+            &store,
+            "jsonl",
+            json!({"unit": "step", "coordinates": coords}),
+            &dir,
+        )
+        .await;
+        for r in rows(&dir) {
+            let data = &r["event"]["data"];
+            let data: Value = match data.as_str() {
+                Some(s) => serde_json::from_str(s).unwrap(),
+                None => data.clone(),
+            };
+            let Some(raw) = data["element"]["bbox"].as_array() else {
+                assert!(r["target_bbox"].is_null());
+                continue;
+            };
+            boxes += 1;
+            let (w, h) = (r["width"].as_f64().unwrap(), r["height"].as_f64().unwrap());
+            for (i, k) in ["x1", "y1", "x2", "y2"].iter().enumerate() {
+                let v = raw[i].as_f64().unwrap();
+                let size = if i % 2 == 0 { w } else { h };
+                let want = match coords {
+                    "pixels" => v.round().clamp(0.0, size - 1.0),
+                    "normalized" => ((v / size).clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0,
+                    _ => (v * 1000.0 / size).round().clamp(0.0, 1000.0),
+                };
+                assert_eq!(
+                    r["target_bbox"][k].as_f64().unwrap(),
+                    want,
+                    "{coords} {k}: {r}"
+                );
+            }
+        }
+    }
+    assert!(boxes > 10, "{boxes} boxes");
+}
