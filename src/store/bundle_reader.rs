@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::bundle::{
     check_id, check_relative, read_regular, ActorKind, Bundle, BundleLimits, Event, Frame, Outcome,
-    SessionMeta, MAX_ELEMENT_TEXT_BYTES, MAX_INSTRUCTION_BYTES, MAX_THOUGHT_BYTES,
+    SessionMeta, MAX_INSTRUCTION_BYTES,
 };
 use super::frame_image::FrameImage;
 use crate::error::BundleError;
@@ -114,14 +114,14 @@ struct FrameLine {
     keyframe: Option<bool>,
 }
 
-struct BundleReader<'a> {
+pub(super) struct BundleReader<'a> {
     dir: &'a Path,
     limits: &'a BundleLimits,
 }
 
 const SESSION_FILE: &str = "session.json";
 const FRAMES_FILE: &str = "frames.jsonl";
-const EVENTS_FILE: &str = "events.jsonl";
+pub(super) const EVENTS_FILE: &str = "events.jsonl";
 
 impl BundleReader<'_> {
     fn err(
@@ -337,66 +337,6 @@ impl BundleReader<'_> {
         Ok(out)
     }
 
-    /// The two `data` fields the product reads itself, checked where
-    /// present: `thought` (the actor's reasoning, a string of at most
-    /// [`MAX_THOUGHT_BYTES`]) and `element` (the target of the action:
-    /// `{bbox: [x1, y1, x2, y2]` in frame pixels, `role`?, `name`?`}`).
-    /// Every other `data` field is the recorder's own and passes as it is.
-    fn actor_fields(&self, lineno: usize, data: &Value) -> Result<(), BundleError> {
-        let Some(map) = data.as_object() else {
-            return Ok(());
-        };
-        let obj = Fields::new(self, EVENTS_FILE, Some(lineno), data, "data")?;
-        if let Some(t) = obj.optional_str("thought")? {
-            if t.len() > MAX_THOUGHT_BYTES {
-                return Err(obj.field_err(
-                    "thought",
-                    format!(
-                        "{} bytes, longer than the {MAX_THOUGHT_BYTES} accepted",
-                        t.len()
-                    ),
-                ));
-            }
-        }
-        let Some(element) = map.get("element").filter(|v| !v.is_null()) else {
-            return Ok(());
-        };
-        let el = Fields::new(self, EVENTS_FILE, Some(lineno), element, "data.element")?;
-        el.deny_unknown(&["bbox", "role", "name"])?;
-        for name in ["role", "name"] {
-            if el
-                .optional_str(name)?
-                .is_some_and(|s| s.len() > MAX_ELEMENT_TEXT_BYTES)
-            {
-                return Err(el.field_err(
-                    name,
-                    format!("longer than the {MAX_ELEMENT_TEXT_BYTES} bytes accepted"),
-                ));
-            }
-        }
-        let bbox = el.required("bbox")?;
-        let expected = "a list of four numbers [x1, y1, x2, y2] in frame pixels";
-        let corners: Vec<f64> = match bbox.as_array() {
-            Some(items) if items.len() == 4 => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v.as_f64() {
-                    Some(n) if n >= 0.0 => Ok(n),
-                    Some(n) => Err(el.field_err(&format!("bbox[{i}]"), format!("{n} is negative"))),
-                    None => Err(el.mistyped(&format!("bbox[{i}]"), "a number", v)),
-                })
-                .collect::<Result<_, _>>()?,
-            _ => return Err(el.mistyped("bbox", expected, bbox)),
-        };
-        if corners[0] > corners[2] || corners[1] > corners[3] {
-            return Err(el.field_err(
-                "bbox",
-                format!("{bbox} has x1 > x2 or y1 > y2 (expected [left, top, right, bottom])"),
-            ));
-        }
-        Ok(())
-    }
-
     fn frame_image(
         &self,
         idx: usize,
@@ -425,7 +365,7 @@ impl BundleReader<'_> {
 }
 
 /// Typed access to one JSON object's fields, producing located errors.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     reader: &'a BundleReader<'a>,
     file: &'a str,
     line: Option<usize>,
@@ -434,7 +374,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(
+    pub(super) fn new(
         reader: &'a BundleReader<'a>,
         file: &'a str,
         line: Option<usize>,
@@ -467,12 +407,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn field_err(&self, name: &str, message: impl Into<String>) -> BundleError {
+    pub(super) fn field_err(&self, name: &str, message: impl Into<String>) -> BundleError {
         self.reader
             .err(self.file, self.line, Some(&self.path(name)), message)
     }
 
-    fn deny_unknown(&self, known: &[&str]) -> Result<(), BundleError> {
+    pub(super) fn deny_unknown(&self, known: &[&str]) -> Result<(), BundleError> {
         match self.obj.keys().find(|k| !known.contains(&k.as_str())) {
             Some(k) => Err(self.field_err(
                 k,
@@ -486,12 +426,12 @@ impl<'a> Fields<'a> {
         self.obj.get(name).filter(|v| !v.is_null())
     }
 
-    fn required(&self, name: &str) -> Result<&'a Value, BundleError> {
+    pub(super) fn required(&self, name: &str) -> Result<&'a Value, BundleError> {
         self.get(name)
             .ok_or_else(|| self.field_err(name, "missing required field"))
     }
 
-    fn mistyped(&self, name: &str, expected: &str, found: &Value) -> BundleError {
+    pub(super) fn mistyped(&self, name: &str, expected: &str, found: &Value) -> BundleError {
         self.field_err(
             name,
             format!("expected {expected}, found {}", json_type_name(found)),
@@ -505,7 +445,7 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.mistyped(name, "a string", v))
     }
 
-    fn optional_str(&self, name: &str) -> Result<Option<String>, BundleError> {
+    pub(super) fn optional_str(&self, name: &str) -> Result<Option<String>, BundleError> {
         match self.get(name) {
             None => Ok(None),
             Some(v) => v

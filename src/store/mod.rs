@@ -4,6 +4,7 @@
 //! engine's job (`crate::engine`), which this layer never imports.
 
 mod bundle;
+mod bundle_actor;
 mod bundle_reader;
 mod catalog;
 mod counting;
