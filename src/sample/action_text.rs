@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::action::Action;
-use super::actor::Target;
+use super::actor::{phrase, Target};
 use super::convert::Convert;
 use crate::spec::ActionSyntax;
 
@@ -351,15 +351,11 @@ impl Action {
     /// the event gave one: `Click the button "Search"`, `Type "hello"`,
     /// `Press ctrl+c`, `Scroll down 3`, `Drag`, `Wait`, `Finish the task`.
     pub fn describe(&self, target: Option<&Target>) -> String {
-        let on = |verb: &str| match target {
-            Some(t) => match (t.role.as_deref(), t.name.as_deref()) {
-                (Some(r), Some(n)) => format!("{verb} the {r} {}", Value::String(n.into())),
-                (None, Some(n)) => format!("{verb} {}", Value::String(n.into())),
-                (Some(r), None) => format!("{verb} the {r}"),
-                (None, None) => verb.to_string(),
-            },
-            None => verb.to_string(),
-        };
+        let on =
+            |verb: &str| match target.and_then(|t| phrase(t.role.as_deref(), t.name.as_deref())) {
+                Some(element) => format!("{verb} {element}"),
+                None => verb.to_string(),
+            };
         match self.kind {
             "click" => on("Click"),
             "double_click" => on("Double-click"),

@@ -17,6 +17,18 @@ pub struct Target {
     pub name: Option<String>,
 }
 
+/// How an element is named in text: `the {role} "{name}"`, `"{name}"` or
+/// `the {role}` (the name JSON-quoted); `None` without either.
+pub(super) fn phrase(role: Option<&str>, name: Option<&str>) -> Option<String> {
+    let quoted = |n: &str| Value::String(n.into()).to_string();
+    match (role, name) {
+        (Some(r), Some(n)) => Some(format!("the {r} {}", quoted(n))),
+        (None, Some(n)) => Some(quoted(n)),
+        (Some(r), None) => Some(format!("the {r}")),
+        (None, None) => None,
+    }
+}
+
 /// `data.thought`, if it is a string.
 pub(super) fn thought(data: &Value) -> Option<String> {
     data.get("thought")?.as_str().map(str::to_string)

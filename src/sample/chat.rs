@@ -24,7 +24,7 @@
 
 use std::collections::HashSet;
 
-use super::turns::{image_path, Chat, ChatInput, ChatStep, Turn};
+use super::turns::{generic_turns, image_path, Chat, ChatInput, ChatStep, Turn, HELPFUL_ASSISTANT};
 use crate::spec::{ChatPreset, Loss, Messages, Task};
 
 /// Qwen2.5-VL's system prompt: qwen-agent's function-call prompt over the
@@ -75,29 +75,7 @@ fn single(m: &Messages, cx: &ChatInput) -> Chat {
         user.push('\n');
     }
     user.push_str("Current screenshot: <image>");
-    let loss = m.loss.map(|_| true);
-    let text = cx.current.text.clone();
-    let turns = match m.preset {
-        ChatPreset::QwenVl => {
-            let human = match &m.system {
-                Some(s) => format!("{s}\n\n{user}"),
-                None => user,
-            };
-            vec![
-                ("human".to_string(), human, None),
-                ("gpt".to_string(), text, loss),
-            ]
-        }
-        _ => {
-            let mut t = Vec::new();
-            if let Some(s) = &m.system {
-                t.push(("system".to_string(), s.clone(), None));
-            }
-            t.push(("user".to_string(), user, None));
-            t.push(("assistant".to_string(), text, loss));
-            t
-        }
-    };
+    let turns = generic_turns(m, user, cx.current.text.clone());
     (turns, paths)
 }
 
@@ -205,7 +183,7 @@ impl<'a> Rounds<'a> {
             ChatPreset::Qwen3Vl => QWEN3_VL_SYSTEM.replace("{screen}", "1000x1000"),
             ChatPreset::Opencua if current.thought.is_some() => OPENCUA_L2_SYSTEM.into(),
             ChatPreset::Opencua => OPENCUA_L1_SYSTEM.into(),
-            _ => "You are a helpful assistant.".into(),
+            _ => HELPFUL_ASSISTANT.into(),
         }
     }
 

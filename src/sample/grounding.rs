@@ -21,8 +21,8 @@
 use serde_json::Value;
 
 use super::action::Finish;
-use super::convert::Convert;
-use super::turns::{image_path, Chat, ChatInput, ChatStep, Turn};
+use super::actor::phrase;
+use super::turns::{generic_turns, image_path, Chat, ChatInput, ChatStep, Turn, HELPFUL_ASSISTANT};
 use crate::spec::{ActionSyntax, Answer, ChatPreset, Messages};
 
 /// UI-TARS' grounding prompt (ui-tars 0.5.1 `ui_tars/prompt.py` lines
@@ -72,15 +72,10 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
     let role = target
         .and_then(|t| t.role.as_deref())
         .filter(|s| named(Some(s)));
-    let quoted = |s: &str| Value::String(s.to_string()).to_string();
-    let element = match (role, name) {
-        (Some(r), Some(n)) => format!("the {r} {}", quoted(n)),
-        (None, Some(n)) => quoted(n),
-        (Some(r), None) => format!("the {r}"),
-        (None, None) => "the element".into(),
-    };
-    let label = quoted(name.or(role).unwrap_or("element"));
+    let element = phrase(role, name).unwrap_or_else(|| "the element".into());
+    let label = Value::String(name.or(role).unwrap_or("element").into()).to_string();
     let (x, y) = step.action.xy.unwrap_or_default();
+    let (px, py) = (c.value(x, 0).text(), c.value(y, 1).text());
     // JSON numbers as Python's json.dumps writes them (0–1: `1.0`).
     let point = [c.value(x, 0).json(), c.value(y, 1).json()]
         .map(|v| v.to_string())
@@ -94,15 +89,12 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
         format!("```json\n[\n\t{{\"{key}\": [{v}], \"label\": {label}}}\n]\n```")
     };
     let instruction = step.action.describe(target);
-    let action = |syntax: ActionSyntax, convert: &Convert| {
-        step.action.to_text(syntax, convert, Finish::Success)
-    };
     let loss = m.loss.map(|_| true);
     let turn = |speaker: &str, text: String| -> Turn { (speaker.to_string(), text, None) };
     let system = |default: &str| m.system.clone().unwrap_or_else(|| default.to_string());
     let turns = match (m.preset, m.answer) {
         (ChatPreset::Qwen25Vl | ChatPreset::Qwen3Vl, Answer::Box) => vec![
-            turn("system", system("You are a helpful assistant.")),
+            turn("system", system(HELPFUL_ASSISTANT)),
             turn(
                 "user",
                 format!("<image>Locate {element}, output its bbox coordinates using JSON format."),
@@ -110,9 +102,8 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             ("assistant".into(), fenced("bbox_2d", &bbox), loss),
         ],
         (ChatPreset::Qwen25Vl, Answer::Point) => {
-            let (px, py) = (c.value(x, 0).text(), c.value(y, 1).text());
             vec![
-                turn("system", system("You are a helpful assistant.")),
+                turn("system", system(HELPFUL_ASSISTANT)),
                 turn(
                     "user",
                     format!("<image>point to {element}, output its coordinates in XML format <points x y>object</points>"),
@@ -128,7 +119,7 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             ]
         }
         (ChatPreset::Qwen3Vl, Answer::Point) => vec![
-            turn("system", system("You are a helpful assistant.")),
+            turn("system", system(HELPFUL_ASSISTANT)),
             turn(
                 "user",
                 format!("<image>Locate {element} in this image. Output the point coordinates in JSON format."),
@@ -136,7 +127,7 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             ("assistant".into(), fenced("point_2d", &point), loss),
         ],
         (ChatPreset::UiTars, _) => vec![
-            turn("system", system("You are a helpful assistant.")),
+            turn("system", system(HELPFUL_ASSISTANT)),
             turn(
                 "user",
                 UI_TARS_GROUNDING.replace("{instruction}", &instruction),
@@ -146,11 +137,7 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             // click was.
             (
                 "assistant".into(),
-                format!(
-                    "Action: click(point='<point>{} {}</point>')",
-                    c.value(x, 0).text(),
-                    c.value(y, 1).text()
-                ),
+                format!("Action: click(point='<point>{px} {py}</point>')"),
                 loss,
             ),
         ],
@@ -159,7 +146,11 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             turn("user", format!("<image>{instruction}")),
             (
                 "assistant".into(),
-                format!("```python\n{}\n```", action(ActionSyntax::Opencua, c)),
+                format!(
+                    "```python\n{}\n```",
+                    step.action
+                        .to_text(ActionSyntax::Opencua, c, Finish::Success)
+                ),
                 loss,
             ),
         ],
@@ -171,23 +162,7 @@ pub(crate) fn render(m: &Messages, cx: &ChatInput) -> Chat {
             let user = format!(
                 "<image>\nLocate {element} in this image and output the {what} coordinates in JSON format."
             );
-            let answer = format!("{{\"{key}\": [{v}]}}");
-            let (u, a) = if m.preset == ChatPreset::QwenVl {
-                ("human", "gpt")
-            } else {
-                ("user", "assistant")
-            };
-            let mut t = Vec::new();
-            match (&m.system, m.preset) {
-                (Some(s), ChatPreset::QwenVl) => t.push(turn(u, format!("{s}\n\n{user}"))),
-                (Some(s), _) => {
-                    t.push(turn("system", s.clone()));
-                    t.push(turn(u, user));
-                }
-                (None, _) => t.push(turn(u, user)),
-            }
-            t.push((a.into(), answer, loss));
-            t
+            generic_turns(m, user, format!("{{\"{key}\": [{v}]}}"))
         }
     };
     (turns, vec![image])
@@ -198,6 +173,7 @@ mod tests {
     use super::*;
     use crate::sample::action::Action;
     use crate::sample::actor::Target;
+    use crate::sample::convert::Convert;
     use crate::spec::{Coordinates, Loss, SmartResize, Task};
     use crate::store::ImageFormat;
     use serde_json::json;

@@ -178,6 +178,11 @@ impl StepRows {
             .ok_or_else(|| Error::Rows("events lack data".into()))?
             .as_string::<i32>();
 
+        let grounding = self
+            .unit
+            .messages
+            .as_ref()
+            .is_some_and(|m| m.task == Task::Grounding);
         let mut out = Out::new(&self.unit);
         for r in 0..batch.num_rows() {
             let session = sessions.value(r);
@@ -221,11 +226,6 @@ impl StepRows {
                     key: key.to_string(),
                     image,
                 };
-                let grounding = self
-                    .unit
-                    .messages
-                    .as_ref()
-                    .is_some_and(|m| m.task == Task::Grounding);
                 if !grounding || grounding::grounds(&here) {
                     let history_actions: Vec<String> =
                         self.actions.iter().map(|a| a.text.clone()).collect();

@@ -7,7 +7,7 @@
 use super::action::Action;
 use super::actor::Target;
 use super::convert::Convert;
-use crate::spec::OutputFormat;
+use crate::spec::{ChatPreset, Messages, OutputFormat};
 use crate::store::ImageFormat;
 
 /// Where JSONL step exports keep the observation images.
@@ -98,4 +98,37 @@ pub(crate) struct ChatInput<'a> {
     pub current: &'a ChatStep,
     /// The export's format (image paths).
     pub format: OutputFormat,
+}
+
+/// The system prompt of Qwen's chat template when none is given (the model
+/// presets without one of their own).
+pub(crate) const HELPFUL_ASSISTANT: &str = "You are a helpful assistant.";
+
+/// The turns of a one-round sample in a generic shape: `qwen_vl` puts the
+/// system prompt (if any) before the user text in its `human` turn, then
+/// `gpt`; `sharegpt` has a `system` turn (if any), `user`, `assistant`.
+/// The answer trains when `messages.loss` is set.
+pub(crate) fn generic_turns(m: &Messages, user: String, answer: String) -> Vec<Turn> {
+    let loss = m.loss.map(|_| true);
+    match m.preset {
+        ChatPreset::QwenVl => {
+            let human = match &m.system {
+                Some(s) => format!("{s}\n\n{user}"),
+                None => user,
+            };
+            vec![
+                ("human".to_string(), human, None),
+                ("gpt".to_string(), answer, loss),
+            ]
+        }
+        _ => {
+            let mut t = Vec::new();
+            if let Some(s) = &m.system {
+                t.push(("system".to_string(), s.clone(), None));
+            }
+            t.push(("user".to_string(), user, None));
+            t.push(("assistant".to_string(), answer, loss));
+            t
+        }
+    }
 }

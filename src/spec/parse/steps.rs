@@ -47,18 +47,16 @@ impl Parser {
         // A model preset's defaults (read ahead of `messages`, which is
         // checked after the fields it defaults, in the spec's order);
         // explicit fields override them.
-        let model = obj
-            .get("messages")
-            .and_then(|m| m.get("preset"))
-            .and_then(Value::as_str)
+        let ahead = |name: &str| {
+            obj.get("messages")
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+        };
+        let model = ahead("preset")
             .and_then(|name| ChatPreset::ALL.into_iter().find(|p| p.as_str() == name))
             .and_then(ChatPreset::model);
         // A grounding sample is one screenshot: no history unless asked.
-        let grounding = obj
-            .get("messages")
-            .and_then(|m| m.get("task"))
-            .and_then(Value::as_str)
-            == Some(Task::Grounding.as_str());
+        let grounding = ahead("task") == Some(Task::Grounding.as_str());
         let given = |name: &str| obj.get(name).filter(|v| !v.is_null());
         let coordinates = match given("coordinates") {
             None => Some(model.map_or(Coordinates::Pixels, |d| d.coordinates)),
