@@ -333,6 +333,15 @@ async fn an_executor_killed_mid_export_changes_nothing() {
     );
     // Only the killed executor was ever taken for dead: a busy survivor
     // taken for dead loses its work (the livelock a short timeout caused).
+    // When the stage was resubmitted on a fetch failure, the export can
+    // end before the scheduler's 15 s heartbeat timeout finds the killed
+    // one dead: wait for that line first (the survivor is idle by then).
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut log = log;
+    while !log.contains("heartbeat timed out") && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        log = cluster.scheduler_log();
+    }
     assert_eq!(
         log.matches("heartbeat timed out").count(),
         1,
