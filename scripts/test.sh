@@ -6,8 +6,9 @@
 # two executors started as processes, sqllogictest, doctests) and the checks with Python readers, then stops the services.
 #
 # Leaves: .venv/ (Python readers and servers), .venv-loaders/ (torch,
-# mosaicml-streaming, wids), .tools/node (Azurite), target/ (build, or
-# $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs).
+# mosaicml-streaming, wids, webdataset), .tools/node (Azurite), target/ (build, or
+# $CARGO_TARGET_DIR), target/test-work/ (demo store, server data, logs, the
+# Python package's debug wheel under wheels/ and its pytest files under pytest/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -134,6 +135,7 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings (default features, incl. cluster; then the library and binary without Ballista)"
 cargo clippy --all-targets -- -D warnings
 cargo clippy --lib --bins --no-default-features -- -D warnings
+PYO3_PYTHON="$VENV/bin/python" cargo clippy -p nusomi-export-python -- -D warnings
 
 step "cargo test (unit, integration incl. server-backed and the Ballista cluster, sqllogictest, doctests)"
 cargo test -- --include-ignored
@@ -161,6 +163,19 @@ step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL
 
 step "model presets against the models' own code (qwen-vl-utils, ui-tars; OpenCUA code run)"
 "$VENV/bin/python" scripts/check_presets.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
+
+step "Python package (python/): a debug wheel by maturin, installed into both venvs, and its pytest suite"
+# The pyo3 cdylib shares this target; on a warm target it adds one crate
+# and a second build of the ones whose features differ (≈ 3.5 min).
+PYO3_PYTHON="$VENV/bin/python" cargo test -p nusomi-export-python --lib
+"$VENV/bin/maturin" build --quiet -m python/Cargo.toml --profile dev --interpreter "$VENV/bin/python" \
+  --out "$WORK/wheels"
+WHEEL=$(ls "$WORK"/wheels/nusomi_export-*.whl)
+"$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEEL"
+"$LOADERS_VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEEL"
+NUSOMI_BIN="$TARGET/debug/nusomi" NUSOMI_DEMO_STORE="$WORK/demo/store" \
+  NUSOMI_DEMO_BUNDLES="$WORK/demo/bundles" NUSOMI_LOADERS_PYTHON="$LOADERS_VENV/bin/python" \
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider --basetemp="$WORK/pytest" python/tests
 
 step "OpenAPI document validates (openapi-spec-validator)"
 "$TARGET/debug/nusomi" serve --print-openapi > "$WORK/openapi.json"

@@ -293,15 +293,7 @@ fn write_plan(batches: &[arrow::array::RecordBatch]) -> Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {
-    let link = ["http://", "https://"]
-        .iter()
-        .any(|p| args.location.starts_with(p));
-    let report = if link {
-        crate::sink::verify_link(&args.location).await?
-    } else {
-        let (store, prefix) = open_location(&args.location)?;
-        crate::sink::verify(&store, &prefix).await?
-    };
+    let report = crate::sink::verify_location(&args.location).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_intact() {
@@ -326,50 +318,6 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
     })
 }
 
-/// The store and prefix of an export given as a folder, its manifest.json,
-/// or a `file://`, `s3://`, `az://ACCOUNT/CONTAINER/…` or `gs://` URL of
-/// either (the `manifest_url` an export reports).
-fn open_location(
-    location: &str,
-) -> Result<(
-    std::sync::Arc<dyn object_store::ObjectStore>,
-    object_store::path::Path,
-)> {
-    let given = location.trim_end_matches('/');
-    let root = given.strip_suffix("/manifest.json").unwrap_or(given);
-    let root = if root == "manifest.json" { "." } else { root };
-    if !root.contains("://") && !std::path::Path::new(root).is_dir() {
-        return Err(Error::Location {
-            location: location.to_string(),
-            message: "no such folder".into(),
-        });
-    }
-    Ok(match root.strip_prefix("az://") {
-        // The form export URLs are printed in: az://account/container/prefix.
-        Some(rest) => {
-            let mut parts = rest.splitn(3, '/');
-            let (Some(account), Some(container)) = (parts.next(), parts.next()) else {
-                return Err(Error::Location {
-                    location: location.to_string(),
-                    message: "expected az://ACCOUNT/CONTAINER/PREFIX".into(),
-                });
-            };
-            let d = crate::spec::Destination::AzureBlob {
-                account: account.into(),
-                container: container.into(),
-                prefix: parts.next().unwrap_or("").into(),
-                tenant_id: std::env::var("AZURE_TENANT_ID").ok(),
-            };
-            let t = crate::dest::ExportTarget::open(&d, "", &DestConfig::from_env()?)?;
-            (t.store, t.prefix)
-        }
-        None => {
-            let loc = crate::store::StoreLocation::parse(root)?;
-            (loc.store, loc.prefix)
-        }
-    })
-}
-
 /// `export create --from-manifest LOCATION --to DEST`: the manifest's spec
 /// re-run at its `as_of` into `DEST`, every shard compared with the
 /// original's hash.
@@ -380,7 +328,7 @@ async fn reproduce(args: CreateArgs, location: &str) -> Result<ExitCode> {
                   (the original destination already holds the export)"
             .into(),
     })?;
-    let (store, prefix) = open_location(location)?;
+    let (store, prefix) = crate::sink::open_export_location(location)?;
     let original = crate::sink::read_manifest(&store, &prefix).await?;
     let mut raw = original.spec.clone();
     if !raw.is_object() {

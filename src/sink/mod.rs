@@ -9,6 +9,7 @@
 //! `row_json.rs` give the output columns and their JSON form.
 
 mod existing;
+mod export_location;
 mod format;
 mod hashing;
 mod layout;
@@ -26,6 +27,7 @@ mod step_output;
 mod upload;
 mod verify;
 
+pub use export_location::{open_export_location, verify_location};
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
 pub use manifest::{
