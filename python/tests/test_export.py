@@ -94,6 +94,10 @@ def test_interrupting_leaves_nothing(demo_store, tmp_path):
         f"""
         import os, signal, sys
         import nusomi_export
+        # Python leaves Ctrl-C ignored when it starts with SIGINT ignored
+        # (a child of a background job, as CI may run this): install the
+        # handler a terminal session has.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         reports = []
         def progress(rows, nbytes, shards):
             reports.append(rows)
