@@ -42,6 +42,15 @@ step "python venv with the streaming loaders ($LOADERS_VENV; torch makes it ≈ 
 [ -x "$LOADERS_VENV/bin/python" ] || python3 -m venv "$LOADERS_VENV"
 "$LOADERS_VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-loaders.txt
 
+step "a real browser for the viewer checks (Debian chromium + chromium-driver)"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium chromium-driver >/dev/null; } \
+    || { echo "could not install chromium and chromium-driver with apt-get" >&2; exit 1; }
+fi
+chromium --version
+
 rm -rf "$WORK" && mkdir -p "$WORK"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -163,6 +172,9 @@ step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL
 
 step "model presets against the models' own code (qwen-vl-utils, ui-tars; OpenCUA code run)"
 "$VENV/bin/python" scripts/check_presets.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
+
+step "the viewer in a real browser (nusomi view; headless chromium via selenium; screenshots in $WORK/viewer)"
+"$VENV/bin/python" scripts/check_viewer.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
 
 step "Python package (python/): a debug wheel by maturin, installed into both venvs, and its pytest suite"
 # The pyo3 cdylib shares this target; on a warm target it adds one crate

@@ -15,7 +15,8 @@
 //!   [`engine`] the one place DataFusion is wired ([`register`], `COPY`
 //!   formats, `DataFrame::write_shards`).
 //! * [`jobs`] and [`server`] are the durable job service behind
-//!   `nusomi serve`; [`cli`] is the `nusomi` command.
+//!   `nusomi serve`; [`viewer`] is `nusomi view`, the browser pages over a
+//!   store and its exports; [`cli`] is the `nusomi` command.
 //! * [`datagen`] renders realistic recording bundles for the demo, the tests and
 //!   the benches.
 //!
@@ -53,6 +54,7 @@ pub mod server;
 pub mod sink;
 pub mod spec;
 pub mod store;
+pub mod viewer;
 pub mod workspace;
 
 pub use engine::{register, session_config};

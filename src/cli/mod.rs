@@ -10,6 +10,7 @@ mod seal;
 mod serve;
 mod sql;
 mod store;
+mod view;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the HTTP job API (/v1/exports).
     Serve(serve::ServeArgs),
+    /// Look at a store's sessions and an export's samples in the browser.
+    View(view::ViewArgs),
     /// Store maintenance (`migrate`, `checkpoint`, `vacuum`).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Export(cmd) => export::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::View(args) => view::run(args).await,
             Command::Store(cmd) => store::run(cmd).await,
             Command::Cluster(cmd) => cluster::run(cmd).await,
         }

@@ -165,6 +165,14 @@ pub fn compile_selection_sql(spec: &ExportSpec) -> Result<String> {
     Ok(statement(spec, select, Query::Selection)?.to_string())
 }
 
+/// The sessions a spec's `workflow`, `filter` and `as_of` select, as
+/// `select` (columns of `sessions AS s`) in `session_id` order: the query
+/// behind the viewer's session list, the same conditions an export of the
+/// spec applies to its sessions.
+pub fn compile_sessions_sql(spec: &ExportSpec, select: &str) -> Result<String> {
+    Ok(statement(spec, select, Query::Selection)?.to_string())
+}
+
 /// What a compiled query returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Query {

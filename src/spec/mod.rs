@@ -11,7 +11,8 @@ mod time;
 
 pub use crate::error::{SpecError, SpecErrors};
 pub use compile::{
-    compile_redaction_sql, compile_selection_sql, compile_sql, compile_statement, compile_step_sql,
+    compile_redaction_sql, compile_selection_sql, compile_sessions_sql, compile_sql,
+    compile_statement, compile_step_sql,
 };
 pub use model::{
     check_partitions, check_shard_size, partition_of, Destination, ExportSpec, FrameSampling,
