@@ -173,6 +173,9 @@ step "step exports for trainers (datasets, LLaMA-Factory sharegpt rules, Qwen-VL
 step "model presets against the models' own code (qwen-vl-utils, ui-tars; OpenCUA code run)"
 "$VENV/bin/python" scripts/check_presets.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
 
+step "the guide's examples: console blocks and export specs of README.md and docs/*.md"
+"$VENV/bin/python" scripts/check_docs.py "$TARGET/debug/nusomi" "$WORK/demo" "$WORK"
+
 step "the viewer in a real browser (nusomi view; headless chromium via selenium; screenshots in $WORK/viewer)"
 "$VENV/bin/python" scripts/check_viewer.py "$TARGET/debug/nusomi" "$WORK/demo/store" "$WORK"
 
