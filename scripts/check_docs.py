@@ -24,7 +24,7 @@ pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 cwd = work / "docs-run"
 shutil.rmtree(cwd, ignore_errors=True)
 cwd.mkdir(parents=True)
-(cwd / "nusomi-demo").symlink_to(demo)
+shutil.copytree(demo, cwd / "nusomi-demo", symlinks=True)  # commands may change it
 bin_dir = cwd / "bin"
 bin_dir.mkdir()
 (bin_dir / "nusomi").symlink_to(nusomi)

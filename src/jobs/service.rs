@@ -13,20 +13,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::db::{JobDb, JobFilter};
 use super::record::{JobRecord, JobStatus};
 use crate::dest::{DestConfig, UrlSigner};
 use crate::error::{Error, Result};
-use crate::export::{new_export_id, Export, ExportOutcome};
-use crate::sink::{purge_unpublished, ExportLayout, Progress};
-use crate::spec::Destination;
-use crate::spec::{ExportSpec, SpecError, SpecErrors};
+use crate::sink::{ExportLayout, Progress};
+use crate::spec::{ExportSpec, SpecErrors};
 use crate::store::SealedStore;
 use crate::workspace::{Workspace, Workspaces};
 
+mod dispatch;
 mod retention;
+mod submission;
 mod verification;
 
 pub use verification::{VERIFIES_AT_ONCE, VERIFY_SECS};
@@ -201,112 +201,6 @@ impl JobService {
         d
     }
 
-    /// The spec of `body` as `ws` may run it: validated, with key material
-    /// refused and, unless the workspace is trusted, its destination checked
-    /// against the workspace's policy (and a `local` path resolved under
-    /// its root).
-    /// The spec of job `r` as `ws` may run it ([`Self::checked_spec`]),
-    /// resolved against the job's creation time, so a rerun selects the
-    /// same rows.
-    fn record_spec(&self, ws: &Workspace, r: &JobRecord) -> Result<ExportSpec> {
-        let created = DateTime::parse_from_rfc3339(&r.created_at)
-            .map_err(|e| Error::Jobs(format!("job {}: bad created_at: {e}", r.id)))?
-            .with_timezone(&Utc);
-        Ok(self.checked_spec(ws, &r.spec, created)?)
-    }
-
-    fn checked_spec(
-        &self,
-        ws: &Workspace,
-        body: &str,
-        created: DateTime<Utc>,
-    ) -> std::result::Result<ExportSpec, SpecErrors> {
-        let mut spec = ExportSpec::from_json(body, created)?;
-        let refuse = |field: &str, message: &str| {
-            SpecErrors(vec![SpecError {
-                field: field.into(),
-                message: message.into(),
-            }])
-        };
-        if let Some(Destination::Gcs {
-            service_account: Some(sa),
-            ..
-        }) = &spec.destination
-        {
-            if sa.trim_start().starts_with('{') {
-                return Err(refuse(
-                    "destination.service_account",
-                    "key material is not accepted by the service (it would be stored with \
-                     the job): name a service-account e-mail",
-                ));
-            }
-        }
-        if !ws.trusted {
-            if let Some(d) = &spec.destination {
-                let resolved = ws.policy.resolve(d).map_err(|e| SpecErrors(vec![e]))?;
-                spec.destination = Some(resolved);
-            }
-        }
-        Ok(spec)
-    }
-
-    /// Jobs of workspace `ws_id` that are queued or running.
-    fn active_jobs(&self, ws_id: &str) -> Result<Vec<JobRecord>> {
-        let mut out = Vec::new();
-        for status in [JobStatus::Queued, JobStatus::Running] {
-            out.extend(
-                self.db
-                    .with_status(status)?
-                    .into_iter()
-                    .filter(|r| r.workspace_id() == ws_id),
-            );
-        }
-        Ok(out)
-    }
-
-    /// The active jobs of `ws`, or its quota's refusal when they are
-    /// `max_active_jobs` already.
-    fn within_quota(&self, ws: &Workspace) -> std::result::Result<Vec<JobRecord>, Rejected> {
-        let active = self.active_jobs(&ws.id).map_err(Rejected::Internal)?;
-        if active.len() >= ws.max_active_jobs {
-            return Err(Rejected::Quota {
-                limit: ws.max_active_jobs,
-            });
-        }
-        Ok(active)
-    }
-
-    /// An active job of `ws` that writes to the destination of `spec` but
-    /// exports something else (the same spec would resume or no-op).
-    fn conflicting(
-        &self,
-        ws: &Workspace,
-        spec: &ExportSpec,
-        active: &[JobRecord],
-    ) -> Option<String> {
-        let dest = spec.destination.as_ref()?;
-        if matches!(dest, Destination::SignedUrl) {
-            return None;
-        }
-        let resolved = spec.resolved_json();
-        active.iter().find_map(|r| {
-            // The record's resolved spec (with its policy-resolved
-            // destination) decides without parsing the spec again: no
-            // caller regex is compiled under the submit lock.
-            let conflicts = match &r.resolved {
-                Some(other) => {
-                    other.get("destination") == resolved.get("destination") && *other != resolved
-                }
-                // Records of older versions: their spec, parsed again.
-                None => {
-                    let other = self.record_spec(ws, r).ok()?;
-                    other.destination.as_ref() == Some(dest) && other.resolved_json() != resolved
-                }
-            };
-            conflicts.then(|| r.id.clone())
-        })
-    }
-
     /// Workers in the pool.
     pub fn workers(&self) -> usize {
         self.workers
@@ -353,98 +247,6 @@ impl JobService {
                 .update(&r.id, |r| r.attempts = r.attempts.saturating_sub(1))?;
         }
         Ok(running.len())
-    }
-
-    /// Validates a posted spec and checks its destination before anything
-    /// is queued: the spec (with the workspace's policy), settings the
-    /// destination cannot work without, and — for object stores — that the
-    /// role (if any) can be assumed and the prefix listed. Returns what
-    /// [`JobService::submit`] queues.
-    pub async fn prepare(
-        &self,
-        ws: &Workspace,
-        body: &str,
-    ) -> std::result::Result<Prepared, Rejected> {
-        let created = Utc::now();
-        let spec = self
-            .checked_spec(ws, body, created)
-            .map_err(Rejected::Spec)?;
-        let skew = chrono::Duration::seconds(
-            i64::try_from(self.max_future_as_of.load(Ordering::Relaxed)).unwrap_or(i64::MAX / 2),
-        );
-        if spec.as_of > created + skew {
-            return Err(Rejected::Spec(SpecErrors(vec![SpecError {
-                field: "as_of".into(),
-                message: format!(
-                    "{} is in the future (now {}): a snapshot must not lie ahead, or sessions \
-                     sealed until then would join a rerun; omit as_of to export as of now",
-                    crate::spec::format_instant(spec.as_of),
-                    crate::spec::format_instant(created)
-                ),
-            }])));
-        }
-        // A workspace at its quota is answered before any outbound call
-        // (STS, IAM, LIST) is made for it; `submit` checks again under
-        // its lock.
-        self.within_quota(ws)?;
-        if matches!(spec.destination, Some(Destination::SignedUrl)) {
-            let used = self.signed_bytes(ws).map_err(Rejected::Internal)?;
-            if used >= ws.max_signed_bytes {
-                return Err(Rejected::Storage {
-                    used,
-                    limit: ws.max_signed_bytes,
-                });
-            }
-        }
-        self.make_room(ws).await.map_err(Rejected::Internal)?;
-        let id = new_export_id(created);
-        let as_spec_errors = |e: Error| {
-            Rejected::Spec(match e {
-                Error::Spec(errors) => errors,
-                Error::Config { field, message } => SpecErrors(vec![SpecError { field, message }]),
-                other => SpecErrors(vec![SpecError {
-                    field: "destination".into(),
-                    message: other.to_string(),
-                }]),
-            })
-        };
-        // Settings the destination cannot work without are the caller's error.
-        let target = Export::open_target(&spec, &id, &self.dest_for(ws))
-            .await
-            .map_err(as_spec_errors)?;
-        let remote = !matches!(
-            spec.destination,
-            Some(Destination::Local { .. }) | Some(Destination::SignedUrl) | None
-        );
-        if remote {
-            target.check().await.map_err(as_spec_errors)?;
-        }
-        Ok(Prepared { id, spec, created })
-    }
-
-    /// Queues a job `prepare` accepted, unless the workspace's quota is
-    /// full or another unfinished job writes to the same destination.
-    pub fn submit(
-        &self,
-        ws: &Workspace,
-        body: &str,
-        prepared: Prepared,
-    ) -> std::result::Result<JobRecord, Rejected> {
-        let Prepared { id, spec, created } = prepared;
-        // Checks and insert are one step: two posts cannot both pass them.
-        let _one_at_a_time = self
-            .submitting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let active = self.within_quota(ws)?;
-        if let Some(id) = self.conflicting(ws, &spec, &active) {
-            return Err(Rejected::Conflict { id });
-        }
-        let mut record = JobRecord::queued(id, &spec, body, created);
-        record.workspace = Some(ws.id.clone());
-        self.db.put(&record).map_err(Rejected::Internal)?;
-        self.wake.notify_one();
-        Ok(record)
     }
 
     /// The API object of job `id` of workspace `ws`, with live progress
@@ -526,150 +328,5 @@ impl JobService {
         }
         self.remove_signed_files(&r).await;
         self.db.remove(id)
-    }
-
-    /// Runs the dispatcher until the process ends.
-    pub fn start(self: &Arc<Self>) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move { me.dispatch().await });
-    }
-
-    async fn dispatch(self: Arc<Self>) {
-        let pool = Arc::new(Semaphore::new(self.workers));
-        // Workspaces take turns: the last one served goes to the back.
-        let mut last_workspace: Option<String> = None;
-        loop {
-            let Ok(permit) = Arc::clone(&pool).acquire_owned().await else {
-                return;
-            };
-            let next = match self.db.next_queued(last_workspace.as_deref()) {
-                Ok(q) => q,
-                Err(e) => {
-                    tracing::error!("cannot read the job queue: {e}");
-                    None
-                }
-            };
-            let Some(job) = next else {
-                drop(permit);
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-                }
-                continue;
-            };
-            last_workspace = Some(job.workspace_id().to_string());
-            // Registered before the claim, so a cancel that sees the job
-            // `running` always finds its flag.
-            let progress = Arc::new(Progress::default());
-            self.live
-                .lock()
-                .expect("live map")
-                .insert(job.id.clone(), Arc::clone(&progress));
-            let claimed = self.db.update(&job.id, |r| {
-                if r.status == JobStatus::Queued {
-                    r.start();
-                }
-            });
-            match claimed {
-                Ok(Some(r)) if r.status == JobStatus::Running => {}
-                _ => {
-                    // Taken or cancelled meanwhile: try again shortly, not
-                    // in a hot loop.
-                    self.live().remove(&job.id);
-                    drop(permit);
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            }
-            let me = Arc::clone(&self);
-            let exec = self.exec.clone();
-            tokio::spawn(async move {
-                let id = job.id.clone();
-                let worker = {
-                    let me = Arc::clone(&me);
-                    let progress = Arc::clone(&progress);
-                    exec.spawn(async move { me.run(job, progress).await })
-                };
-                let result = match worker.await {
-                    Ok(r) => r,
-                    Err(e) => Err(Error::Jobs(format!("export worker failed: {e}"))),
-                };
-                me.finish(&id, &progress, result).await;
-                me.live.lock().expect("live map").remove(&id);
-                drop(permit);
-                me.wake.notify_one();
-            });
-        }
-    }
-
-    async fn run(&self, job: JobRecord, progress: Arc<Progress>) -> Result<ExportOutcome> {
-        let ws_id = job.workspace_id().to_string();
-        let tenants = self.tenants();
-        let (Some(ws), Some(store)) = (tenants.workspaces.get(&ws_id), tenants.stores.get(&ws_id))
-        else {
-            return Err(Error::Jobs(format!(
-                "job {}: its workspace {ws_id:?} is no longer configured",
-                job.id
-            )));
-        };
-        let spec = self.record_spec(ws, &job)?;
-        let target = Export::open_target(&spec, &job.id, &self.dest_for(ws)).await?;
-        let job_id = job.id.clone();
-        let mut export = Export::new(store, &spec)
-            .with_id(job.id.clone())
-            .with_target(target.clone())
-            .with_progress(progress);
-        if let Some(url) = self.cluster.get() {
-            if spec.steps.is_none() && spec.redact.is_none() {
-                export = export.with_cluster(url.clone());
-            }
-        }
-        match export.await {
-            Err(Error::Cancelled) => {
-                purge_unpublished(&target, &job_id, &spec.split_names()).await;
-                Err(Error::Cancelled)
-            }
-            other => other,
-        }
-    }
-
-    /// Deletes what the unfinished attempts of job `r` left at its
-    /// destination (shards, card, lease), as a failed export leaves
-    /// nothing; a destination that cannot be opened is only logged.
-    async fn remove_attempt(&self, r: &JobRecord) {
-        let tenants = self.tenants();
-        let Some(ws) = tenants.workspaces.get(r.workspace_id()) else {
-            return;
-        };
-        let opened = match self.record_spec(ws, r) {
-            Ok(spec) => Export::open_target(&spec, &r.id, &self.dest_for(ws))
-                .await
-                .map(|t| (t, spec.split_names())),
-            Err(e) => Err(e),
-        };
-        match opened {
-            Ok((target, splits)) => purge_unpublished(&target, &r.id, &splits).await,
-            Err(e) => tracing::warn!(id = %r.id, "cannot remove the files of its attempts: {e}"),
-        }
-    }
-
-    async fn finish(&self, id: &str, progress: &Progress, result: Result<ExportOutcome>) {
-        let update = match result {
-            Ok(outcome) => self.db.update(id, |r| r.completed(&outcome)),
-            Err(e) => {
-                let cancelled =
-                    matches!(e, Error::Cancelled) || progress.cancel.load(Ordering::SeqCst);
-                let message = if cancelled {
-                    "cancelled".to_string()
-                } else {
-                    e.to_string()
-                };
-                tracing::warn!(%id, error = %message, "export failed");
-                self.db.update(id, |r| r.failed(message.clone()))
-            }
-        };
-        if let Err(e) = update {
-            tracing::error!(%id, "cannot record the job's result: {e}");
-        }
     }
 }

@@ -8,6 +8,7 @@
 //! MDS `index.json`, WebDataset `wids.json`). [`ExportLayout`] names every file; `row_schema.rs` and
 //! `row_json.rs` give the output columns and their JSON form.
 
+mod attempts;
 mod existing;
 mod export_location;
 mod format;
@@ -17,6 +18,7 @@ mod lease;
 mod loader_index;
 mod manifest;
 mod media;
+mod partition_sink;
 mod publish;
 mod read;
 mod row_json;
@@ -27,6 +29,7 @@ mod step_output;
 mod upload;
 mod verify;
 
+pub(crate) use attempts::purge_unpublished;
 pub use export_location::{open_export_location, verify_location};
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
@@ -34,10 +37,8 @@ pub use manifest::{
     shards_digest, ImageFiles, Manifest, Selection, SelectionBuilder, ShardInfo, SplitSection,
     StepSection,
 };
-pub(crate) use publish::purge_unpublished;
-pub use publish::{
-    Begin, Begun, ExportMeta, ExportWriter, PartitionSink, PartitionWritten, StepsWritten,
-};
+pub use partition_sink::{PartitionSink, PartitionWritten, StepsWritten};
+pub use publish::{Begin, Begun, ExportMeta, ExportWriter};
 pub(crate) use read::{bytes_if_any, MANIFEST_LIMIT};
 pub use row_schema::{output_schema, to_output_batch};
 pub use shard_rows::{session_changes, shard_rows, RowDigest};

@@ -18,32 +18,31 @@
 //! On any failure the open upload is aborted, every key this attempt created
 //! is deleted (the lease too, if this attempt created it), no manifest is
 //! written, and the error names the failing operation and key.
+//!
+//! One partition's rows go to their shards through `partition_sink.rs`;
+//! what earlier attempts left at the prefix is found and removed by
+//! `attempts.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow::array::{Array, AsArray, BooleanArray};
-use arrow::compute::filter_record_batch;
 use bytes::Bytes;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::attempts::{is_attempt_file, objects_under, series_of, sweep_interrupted_uploads};
 use super::layout::ExportLayout;
 use super::lease::{self, Claim, Lease};
 use super::loader_index::{series_index, IndexFile};
 use super::manifest::{
     dataset_card, shards_digest, ImageFiles, Manifest, Selection, ShardInfo, SplitSection,
-    StepSection,
 };
-use super::media::MediaWriter;
-use super::row_schema::{output_schema, schema_json, to_output_batch};
-use super::sharded::{Progress, ShardTotals, ShardedWriter};
-use super::step_output::StepOutput;
+use super::partition_sink::{PartitionSink, PartitionWritten, StepsWritten};
+use super::row_schema::{output_schema, schema_json};
+use super::sharded::{Progress, ShardTotals};
 use crate::dest::{ExportTarget, ShardLinks};
 use crate::error::{Error, Result};
 use crate::spec::{check_shard_size, format_instant, OutputFormat};
@@ -560,25 +559,6 @@ fn without_as_of(spec: &Value) -> Value {
     spec
 }
 
-/// What rows an export writes.
-enum Shape {
-    /// Frame rows (SPEC §5).
-    Frames,
-    /// Step rows.
-    Steps(Box<StepOutput>),
-}
-
-/// What the manifest needs of the rows once they are written.
-enum Finished {
-    Frames,
-    Steps {
-        schema: arrow::datatypes::SchemaRef,
-        section: StepSection,
-        /// The image files (JSON Lines).
-        media: Option<Vec<ShardInfo>>,
-    },
-}
-
 /// How [`ExportWriter::begin`] found the prefix.
 #[derive(Debug)]
 pub enum Begin {
@@ -596,345 +576,4 @@ pub struct Begun {
     claim: Claim,
     /// Objects under the prefix before this attempt: name → size.
     existing: HashMap<String, u64>,
-}
-
-/// What one partition of an export wrote, as the process that wrote it
-/// reports it to the one that writes the manifest (JSON on a cluster).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionWritten {
-    /// The partition.
-    pub partition: u32,
-    /// Per shard series (one, or one per split in split order): its
-    /// shards and totals.
-    pub series: Vec<(Vec<ShardInfo>, ShardTotals)>,
-    /// Step exports: what the manifest's `steps` section needs.
-    pub steps: Option<StepsWritten>,
-}
-
-/// What a step export's partition reports besides its shards.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StepsWritten {
-    /// The step rows' schema, as the manifest records it.
-    schema: Value,
-    section: StepSection,
-    /// The image files (JSON Lines).
-    media: Option<Vec<ShardInfo>>,
-}
-
-/// Writes one partition's shards (every split's series) from its rows in
-/// export order; made by [`ExportWriter::partition_sink`].
-#[derive(Debug)]
-pub struct PartitionSink {
-    store: Arc<dyn ObjectStore>,
-    layout: ExportLayout,
-    partition: u32,
-    shard_size_bytes: u64,
-    part_bytes: usize,
-    progress: Arc<Progress>,
-    splits: Vec<String>,
-    steps: bool,
-    media: bool,
-    folders: Vec<String>,
-    existing: Option<HashMap<String, u64>>,
-}
-
-impl PartitionSink {
-    /// Streams `rows` into the partition's shards. On failure every shard
-    /// it created is deleted.
-    pub async fn write(self, rows: SendableRecordBatchStream) -> Result<PartitionWritten> {
-        let existing = match self.existing {
-            Some(e) => e,
-            None => {
-                let mut e = objects_under(&self.store, self.layout.prefix(), &self.folders).await?;
-                e.remove(ExportLayout::LEASE);
-                e
-            }
-        };
-        let writers = series_of(&self.layout, &self.splits)
-            .into_iter()
-            .map(|layout| {
-                ShardedWriter::with_layout(Arc::clone(&self.store), layout, self.shard_size_bytes)
-                    .with_progress(Arc::clone(&self.progress))
-                    .with_part_bytes(self.part_bytes)
-                    .with_existing(existing.clone())
-            })
-            .collect();
-        let shape = if self.steps {
-            let media = self.media.then(|| {
-                MediaWriter::new(
-                    Arc::clone(&self.store),
-                    self.layout.clone(),
-                    existing.clone(),
-                )
-            });
-            Shape::Steps(Box::new(StepOutput::new(
-                self.layout.format(),
-                &rows.schema(),
-                media,
-            )))
-        } else {
-            Shape::Frames
-        };
-        let (series, finished) = stream_rows(writers, &self.splits, rows, shape).await?;
-        Ok(PartitionWritten {
-            partition: self.partition,
-            series,
-            steps: match finished {
-                Finished::Frames => None,
-                Finished::Steps {
-                    schema,
-                    section,
-                    media,
-                } => Some(StepsWritten {
-                    schema: schema_json(&schema),
-                    section,
-                    media,
-                }),
-            },
-        })
-    }
-}
-
-impl Shape {
-    async fn convert(
-        &mut self,
-        batch: &arrow::array::RecordBatch,
-    ) -> Result<arrow::array::RecordBatch> {
-        match self {
-            Shape::Frames => to_output_batch(batch),
-            Shape::Steps(s) => s.convert(batch).await,
-        }
-    }
-
-    async fn abort(self) {
-        if let Shape::Steps(s) = self {
-            if let Some(m) = s.media {
-                m.abort().await;
-            }
-        }
-    }
-
-    /// What the manifest needs, and the media names this attempt created.
-    fn finish(self) -> (Finished, Vec<String>) {
-        match self {
-            Shape::Frames => (Finished::Frames, Vec::new()),
-            Shape::Steps(mut s) => {
-                let section = s.section();
-                let schema = s.schema();
-                let (media, created) = match s.media.take() {
-                    Some(m) => {
-                        let (files, created) = m.finish();
-                        (Some(files), created)
-                    }
-                    None => (None, Vec::new()),
-                };
-                (
-                    Finished::Steps {
-                        schema,
-                        section,
-                        media,
-                    },
-                    created,
-                )
-            }
-        }
-    }
-}
-
-/// Per series its shards and totals, and what the manifest needs of the
-/// rows.
-type Written = (Vec<(Vec<ShardInfo>, ShardTotals)>, Finished);
-
-/// Streams `rows` into `writers`: all into the one writer, or with
-/// `splits` each row into the writer of its `split` column's value.
-async fn stream_rows(
-    mut writers: Vec<ShardedWriter>,
-    splits: &[String],
-    mut rows: SendableRecordBatchStream,
-    mut shape: Shape,
-) -> Result<Written> {
-    let streamed: Result<()> = async {
-        while let Some(batch) = rows.next().await {
-            let batch = batch?;
-            let out = shape.convert(&batch).await?;
-            if splits.is_empty() {
-                writers[0].write_batch(&out).await?;
-                continue;
-            }
-            let column = batch.column_by_name("split").ok_or_else(|| {
-                Error::Rows("an export with splits needs a `split` column".into())
-            })?;
-            let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
-            let names = column.as_string::<i32>();
-            let mut routed = 0;
-            for (i, split) in splits.iter().enumerate() {
-                let mask: BooleanArray = (0..names.len())
-                    .map(|r| Some(names.is_valid(r) && names.value(r) == split))
-                    .collect();
-                let n = mask.true_count();
-                if n > 0 {
-                    routed += n;
-                    writers[i]
-                        .write_batch(&filter_record_batch(&out, &mask)?)
-                        .await?;
-                }
-            }
-            if routed != out.num_rows() {
-                return Err(Error::Internal(format!(
-                    "{} row(s) in no split of {splits:?}",
-                    out.num_rows() - routed
-                )));
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = streamed {
-        for w in writers {
-            w.abort().await;
-        }
-        shape.abort().await;
-        return Err(e);
-    }
-    let (finished, media_created) = shape.finish();
-    let mut parts = Vec::with_capacity(writers.len());
-    let mut created: Vec<(String, bool)> = Vec::new();
-    let mut writers = writers.into_iter();
-    while let Some(w) = writers.next() {
-        let store = w.store();
-        let layout = w.layout().clone();
-        match w.finish_with_created().await {
-            Ok((shards, totals, made)) => {
-                created.extend(shards.iter().map(|s| s.path.clone()).zip(made));
-                parts.push((shards, totals));
-            }
-            Err(e) => {
-                // This writer cleaned up after itself; the finished ones
-                // and the rest did not.
-                for (name, _) in created.iter().filter(|(_, c)| *c) {
-                    let _ = store.delete(&layout.key(name)).await;
-                }
-                for name in &media_created {
-                    let _ = store.delete(&layout.key(name)).await;
-                }
-                for rest in writers {
-                    rest.abort().await;
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok((parts, finished))
-}
-
-/// Objects directly under `prefix`, and directly in its sub-folders named
-/// in `series` (the split folders): relative name → size. Other
-/// sub-folders are not the export's and are ignored.
-pub(crate) async fn objects_under(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
-    series: &[String],
-) -> Result<HashMap<String, u64>> {
-    let listed: Vec<_> = store
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(Error::destination("list", prefix))?;
-    let depth = prefix.parts().count();
-    Ok(listed
-        .into_iter()
-        .filter_map(|m| {
-            let parts: Vec<String> = m
-                .location
-                .parts()
-                .skip(depth)
-                .map(|p| p.as_ref().to_string())
-                .collect();
-            match parts.as_slice() {
-                [name] => Some((name.clone(), m.size)),
-                [folder, name] if series.contains(folder) => {
-                    Some((format!("{folder}/{name}"), m.size))
-                }
-                _ => None,
-            }
-        })
-        .collect())
-}
-
-/// Deletes what uploads cut off by a crash left in a local folder and
-/// returns how many files. object_store writes a local object to
-/// `name#<digits>` and renames it when complete; such staging files are
-/// hidden from listings, so a resumed export would never see them. Only
-/// an export's own names are touched ([`ExportLayout::is_export_file`]). A
-/// no-op for object stores.
-fn sweep_interrupted_uploads(target: &ExportTarget) -> Result<usize> {
-    let Some(dir) = &target.local_dir else {
-        return Ok(0);
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((base, suffix)) = name.rsplit_once('#') else {
-            continue;
-        };
-        let staging = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit());
-        if staging && ExportLayout::is_export_file(base) {
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// The layout of each shard series of `layout`: itself, or one per split.
-fn series_of(layout: &ExportLayout, splits: &[String]) -> Vec<ExportLayout> {
-    if splits.is_empty() {
-        vec![layout.clone()]
-    } else {
-        splits.iter().map(|s| layout.series(s)).collect()
-    }
-}
-
-/// Whether `name` (relative to an export's prefix) is a file an attempt
-/// writes and an unpublished attempt may take back: shards, the card and
-/// image files — never the manifest or the lease.
-fn is_attempt_file(name: &str) -> bool {
-    let file = name.rsplit('/').next().unwrap_or(name);
-    let media = name
-        .strip_prefix(crate::sample::IMAGES_FOLDER)
-        .is_some_and(|rest| rest.starts_with('/'));
-    (ExportLayout::is_export_file(file) || media)
-        && name != ExportLayout::MANIFEST
-        && name != ExportLayout::LEASE
-}
-
-/// Deletes what unfinished attempts of export `export_id` left under its
-/// prefix (shards, the dataset card, the lease) — only under a lease that
-/// export created, and never once a manifest is there.
-pub(crate) async fn purge_unpublished(target: &ExportTarget, export_id: &str, series: &[String]) {
-    let layout = ExportLayout::new(target.prefix.clone(), crate::spec::OutputFormat::Parquet);
-    if target.store.head(&layout.manifest()).await.is_ok() {
-        return;
-    }
-    match lease::read(target, &layout).await {
-        Ok(Some(l)) if l.export_id == export_id => {}
-        _ => return,
-    }
-    let mut folders = series.to_vec();
-    folders.push(crate::sample::IMAGES_FOLDER.to_string());
-    let Ok(names) = objects_under(&target.store, &target.prefix, &folders).await else {
-        return;
-    };
-    for name in names.keys() {
-        if is_attempt_file(name) {
-            let _ = target.store.delete(&layout.key(name)).await;
-        }
-    }
-    lease::release(target, &layout).await;
 }

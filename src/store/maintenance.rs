@@ -10,11 +10,11 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
-use super::catalog::{
+use super::layout::{child, claim_path, CLAIMS_DIR, SESSIONS_DIR};
+use super::log_actions::{
     frames_remove, is_pack, one_row_sessions_add, pack_add, relative_to, sessions_file_add,
     sessions_remove, under, CommitEntry, Table,
 };
-use super::layout::{child, claim_path, CLAIMS_DIR, SESSIONS_DIR};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::seal::{Pending, SealSummary, STALE_CLAIM};
 use super::sealed_store::{SealedStore, Snapshot};
@@ -412,7 +412,7 @@ impl SealedStore {
         claims.sort();
         let mut named: HashSet<String> = HashSet::new();
         for claim in &claims {
-            let path = super::catalog::under(&loc.prefix, claim);
+            let path = super::log_actions::under(&loc.prefix, claim);
             if let Ok((s, _)) = self.read_claim(&path).await {
                 named.insert(s.frames_path);
             }
@@ -426,7 +426,7 @@ impl SealedStore {
             for f in &summary.deleted {
                 match loc
                     .store
-                    .delete(&super::catalog::under(&loc.prefix, f))
+                    .delete(&super::log_actions::under(&loc.prefix, f))
                     .await
                 {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -23,10 +23,10 @@ use arrow::array::RecordBatch;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::catalog::{
+use super::layout::{claim_path, month_of};
+use super::log_actions::{
     frames_remove, pack_add, relative_to, sessions_file_add, sessions_remove, Table,
 };
-use super::layout::{claim_path, month_of};
 use super::pack::{delete_packs, pack_path, write_pack, PackSource};
 use super::sealed_store::{SealedStore, SessionRecord};
 use super::sessions_pack::{

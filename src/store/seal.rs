@@ -33,9 +33,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::bundle::{Bundle, BundleLimits};
-use super::catalog::{relative_to, sessions_file_add, under, CommitEntry, Table};
 use super::frame_batch::{session_row, FrameBatches};
 use super::layout::{month_of, SessionPaths};
+use super::log_actions::{relative_to, sessions_file_add, under, CommitEntry, Table};
 use super::schema::{frames_file_schema, sessions_schema};
 use super::sealed_store::{
     SealedStore, Snapshot, META_FRAMES_BYTES, META_FRAMES_FOOTER, META_FRAMES_PATH,

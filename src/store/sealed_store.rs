@@ -21,9 +21,11 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::catalog::{frames_tails, relative_to, under, Catalog, CommitEntry, LoggedFile, Table};
+use super::catalog::Catalog;
 use super::layout::{child, SESSIONS_DIR};
 use super::location::StoreLocation;
+use super::log_actions::{relative_to, under, CommitEntry, Table};
+use super::logged_files::{frames_tails, LoggedFile};
 use super::pack::{PackMember, PackSource};
 use super::schema::{sessions_schema, with_instruction};
 use super::sessions_pack::SessionMember;
