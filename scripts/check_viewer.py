@@ -47,7 +47,7 @@ def export(fmt, name, **extra):
     return out, json.loads((out / "manifest.json").read_text())
 
 
-exports = {fmt: export(fmt, fmt) for fmt in ["parquet", "arrow", "jsonl", "webdataset"]}
+exports = {fmt: export(fmt, fmt) for fmt in ["parquet", "arrow", "jsonl", "webdataset", "mds"]}
 exports["steps"] = export("jsonl", "steps", unit="step", coordinates="normalized_1000",
                           messages={"preset": "sharegpt", "action_syntax": "pyautogui"})
 CONVENTIONS = {"pixels": "pixels", "normalized": "normalized", "normalized_1000": "normalized_1000",

@@ -31,6 +31,7 @@ mod verify;
 
 pub(crate) use attempts::purge_unpublished;
 pub use export_location::{open_export_location, verify_location};
+pub(crate) use format::read_samples as mds_samples;
 pub use hashing::{HashingWriter, ShardDone};
 pub use layout::ExportLayout;
 pub use manifest::{

@@ -1,7 +1,7 @@
 //! A shard's samples as the viewer shows them, decoded from the shard's own
 //! bytes in each format: fields as text and images as bytes (Parquet and
 //! Arrow IPC columns, JSON Lines values with `data:` URLs, WebDataset tar
-//! members). A sample holding a chat (`messages` or `conversations`)
+//! members, MDS columns by their encoding). A sample holding a chat (`messages` or `conversations`)
 //! keeps it as JSON for the page to render as turns.
 
 use std::io::Read;
@@ -112,11 +112,38 @@ pub(crate) fn decode(format: OutputFormat, bytes: bytes::Bytes) -> Result<Vec<Sa
             })
             .collect(),
         OutputFormat::Webdataset => tar_samples(&bytes),
-        OutputFormat::Mds => Err(
-            "MDS shards are browsed with mosaicml-streaming (StreamingDataset); the viewer shows their manifest"
-                .into(),
-        ),
+        OutputFormat::Mds => mds_samples(&bytes),
     }
+}
+
+/// An MDS shard's samples, each column by its encoding.
+fn mds_samples(bytes: &[u8]) -> Result<Vec<Sample>, String> {
+    let mut out = Vec::new();
+    for m in crate::sink::mds_samples(bytes)? {
+        let mut s = Sample::default();
+        for ((name, v), encoding) in m.columns.iter().zip(m.encodings.iter()) {
+            match encoding.as_str() {
+                "png" | "jpeg" | "jpg" | "webp" | "pil" => {
+                    s.images.push((name.clone(), v.to_vec()))
+                }
+                "int" if v.len() == 8 => {
+                    let n = i64::from_le_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
+                    s.field(name, &Value::from(n));
+                }
+                "json" => {
+                    let value = serde_json::from_slice::<Value>(v)
+                        .map_err(|e| format!("column {name}: {e}"))?;
+                    s.field(name, &value);
+                }
+                _ => s.field(
+                    name,
+                    &Value::String(String::from_utf8_lossy(v).into_owned()),
+                ),
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
 }
 
 fn tar_samples(bytes: &[u8]) -> Result<Vec<Sample>, String> {

@@ -369,6 +369,8 @@ impl MdsShard {
 pub(crate) struct MdsSample<'a> {
     pub(crate) raw: &'a [u8],
     pub(crate) columns: Vec<(String, &'a [u8])>,
+    /// Each column's MDS encoding (`str`, `int`, `json`, `png`, `jpeg`).
+    pub(crate) encodings: std::sync::Arc<Vec<String>>,
 }
 
 /// The samples of an MDS shard, checking its header and config; the error
@@ -395,6 +397,14 @@ pub(crate) fn read_samples(shard: &[u8]) -> std::result::Result<Vec<MdsSample<'_
         .iter()
         .map(|v| v.as_str().unwrap_or_default().to_string())
         .collect();
+    let encodings: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+        config["column_encodings"]
+            .as_array()
+            .ok_or("config lacks column_encodings")?
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+    );
     let sizes: Vec<Option<usize>> = config["column_sizes"]
         .as_array()
         .ok_or("config lacks column_sizes")?
@@ -431,7 +441,11 @@ pub(crate) fn read_samples(shard: &[u8]) -> std::result::Result<Vec<MdsSample<'_
             columns.push((name.clone(), v));
             at += len;
         }
-        out.push(MdsSample { raw, columns });
+        out.push(MdsSample {
+            raw,
+            columns,
+            encodings: std::sync::Arc::clone(&encodings),
+        });
     }
     Ok(out)
 }

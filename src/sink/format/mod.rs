@@ -19,7 +19,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use serde_json::Value;
 
-pub(super) use mds::{python_json, read_samples};
+pub(super) use mds::python_json;
+pub(crate) use mds::read_samples;
 
 use super::hashing::{HashingWriter, ShardDone};
 use crate::error::{Error, Result};
