@@ -20,26 +20,10 @@ impl<T> OrRaise<T> for nusomi_export::Result<T> {
     }
 }
 
-/// An engine error that carries one of ours comes back as ours.
-pub(crate) fn from_engine(e: datafusion::error::DataFusionError) -> Error {
-    use datafusion::error::DataFusionError;
-    match e {
-        DataFusionError::External(b) => match b.downcast::<Error>() {
-            Ok(ours) => *ours,
-            Err(b) => Error::DataFusion(DataFusionError::External(b)),
-        },
-        DataFusionError::Context(c, inner) => match from_engine(*inner) {
-            Error::DataFusion(d) => Error::DataFusion(DataFusionError::Context(c, Box::new(d))),
-            ours => ours,
-        },
-        other => Error::DataFusion(other),
-    }
-}
-
 /// `e` as an instance of the package's exception class for it.
 pub(crate) fn raise(py: Python<'_>, e: Error) -> PyErr {
     let e = match e {
-        Error::DataFusion(d) => from_engine(d),
+        Error::DataFusion(d) => Error::from_engine(d),
         other => other,
     };
     match build(py, &e) {

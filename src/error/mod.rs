@@ -280,7 +280,7 @@ impl Error {
 impl Error {
     /// An engine error back as ours: an [`Error`] that crossed the engine
     /// boundary (a sink's, wrapped as external) comes back as it was.
-    pub(crate) fn from_engine(e: DataFusionError) -> Error {
+    pub fn from_engine(e: DataFusionError) -> Error {
         match e {
             DataFusionError::External(b) => match b.downcast::<Error>() {
                 Ok(ours) => *ours,

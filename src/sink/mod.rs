@@ -42,6 +42,7 @@ pub use partition_sink::{PartitionSink, PartitionWritten, StepsWritten};
 pub use publish::{Begin, Begun, ExportMeta, ExportWriter};
 pub(crate) use read::{bytes_if_any, MANIFEST_LIMIT};
 pub use row_schema::{output_schema, to_output_batch};
+pub(crate) use shard_rows::tar_members;
 pub use shard_rows::{session_changes, shard_rows, RowDigest};
 pub use sharded::{Progress, ShardTotals, ShardedWriter};
 pub use verify::{read_manifest, verify, verify_link, Mismatch, Verification};

@@ -110,10 +110,10 @@ fn mds_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
         .collect())
 }
 
-fn tar_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
-    let mut out: Vec<RowDigest> = Vec::new();
-    let mut hashers: Vec<Sha256> = Vec::new();
-    let mut archive = tar::Archive::new(bytes.as_ref());
+/// The members of a tar shard, in order: name and bytes.
+pub(crate) fn tar_members(bytes: &[u8]) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(bytes);
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
         let name = entry
@@ -123,6 +123,15 @@ fn tar_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
             .into_owned();
         let mut body = Vec::new();
         entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
+        out.push((name, body));
+    }
+    Ok(out)
+}
+
+fn tar_rows(bytes: &Bytes) -> std::result::Result<Vec<RowDigest>, String> {
+    let mut out: Vec<RowDigest> = Vec::new();
+    let mut hashers: Vec<Sha256> = Vec::new();
+    for (name, body) in tar_members(bytes)? {
         let key = name.split('.').next().unwrap_or_default().to_string();
         // A step export stores a frame's image once, as its own member
         // before the first step's `.json`: it belongs to that step's row.

@@ -4,8 +4,6 @@
 //! members, MDS columns by their encoding). A sample holding a chat (`messages` or `conversations`)
 //! keeps it as JSON for the page to render as turns.
 
-use std::io::Read;
-
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use base64::Engine;
@@ -148,16 +146,7 @@ fn mds_samples(bytes: &[u8]) -> Result<Vec<Sample>, String> {
 
 fn tar_samples(bytes: &[u8]) -> Result<Vec<Sample>, String> {
     let mut out: Vec<(String, Sample)> = Vec::new();
-    let mut archive = tar::Archive::new(bytes);
-    for entry in archive.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let name = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
-        let mut body = Vec::new();
-        entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    for (name, body) in crate::sink::tar_members(bytes)? {
         let (key, ext) = name.split_once('.').unwrap_or((&name, ""));
         if out.last().is_none_or(|(k, _)| k != key) {
             out.push((key.to_string(), Sample::default()));
